@@ -1,0 +1,284 @@
+//! Wiring: `App::build(settings, clock)` opens the store, loads the policy, builds the notifiers
+//! and binds the listener; `run_until_stopped` runs the HTTP server, the escalation scheduler, the
+//! delivery worker and the policy watchers until the shutdown future resolves, then drains them in
+//! order: stop accepting HTTP → stop firing new steps → finish in-flight deliveries → close the
+//! store — within `shutdown_timeout`.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::{ConfigError, PolicyHandle, format_errors};
+use crate::escalate::scheduler::{Scheduler, SchedulerHealth};
+use crate::http::{self, Shared};
+use crate::incident::IncidentService;
+use crate::incident::service::Wakers;
+use crate::ingest::{CertCache, CertFetcher, HttpCertFetcher};
+use crate::metrics::Metrics;
+use crate::notify::worker::DeliveryWorker;
+use crate::notify::{ChannelSettings, Notifiers};
+use crate::settings::Settings;
+use crate::store::{EmbeddedStore, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the policy in {dir} is invalid:\n{text}")]
+    Policy {
+        dir: String,
+        text: String,
+        errors: Vec<ConfigError>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+pub struct App {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    handle: AppHandle,
+}
+
+/// What tests (and `main`) hold on to while the app runs: drive timers and deliveries by hand.
+#[derive(Clone)]
+pub struct AppHandle {
+    pub service: Arc<IncidentService>,
+    pub policy: Arc<PolicyHandle>,
+    pub worker: Arc<DeliveryWorker>,
+    pub wake: Wakers,
+    pub metrics: Arc<Metrics>,
+    pub addr: std::net::SocketAddr,
+    scheduler: Arc<Scheduler>,
+}
+
+impl AppHandle {
+    /// Fires every escalation step due now (by the app's clock).
+    pub async fn run_due_escalations(&self) -> usize {
+        self.scheduler.pass().await.unwrap_or(0)
+    }
+
+    /// Sends every delivery due now and waits for the attempts to be recorded.
+    pub async fn run_deliveries(&self) {
+        let _ = self.worker.drain().await;
+    }
+}
+
+impl App {
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<App, AppError> {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&settings.data_dir)?);
+        Self::build_with_store(settings, clock, store, None).await
+    }
+
+    /// As `build`, with an explicit store and (optionally) certificate fetcher.
+    pub async fn build_with_store(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn Store>,
+        cert_fetcher: Option<Arc<dyn CertFetcher>>,
+    ) -> Result<App, AppError> {
+        let metrics = Arc::new(Metrics::new());
+        let policy =
+            PolicyHandle::load(&settings.config_dir, metrics.clone()).map_err(|errors| {
+                AppError::Policy {
+                    dir: settings.config_dir.display().to_string(),
+                    text: format_errors(&errors),
+                    errors,
+                }
+            })?;
+        let policy = Arc::new(policy);
+        let http_client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        let channel_settings = ChannelSettings::default();
+        let notifiers = Arc::new(ArcSwap::from_pointee(Notifiers::build(
+            &policy.current(),
+            &channel_settings,
+            &http_client,
+        )));
+        {
+            let notifiers = notifiers.clone();
+            let http_client = http_client.clone();
+            policy.on_swap(move |p| {
+                notifiers.store(Arc::new(Notifiers::build(
+                    p,
+                    &channel_settings,
+                    &http_client,
+                )));
+            });
+        }
+        let wake = Wakers::default();
+        let service = Arc::new(IncidentService::new(
+            store.clone(),
+            policy.clone(),
+            clock.clone(),
+            metrics.clone(),
+            wake.clone(),
+        ));
+        let worker = Arc::new(DeliveryWorker::new(
+            store.clone(),
+            policy.clone(),
+            notifiers,
+            clock.clone(),
+            metrics.clone(),
+            settings.retry.clone(),
+            settings.public_url.clone(),
+            wake.deliveries.clone(),
+        ));
+        let health = Arc::new(SchedulerHealth::default());
+        let scheduler = Arc::new(Scheduler {
+            service: service.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            wake: wake.scheduler.clone(),
+            health: health.clone(),
+        });
+        let fetcher = match cert_fetcher {
+            Some(f) => f,
+            None => Arc::new(HttpCertFetcher::with_client(http_client.clone())),
+        };
+        let certs = Arc::new(CertCache::new(
+            fetcher,
+            settings.sns_extra_trusted_prefixes.clone(),
+        ));
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| AppError::Bind {
+                    addr: settings.listen.to_string(),
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(AppError::Serve)?;
+        if settings.ingest_tokens.is_empty() && settings.operator_tokens.is_empty() {
+            tracing::warn!(
+                "No ingest or operator tokens are set (VIGIL_INGEST_TOKENS, VIGIL_OPERATOR_TOKENS): /v1/events and the incident API refuse every request."
+            );
+        }
+        let shared = Arc::new(Shared {
+            service: service.clone(),
+            policy: policy.clone(),
+            settings,
+            certs,
+            http: http_client,
+            metrics: metrics.clone(),
+            scheduler: health,
+            clock,
+        });
+        let handle = AppHandle {
+            service,
+            policy,
+            worker,
+            wake,
+            metrics,
+            addr,
+            scheduler,
+        };
+        Ok(App {
+            listener,
+            shared,
+            handle,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.handle.addr.port()
+    }
+
+    pub fn handle(&self) -> AppHandle {
+        self.handle.clone()
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let App {
+            listener,
+            shared,
+            handle,
+        } = self;
+        let timeout = shared.settings.shutdown_timeout;
+        let stop_http = CancellationToken::new();
+        let stop_loops = CancellationToken::new();
+        if shared.settings.watch_config
+            && let Err(e) = handle.policy.watch(stop_loops.clone())
+        {
+            tracing::warn!(error.message = %e, "Cannot watch the policy directory; reload with SIGHUP or the API.");
+        }
+        #[cfg(unix)]
+        {
+            let policy = handle.policy.clone();
+            let stop = stop_loops.clone();
+            if let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            got = hup.recv() => {
+                                if got.is_none() { break; }
+                                let _ = policy.reload("SIGHUP").await;
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        let scheduler = {
+            let s = handle.scheduler.clone();
+            let stop = stop_loops.clone();
+            tokio::spawn(async move {
+                Scheduler::run_shared(s, stop).await;
+            })
+        };
+        let worker = {
+            let w = handle.worker.clone();
+            let stop = stop_loops.clone();
+            tokio::spawn(async move { w.run(stop).await })
+        };
+        let server = {
+            let router = http::router(shared.clone());
+            let stop = stop_http.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            })
+        };
+        tracing::info!(addr = %handle.addr, policy = %handle.policy.current().digest, "vigil is listening.");
+        shutdown.await;
+        tracing::info!("Shutting down.");
+        stop_http.cancel();
+        let drain = async {
+            let served = server.await;
+            stop_loops.cancel();
+            let _ = scheduler.await;
+            let _ = worker.await;
+            served
+        };
+        match tokio::time::timeout(timeout, drain).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(AppError::Serve(e)),
+            Ok(Err(join)) => Err(AppError::Serve(std::io::Error::other(join.to_string()))),
+            Err(_) => {
+                tracing::warn!(
+                    ?timeout,
+                    "Shutdown drain timed out; undelivered rows stay in the outbox for the next start."
+                );
+                Ok(())
+            }
+        }
+    }
+}

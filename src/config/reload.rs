@@ -1,0 +1,152 @@
+//! Hot reload of `routing/`. A file change, SIGHUP and `POST /v1/admin/reload` all call
+//! `PolicyHandle::reload`: parse → compile → build notifiers → swap, with every error collected
+//! first. A policy that fails validation changes nothing: the old one keeps serving, every problem
+//! is logged with the same text `vigil check` prints, and `vigil_config_last_reload_success` drops
+//! to 0.
+//!
+//! Open incidents are not reshaped by a reload: each keeps the snapshot of its escalation steps
+//! taken when it opened (as PagerDuty and Grafana OnCall do). What a reload does change for them
+//! is resolved when their next step fires: who is on call, people's contact details, and the
+//! channels' settings. A step whose channel was removed records that on the timeline.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+use super::{ConfigError, Policy, format_errors, load_dir};
+use crate::metrics::Metrics;
+
+type SwapHook = Box<dyn Fn(&Arc<Policy>) + Send + Sync>;
+
+/// The live policy and how to reload it.
+pub struct PolicyHandle {
+    dir: PathBuf,
+    current: ArcSwap<Policy>,
+    /// One reload at a time, so two triggers cannot race their swaps.
+    reloading: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
+    /// Called with each newly swapped-in policy (rebuilds notifiers).
+    on_swap: std::sync::Mutex<Vec<SwapHook>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Reloaded { digest: String },
+    Unchanged { digest: String },
+}
+
+impl PolicyHandle {
+    /// Loads `dir` for the first time. Errors are returned, not logged.
+    pub fn load(dir: &Path, metrics: Arc<Metrics>) -> Result<Self, Vec<ConfigError>> {
+        let policy = load_dir(dir)?;
+        metrics.config_last_reload_success.set(1.0);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            current: ArcSwap::from_pointee(policy),
+            reloading: tokio::sync::Mutex::new(()),
+            metrics,
+            on_swap: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Policy> {
+        self.current.load_full()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn on_swap(&self, f: impl Fn(&Arc<Policy>) + Send + Sync + 'static) {
+        self.on_swap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(f));
+    }
+
+    /// Reloads from disk. `trigger` says why (for the log).
+    pub async fn reload(&self, trigger: &str) -> Result<ReloadOutcome, Vec<ConfigError>> {
+        let _one = self.reloading.lock().await;
+        let dir = self.dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_dir(&dir))
+            .await
+            .unwrap_or_else(|e| {
+                Err(vec![ConfigError {
+                    file: self.dir.clone(),
+                    line: None,
+                    key: String::new(),
+                    message: format!("reload task failed: {e}"),
+                }])
+            });
+        match loaded {
+            Err(errors) => {
+                self.metrics.config_last_reload_success.set(0.0);
+                self.metrics
+                    .counter("vigil_config_reloads_total", &[("outcome", "refused")])
+                    .increment(1);
+                tracing::error!(
+                    trigger,
+                    problems = errors.len(),
+                    "Policy reload refused; the running policy stays.\n{}",
+                    format_errors(&errors)
+                );
+                Err(errors)
+            }
+            Ok(policy) => {
+                self.metrics.config_last_reload_success.set(1.0);
+                let digest = policy.digest.clone();
+                if digest == self.current.load().digest {
+                    return Ok(ReloadOutcome::Unchanged { digest });
+                }
+                let policy = Arc::new(policy);
+                for f in self
+                    .on_swap
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                {
+                    f(&policy);
+                }
+                self.current.store(policy);
+                self.metrics
+                    .counter("vigil_config_reloads_total", &[("outcome", "reloaded")])
+                    .increment(1);
+                tracing::info!(trigger, digest = %digest, "Policy reloaded.");
+                Ok(ReloadOutcome::Reloaded { digest })
+            }
+        }
+    }
+
+    /// Reloads whenever a file in the policy directory changes (debounced), until `stop`.
+    pub fn watch(self: &Arc<Self>, stop: CancellationToken) -> Result<(), notify::Error> {
+        use notify::Watcher;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if let Ok(ev) = res
+                    && !matches!(ev.kind, notify::EventKind::Access(_))
+                {
+                    let _ = tx.try_send(());
+                }
+            })?;
+        watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _watcher = watcher; // dropped (and the watch ended) when this task ends
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    got = rx.recv() => if got.is_none() { break },
+                }
+                // Editors write in several steps: wait for the burst to settle.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while rx.try_recv().is_ok() {}
+                let _ = me.reload("file change").await;
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,316 @@
+//! The routing policy as written in `routing/*.yaml`: the **parse** phase of a (re)load.
+//!
+//! In: the text of one YAML file. Out: a [`RoutingFile`], every field still as the operator wrote
+//! it (names are not resolved yet; `compile` does that for the whole directory at once).
+//!
+//! Every struct rejects unknown keys (a typo such as `repaet:` or a pasted `token:` must fail the
+//! load, not be silently ignored), durations are humantime strings (`5m`, `1h 30m`), and phone
+//! numbers and email addresses deserialize straight into the domain types, so a bad number fails
+//! here with the line it is on. Each file may hold any subset of the top-level keys; how the files
+//! of a directory are combined is described in [`crate::config`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::domain::{EmailAddress, PhoneNumber, Severity};
+
+/// One YAML file of the routing directory. Every key is optional: the directory as a whole must
+/// define everything, not each file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingFile {
+    /// IANA time zone (chrono-tz name, e.g. `Asia/Singapore`) in which rotation hand-offs are
+    /// written. At most one file may set it; `UTC` when none does.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Per-source settings (today: which SNS topics may be auto-confirmed). At most one file.
+    #[serde(default)]
+    pub sources: Option<SourcesConfig>,
+    /// The escalation matrix: one row per severity; all four are required across the directory.
+    #[serde(default)]
+    pub severities: Option<BTreeMap<Severity, SeverityConfig>>,
+    /// Everyone who can be paged, by id (the id is what schedules and steps refer to).
+    #[serde(default)]
+    pub people: Option<BTreeMap<String, PersonConfig>>,
+    /// On-call rotations, by name, that resolve to one person at a given instant.
+    #[serde(default)]
+    pub schedules: Option<BTreeMap<String, ScheduleConfig>>,
+    /// Named notification destinations that policy steps send `via`.
+    #[serde(default)]
+    pub channels: Option<BTreeMap<String, ChannelConfig>>,
+    /// Escalation policies, by name: who is told, how, and after how long.
+    #[serde(default)]
+    pub policies: Option<BTreeMap<String, PolicyConfig>>,
+    /// Classification rules, evaluated top to bottom, first match wins. Rules of several files
+    /// are concatenated in file-name order.
+    #[serde(default)]
+    pub rules: Option<Vec<RuleConfig>>,
+}
+
+/// Settings for the ingest sources.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// Amazon SNS HTTP(S) subscriptions.
+    #[serde(default)]
+    pub sns: Option<SnsSourceConfig>,
+}
+
+/// Settings for the SNS endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnsSourceConfig {
+    /// Topic ARNs whose `SubscriptionConfirmation` vigil confirms by itself. A confirmation from
+    /// any other topic is logged and ignored, so nobody can subscribe vigil to their own topic.
+    pub allowed_topics: Vec<String>,
+}
+
+/// One row of the escalation matrix.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityConfig {
+    /// How soon someone must acknowledge an incident of this severity (the desk's promise; shown
+    /// to responders and used for reporting).
+    #[serde(with = "humantime_serde")]
+    pub respond_within: Duration,
+    /// The escalation policy incidents of this severity follow unless their rule names another.
+    pub policy: String,
+}
+
+/// A person who can be paged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonConfig {
+    /// Full name, for messages and the timeline.
+    pub name: String,
+    /// Mobile number in E.164 (`+6591234567`), for `sms` and `phone` channels.
+    #[serde(default, deserialize_with = "checked::option")]
+    pub phone: Option<PhoneNumber>,
+    /// Address for `email` channels that mail each target person.
+    #[serde(default, deserialize_with = "checked::option")]
+    pub email: Option<EmailAddress>,
+    /// Slack member id (`U07QK3M2ZLP`), to mention the person in channel messages.
+    #[serde(default)]
+    pub slack: Option<String>,
+}
+
+/// An on-call schedule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// The rotation that decides who is on call when.
+    pub rotation: RotationConfig,
+}
+
+/// A simple rotation: `members` take turns, each for `every`, starting at `start`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// Person ids in hand-off order; the first is on call from `start`.
+    pub members: Vec<String>,
+    /// Length of one shift (`1w`, `12h`).
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    /// The first hand-off: a local date-time in the policy's `timezone`
+    /// (`2026-11-02T09:00:00`) or an RFC 3339 instant with an offset. Later hand-offs follow
+    /// every `every` from it (so, like PagerDuty, a `1w` shift is exactly 168 hours).
+    pub start: String,
+}
+
+/// A named destination: `type` plus the keys that type takes. Secrets are never written here,
+/// only the name of the environment variable that holds them.
+///
+/// | type        | keys                                              |
+/// |-------------|---------------------------------------------------|
+/// | `pagerduty` | `routing_key_env`                                 |
+/// | `sms`       | (none) — to each target person's phone            |
+/// | `phone`     | (none) — a voice call to each target person       |
+/// | `email`     | optional `to`; without it, each target person     |
+/// | `slack`     | `channel`, `token_env`                            |
+/// | `webhook`   | `url`, optional `token_env`                       |
+/// | `log`       | (none)                                            |
+// A struct with a `type` field rather than `#[serde(tag = "type")]` on an enum: serde buffers an
+// internally tagged enum before choosing the variant, so yaml_serde loses every position inside
+// it and an unknown `token:` key would be reported at the line of `channels:`. Here unknown keys
+// fail at their own line, and `compile` checks which keys each type needs, also by line; the
+// compiled form is the `ChannelSpec` enum.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// What kind of channel this is.
+    #[serde(rename = "type")]
+    pub kind: ChannelType,
+    /// `pagerduty`: environment variable holding the Events API v2 routing (integration) key.
+    #[serde(default)]
+    pub routing_key_env: Option<String>,
+    /// `email`: fixed recipients. When absent, each target person is mailed at their own address.
+    #[serde(default)]
+    pub to: Option<Vec<EmailAddress>>,
+    /// `slack`: channel name (`#trading-alerts`) or id (`C0123ABCD`).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// `slack`: environment variable holding the bot token (`xoxb-...`); `webhook`: holding an
+    /// optional bearer token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// `webhook`: where to POST (http or https).
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// The kinds of channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelType {
+    /// PagerDuty Events API v2.
+    Pagerduty,
+    /// SMS to each target person's phone.
+    Sms,
+    /// Voice call to each target person's phone.
+    Phone,
+    /// Email, to each target person or to a fixed list.
+    Email,
+    /// A message in a Slack channel, mentioning the target people.
+    Slack,
+    /// A generic JSON POST.
+    Webhook,
+    /// vigil's own log only (reaches nobody).
+    Log,
+}
+
+impl ChannelType {
+    /// The name as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pagerduty => "pagerduty",
+            Self::Sms => "sms",
+            Self::Phone => "phone",
+            Self::Email => "email",
+            Self::Slack => "slack",
+            Self::Webhook => "webhook",
+            Self::Log => "log",
+        }
+    }
+}
+
+/// An escalation policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Steps in firing order; each fires `after` its delay from the trigger unless the incident
+    /// was acknowledged or resolved first.
+    pub steps: Vec<StepConfig>,
+    /// How many more times the whole chain runs after the first pass (0 = once).
+    #[serde(default)]
+    pub repeat: u32,
+    /// Gap between the last step of one pass and the first step of the next; required when
+    /// `repeat` > 0.
+    #[serde(default, with = "humantime_serde")]
+    pub repeat_delay: Option<Duration>,
+}
+
+/// One escalation step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Delay from the trigger (not from the previous step). Must not decrease along the steps.
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    /// Who is notified: `{ schedule: name }` (whoever is on call when the step fires) or
+    /// `{ person: id }`.
+    pub targets: Vec<TargetConfig>,
+    /// Channel names to notify through, all at once.
+    pub via: Vec<String>,
+}
+
+/// A step target: exactly one of the two keys.
+// A struct rather than an enum: yaml_serde reads enums only from YAML tags (`!schedule primary`),
+// and `{ schedule: primary }` is what operators write.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// A schedule name: the person on call when the step fires.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// A person id.
+    #[serde(default)]
+    pub person: Option<String>,
+}
+
+/// A classification rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Unique name; shown in `vigil simulate` and on the timeline, and the fingerprint prefix
+    /// when `group_by` is set.
+    pub name: String,
+    /// Alertmanager-style label matchers, all of which must hold (`kind="exchange_error"`,
+    /// `error=~"timeout|http_5xx"`). An empty list matches every alert (the catch-all).
+    pub matchers: Vec<String>,
+    /// Severity given to matching alerts (an alert's own severity override still wins).
+    pub severity: Severity,
+    /// Escalation policy; defaults to the one the severity uses.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Extra labels added to matching alerts (they replace alert labels of the same name).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// When set, matching alerts are deduplicated by the rule name and these label values
+    /// instead of by the alert's own fingerprint (e.g. one incident per `alarm_name`).
+    #[serde(default)]
+    pub group_by: Vec<String>,
+}
+
+/// Reads an optional domain type (`PhoneNumber`, `EmailAddress`) from a YAML string through its
+/// `TryFrom<String>`, converting *inside* the string visitor.
+// Why not `#[serde(try_from = "String")]` on the field's type alone: serde converts after the
+// scalar has been read, so yaml_serde attributes the error to the enclosing map (`people.raj`,
+// its first line) instead of the key that is wrong (`people.raj.phone`, its own line).
+mod checked {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::Deserializer;
+    use serde::de::{self, Visitor};
+
+    pub fn option<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<String>,
+        T::Error: fmt::Display,
+    {
+        d.deserialize_option(OptionVisitor(PhantomData))
+    }
+
+    struct OptionVisitor<T>(PhantomData<T>);
+
+    impl<'de, T> Visitor<'de> for OptionVisitor<T>
+    where
+        T: TryFrom<String>,
+        T::Error: fmt::Display,
+    {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            T::try_from(s.to_string()).map(Some).map_err(E::custom)
+        }
+    }
+}

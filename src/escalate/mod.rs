@@ -1,0 +1,209 @@
+//! Stage 4: escalation. Deadlines come from the incident's snapshot of its policy's steps; when one
+//! is due, `fire_due` resolves who is on call *now*, writes one delivery per (channel, person) and
+//! moves the incident to its next step. `scheduler` is the loop that finds due incidents.
+//!
+//! Step timing: loop `L`, step `i` is due at
+//! `opened_at + L × (last step's after + repeat_delay) + steps[i].after`.
+
+pub mod scheduler;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{ChannelSpec, EscalationPolicy, Policy};
+use crate::incident::{
+    Delivery, Incident, IncidentStatus, NotifyKind, TimelineEntry, TimelineEvent,
+};
+
+impl std::fmt::Display for crate::config::Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Schedule(s) => write!(f, "schedule {s}"),
+            Self::Person(p) => write!(f, "person {p}"),
+        }
+    }
+}
+
+fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// When step `step` of loop `loop_` is due, or `None` if the chain has no such step.
+pub fn due_at(
+    esc: &EscalationPolicy,
+    opened_at: DateTime<Utc>,
+    loop_: u32,
+    step: u32,
+) -> Option<DateTime<Utc>> {
+    let s = esc.steps.get(step as usize)?;
+    if loop_ > esc.repeat {
+        return None;
+    }
+    let last = esc.steps.last()?.after;
+    let cycle = last + esc.repeat_delay.unwrap_or_default();
+    let offset = cycle.checked_mul(loop_)? + s.after;
+    opened_at.checked_add_signed(chrono_dur(offset))
+}
+
+/// The position after (loop_, step), if the chain goes on.
+fn next_position(esc: &EscalationPolicy, loop_: u32, step: u32) -> Option<(u32, u32)> {
+    if (step as usize) + 1 < esc.steps.len() {
+        Some((loop_, step + 1))
+    } else if loop_ < esc.repeat {
+        Some((loop_ + 1, 0))
+    } else {
+        None
+    }
+}
+
+/// Every step of the chain in order: (due time, loop, step). For `vigil simulate`.
+pub fn plan(esc: &EscalationPolicy, opened_at: DateTime<Utc>) -> Vec<(DateTime<Utc>, u32, u32)> {
+    let mut out = Vec::new();
+    let mut pos = if esc.steps.is_empty() {
+        None
+    } else {
+        Some((0, 0))
+    };
+    while let Some((l, s)) = pos {
+        if let Some(at) = due_at(esc, opened_at, l, s) {
+            out.push((at, l, s));
+        }
+        pos = next_position(esc, l, s);
+    }
+    out
+}
+
+/// Channels that page each targeted person (one delivery per person); the others are
+/// destinations told once per step who was targeted.
+pub fn is_personal(spec: &ChannelSpec) -> bool {
+    match spec {
+        ChannelSpec::Sms | ChannelSpec::Phone => true,
+        ChannelSpec::Email { to } => to.is_empty(),
+        _ => false,
+    }
+}
+
+/// Fires every step of `inc` that is due at `now`, in order (after an outage several may be),
+/// mutating `inc` and returning the timeline entries and deliveries. Bumps the version once if
+/// anything fired. Does nothing unless the incident is triggered.
+pub fn fire_due(
+    inc: &mut Incident,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> (Vec<TimelineEntry>, Vec<Delivery>) {
+    let mut entries = Vec::new();
+    let mut deliveries = Vec::new();
+    if inc.status != IncidentStatus::Triggered {
+        return (entries, deliveries);
+    }
+    let mut fired = false;
+    while let Some(due) = inc.next_due {
+        if due > now {
+            break;
+        }
+        fired = true;
+        fire_one(inc, policy, now, &mut entries, &mut deliveries);
+        match next_position(&inc.escalation, inc.loop_, inc.step) {
+            Some((l, s)) => {
+                inc.loop_ = l;
+                inc.step = s;
+                inc.next_due = due_at(&inc.escalation, inc.opened_at, l, s);
+            }
+            None => {
+                inc.step += 1;
+                inc.next_due = None;
+                entries.push(TimelineEntry {
+                    at: now,
+                    event: TimelineEvent::Exhausted,
+                });
+            }
+        }
+    }
+    if fired {
+        inc.version += 1;
+    }
+    (entries, deliveries)
+}
+
+fn fire_one(
+    inc: &mut Incident,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    entries: &mut Vec<TimelineEntry>,
+    deliveries: &mut Vec<Delivery>,
+) {
+    let Some(step) = inc.escalation.steps.get(inc.step as usize).cloned() else {
+        return;
+    };
+    let kind = if inc.loop_ == 0 && inc.step == 0 {
+        NotifyKind::Trigger
+    } else {
+        NotifyKind::Escalate
+    };
+    let position = Some((inc.loop_, inc.step));
+    let mut people: Vec<String> = Vec::new();
+    for target in &step.targets {
+        let found = policy.resolve_targets(std::slice::from_ref(target), now);
+        if found.is_empty() {
+            entries.push(TimelineEntry {
+                at: now,
+                event: TimelineEvent::NoTarget {
+                    step: inc.step,
+                    target: target.to_string(),
+                },
+            });
+        }
+        for p in found {
+            if !people.contains(&p.id) {
+                people.push(p.id.clone());
+            }
+        }
+    }
+    let mut via = Vec::new();
+    for channel in &step.via {
+        let Some(spec) = policy.channels.get(channel) else {
+            entries.push(TimelineEntry {
+                at: now,
+                event: TimelineEvent::NoTarget {
+                    step: inc.step,
+                    target: format!("channel {channel} (no longer in routing/)"),
+                },
+            });
+            continue;
+        };
+        via.push(channel.clone());
+        if is_personal(spec) {
+            for person in &people {
+                deliveries.push(Delivery::new(
+                    inc.id,
+                    kind,
+                    channel,
+                    Some(person.clone()),
+                    vec![],
+                    position,
+                    now,
+                ));
+                inc.notified.insert((channel.clone(), Some(person.clone())));
+            }
+        } else {
+            deliveries.push(Delivery::new(
+                inc.id,
+                kind,
+                channel,
+                None,
+                people.clone(),
+                position,
+                now,
+            ));
+            inc.notified.insert((channel.clone(), None));
+        }
+    }
+    entries.push(TimelineEntry {
+        at: now,
+        event: TimelineEvent::Escalated {
+            loop_: inc.loop_,
+            step: inc.step,
+            targets: people,
+            via,
+        },
+    });
+}

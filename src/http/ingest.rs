@@ -1,0 +1,206 @@
+//! Ingest endpoints. Each one authenticates, parses with `crate::ingest`, and hands the alerts to
+//! the incident service, answering 2xx only once every alert is durably stored. Bad input gets a
+//! 4xx and changes nothing; the store being down gets a 503 so the sender retries.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::json;
+
+use super::AppState;
+use super::auth::role;
+use super::error::ApiError;
+use crate::domain::Alert;
+use crate::ingest::{self, IngestError, SnsEnvelope, SnsMessage};
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
+        let code = match e {
+            IngestError::Malformed(_) => "malformed",
+            IngestError::Unauthenticated(_) => "unauthenticated",
+            IngestError::CertUnavailable(_) => "unavailable",
+            IngestError::TooLarge(_) => "too_large",
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type must be application/json (got {:?})", ct),
+        ))
+    }
+}
+
+/// Ingests alerts in order and reports each outcome.
+async fn accept(s: &AppState, alerts: &[Alert]) -> Result<Vec<serde_json::Value>, ApiError> {
+    let started = Instant::now();
+    let mut results = Vec::with_capacity(alerts.len());
+    for alert in alerts {
+        let outcome = s.service.ingest(alert).await?;
+        results.push(json!({
+            "fingerprint": alert.fingerprint,
+            "outcome": outcome.label(),
+            "incidents": outcome.incidents(),
+        }));
+    }
+    s.metrics
+        .ingest_latency
+        .record(started.elapsed().as_secs_f64());
+    Ok(results)
+}
+
+/// `POST /v1/ingest/sns`: SNS HTTP(S) subscription deliveries (any Content-Type; SNS sends
+/// text/plain).
+pub async fn sns(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let body = body?;
+    let env = SnsEnvelope::parse(&body)?;
+    if let Some(declared) = headers
+        .get("x-amz-sns-message-type")
+        .and_then(|v| v.to_str().ok())
+        && declared != env.message.type_name()
+    {
+        return Err(ApiError::bad_request(format!(
+            "x-amz-sns-message-type {declared:?} disagrees with the signed Type {:?}",
+            env.message.type_name()
+        )));
+    }
+    ingest::verify(&env, &s.certs).await?;
+    let policy = s.policy.current();
+    let topic = env.message.topic_arn();
+    let allowed = policy.sns_allowed_topics.iter().any(|t| t == topic);
+    match &env.message {
+        SnsMessage::SubscriptionConfirmation { subscribe_url, .. } => {
+            if !allowed {
+                return Err(ApiError::forbidden(format!(
+                    "topic {topic} is not in sources.sns.allowed_topics; subscription not confirmed"
+                )));
+            }
+            let trusted_extra = s
+                .settings
+                .sns_extra_trusted_prefixes
+                .iter()
+                .any(|p| subscribe_url.starts_with(p.as_str()));
+            if !(ingest::subscribe_url_is_safe(subscribe_url, topic) || trusted_extra) {
+                return Err(ApiError::bad_request(
+                    "SubscribeURL is not an SNS ConfirmSubscription URL for the topic's region",
+                ));
+            }
+            let resp = s
+                .http
+                .get(subscribe_url.as_str())
+                .timeout(std::time::Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|_| {
+                    ApiError::unavailable("could not reach SNS to confirm; SNS will retry")
+                })?;
+            if !resp.status().is_success() {
+                return Err(ApiError::unavailable(format!(
+                    "SNS answered HTTP {} to the confirmation; SNS will retry",
+                    resp.status().as_u16()
+                )));
+            }
+            tracing::info!(topic, "SNS subscription confirmed.");
+            Ok((
+                StatusCode::OK,
+                Json(json!({ "confirmed": true, "topic": topic })),
+            ))
+        }
+        SnsMessage::UnsubscribeConfirmation { .. } => {
+            // Its SubscribeURL would re-subscribe: never followed automatically.
+            tracing::warn!(topic, "SNS subscription was removed; not re-subscribing.");
+            Ok((
+                StatusCode::OK,
+                Json(json!({ "unsubscribed": true, "topic": topic })),
+            ))
+        }
+        SnsMessage::Notification {
+            message,
+            message_id,
+            ..
+        } => {
+            if !allowed {
+                return Err(ApiError::forbidden(format!(
+                    "topic {topic} is not in sources.sns.allowed_topics"
+                )));
+            }
+            let alert = ingest::parse_alarm(message, Some(message_id.clone()))?;
+            let results = accept(&s, std::slice::from_ref(&alert)).await?;
+            Ok((StatusCode::OK, Json(json!({ "results": results }))))
+        }
+    }
+}
+
+fn check_api_key(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("missing x-api-key header"))?;
+    match &s.settings.eventbridge_api_key {
+        Some(key) if key.matches(given) => Ok(()),
+        _ => Err(ApiError::unauthorized("invalid API key")),
+    }
+}
+
+/// `POST /v1/ingest/eventbridge`: "CloudWatch Alarm State Change" events from an API
+/// destination, authenticated by the `x-api-key` header.
+pub async fn eventbridge(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    check_api_key(&s, &headers)?;
+    require_json(&headers)?;
+    let body = body?;
+    match ingest::parse_event(&body)? {
+        None => Ok((
+            StatusCode::OK,
+            Json(json!({ "ignored": true, "detail": "not an alarm state change" })),
+        )),
+        Some(alert) => {
+            let results = accept(&s, std::slice::from_ref(&alert)).await?;
+            Ok((StatusCode::ACCEPTED, Json(json!({ "results": results }))))
+        }
+    }
+}
+
+/// `POST /v1/events`: the trading bot's events, one object or an array (bearer token).
+pub async fn events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    role(
+        &headers,
+        &s.settings.ingest_tokens,
+        &s.settings.operator_tokens,
+    )?;
+    require_json(&headers)?;
+    let body = body?;
+    let alerts = ingest::parse_events(&body, s.clock.now())?;
+    let results = accept(&s, &alerts).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "accepted": alerts.len(), "results": results })),
+    ))
+}

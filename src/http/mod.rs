@@ -1,0 +1,71 @@
+//! The HTTP API (DESIGN §8): ingest endpoints for SNS, EventBridge and the trading bot; the
+//! operator API on incidents; health, readiness, metrics and reload. Handlers parse and check at
+//! the edge and hand domain values to the incident service.
+
+mod admin;
+mod auth;
+pub mod error;
+mod incidents;
+mod ingest;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::clock::Clock;
+use crate::config::PolicyHandle;
+use crate::escalate::scheduler::SchedulerHealth;
+use crate::incident::IncidentService;
+use crate::ingest::sns::CertCache;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+
+/// Request bodies are capped at SNS's own message limit.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+pub struct Shared {
+    pub service: Arc<IncidentService>,
+    pub policy: Arc<PolicyHandle>,
+    pub settings: Settings,
+    pub certs: Arc<CertCache>,
+    /// For SNS SubscribeURL confirmations.
+    pub http: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    pub scheduler: Arc<SchedulerHealth>,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub type AppState = Arc<Shared>;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/ingest/sns", post(ingest::sns))
+        .route("/v1/ingest/eventbridge", post(ingest::eventbridge))
+        .route("/v1/events", post(ingest::events))
+        .route("/v1/incidents", get(incidents::list))
+        .route("/v1/incidents/{id}", get(incidents::show))
+        .route("/v1/incidents/{id}/ack", post(incidents::ack))
+        .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/v1/admin/reload", post(admin::reload))
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .route("/metrics", get(admin::metrics))
+        .fallback(admin::not_found)
+        .method_not_allowed_fallback(admin::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<_>| {
+                    let path = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_else(|| "unmatched".into());
+                    tracing::info_span!("http", method = %req.method(), path = %path)
+                },
+            ),
+        )
+        .with_state(state)
+}

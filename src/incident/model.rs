@@ -1,0 +1,244 @@
+//! The incident record, its timeline entries and the deliveries it owes. Plain data: the
+//! decisions that change it live in `incident::transition` and `escalate`.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::EscalationPolicy;
+use crate::domain::{AlertStatus, Fingerprint, IncidentId, Labels, Severity, Source};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    Triggered,
+    Acknowledged,
+    Resolved,
+}
+
+impl IncidentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Triggered => "triggered",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    pub fn is_open(self) -> bool {
+        self != Self::Resolved
+    }
+}
+
+/// Where an acknowledgement or resolution came from. Recorded so that two-way channels never
+/// echo an ack back to the system it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The operator API.
+    Api,
+    /// The alert source itself (CloudWatch OK, the bot's `resolved`, `trading_resumed`).
+    Source,
+    Slack,
+    Pagerduty,
+    EmailLink,
+}
+
+/// Who did something to an incident, and through what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub who: String,
+    pub origin: Origin,
+}
+
+/// The unit people acknowledge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub fingerprint: Fingerprint,
+    /// Bumped by every transition; a transition commits only if the stored version is the one it
+    /// read, so two writers (tasks or replicas) can never both fire the same step.
+    pub version: u64,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    /// The rule that classified the first alert.
+    pub rule: String,
+    /// The escalation policy's name, and its steps as they were when the incident opened: a reload
+    /// never reshapes an escalation in flight.
+    pub policy: String,
+    pub escalation: EscalationPolicy,
+    pub source: Source,
+    pub summary: String,
+    pub description: Option<String>,
+    pub labels: Labels,
+    /// The latest alert's raw details, for templates.
+    pub details: serde_json::Value,
+    /// The latest state the source reported.
+    pub alert_status: AlertStatus,
+    /// Alerts folded into this incident.
+    pub count: u64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// The source's time of the latest state change applied (orders out-of-order deliveries).
+    pub last_change: DateTime<Utc>,
+    /// When vigil opened it: the anchor of every escalation deadline.
+    pub opened_at: DateTime<Utc>,
+    /// The next step to fire: loop number and index into `escalation.steps`.
+    pub loop_: u32,
+    pub step: u32,
+    /// When that step is due; `None` once the chain is exhausted or the incident is acked/resolved.
+    pub next_due: Option<DateTime<Utc>>,
+    pub acknowledged: Option<(Actor, DateTime<Utc>)>,
+    pub resolved: Option<(Actor, DateTime<Utc>)>,
+    /// Every (channel, person) this incident has paged, so acks and resolutions reach them too.
+    pub notified: BTreeSet<(String, Option<String>)>,
+}
+
+/// What happened to an incident, when. The audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: TimelineEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TimelineEvent {
+    /// An alert opened the incident.
+    Opened {
+        rule: String,
+        severity: Severity,
+        policy: String,
+        summary: String,
+    },
+    /// An alert was folded into the open incident.
+    Alert {
+        status: AlertStatus,
+        summary: String,
+        occurred_at: DateTime<Utc>,
+    },
+    /// An alert older than the latest applied state change was ignored.
+    StaleAlert {
+        status: AlertStatus,
+        occurred_at: DateTime<Utc>,
+        newer: DateTime<Utc>,
+    },
+    /// An escalation step fired.
+    Escalated {
+        #[serde(rename = "loop")]
+        loop_: u32,
+        step: u32,
+        targets: Vec<String>,
+        via: Vec<String>,
+    },
+    /// A step named a schedule with nobody on call, or a person who no longer exists.
+    NoTarget {
+        step: u32,
+        target: String,
+    },
+    /// The chain ran out of steps and repeats.
+    Exhausted,
+    Acknowledged {
+        by: String,
+        origin: Origin,
+    },
+    Resolved {
+        by: String,
+        origin: Origin,
+    },
+    /// One delivery attempt and what came of it.
+    Delivery {
+        delivery: String,
+        channel: String,
+        kind: String,
+        target: Option<String>,
+        attempt: u32,
+        outcome: DeliveryOutcome,
+        detail: String,
+        /// The provider's reference (Slack ts, SNS MessageId, PagerDuty dedup_key).
+        reference: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    Sent,
+    Retrying,
+    Failed,
+    /// Not sent: the incident no longer needed it (acknowledged or resolved meanwhile).
+    Skipped,
+}
+
+/// Why a notification is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyKind {
+    Trigger,
+    Escalate,
+    Acknowledged,
+    Resolved,
+}
+
+impl NotifyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trigger => "trigger",
+            Self::Escalate => "escalate",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    /// Pages (as opposed to status updates) are dropped once the incident no longer needs them.
+    pub fn is_page(self) -> bool {
+        matches!(self, Self::Trigger | Self::Escalate)
+    }
+}
+
+/// One message to one target on one channel for one incident event, persisted in the outbox in
+/// the same transaction that decided it, and removed only once it is sent or has failed for good.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: ulid::Ulid,
+    pub incident: IncidentId,
+    pub kind: NotifyKind,
+    /// The channel's name in `routing/`.
+    pub channel: String,
+    /// The person it is for (personal channels: sms, phone, email); `None` for a destination
+    /// channel (a Slack channel, a webhook), which is told who the step targeted.
+    pub target: Option<String>,
+    /// Everyone the step targeted, for destination channels.
+    pub people: Vec<String>,
+    pub step: Option<(u32, u32)>,
+    pub attempt: u32,
+    pub not_before: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    pub fn new(
+        incident: IncidentId,
+        kind: NotifyKind,
+        channel: &str,
+        target: Option<String>,
+        people: Vec<String>,
+        step: Option<(u32, u32)>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: ulid::Ulid::from_parts(now.timestamp_millis().max(0) as u64, rand::random()),
+            incident,
+            kind,
+            channel: channel.to_string(),
+            target,
+            people,
+            step,
+            attempt: 0,
+            not_before: now,
+            created_at: now,
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The read → decide → commit loop around the pure decisions in `transition` and `escalate`.
+//! Every method reads the current state, decides with `now` from the injected clock, and commits
+//! one version-guarded `Transition`; on a conflict (another task or replica changed the incident
+//! first) it reads again and decides again.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use super::transition::{self, AckResult, AlertEffect};
+use super::{Actor, Incident, IncidentStatus, Origin, TimelineEntry, TimelineEvent};
+use crate::classify::classify;
+use crate::clock::Clock;
+use crate::config::PolicyHandle;
+use crate::domain::{Alert, IncidentId};
+use crate::escalate;
+use crate::metrics::Metrics;
+use crate::store::{CommitOutcome, Guard, Store, StoreError, Transition};
+
+/// How often a transition is re-decided after losing a race before giving up.
+const MAX_CONFLICTS: usize = 16;
+
+/// The event kind that resolves open `trading_halted` incidents (DESIGN §3: the runbook's
+/// "Resume Trading").
+pub const TRADING_RESUMED: &str = "trading_resumed";
+pub const TRADING_HALTED: &str = "trading_halted";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("incident not found")]
+    NotFound,
+    #[error("incident is already resolved")]
+    AlreadyResolved,
+    #[error("too much contention on one incident; try again")]
+    Contention,
+    #[error("policy {0:?} does not exist in the loaded routing/")]
+    MissingPolicy(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What ingesting one alert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Opened(IncidentId),
+    Updated(IncidentId),
+    Resolved(Vec<IncidentId>),
+    /// The transport delivered this message before.
+    Duplicate,
+    /// Older than the newest state already applied.
+    Stale(Option<IncidentId>),
+    /// A resolve for something not open.
+    Nothing,
+}
+
+impl IngestOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Opened(_) => "opened",
+            Self::Updated(_) => "updated",
+            Self::Resolved(_) => "resolved",
+            Self::Duplicate => "duplicate",
+            Self::Stale(_) => "stale",
+            Self::Nothing => "nothing_open",
+        }
+    }
+
+    pub fn incidents(&self) -> Vec<IncidentId> {
+        match self {
+            Self::Opened(id) | Self::Updated(id) | Self::Stale(Some(id)) => vec![*id],
+            Self::Resolved(ids) => ids.clone(),
+            _ => vec![],
+        }
+    }
+}
+
+/// Wakes the long-lived loops when a commit gives them work.
+#[derive(Clone, Default)]
+pub struct Wakers {
+    pub scheduler: Arc<Notify>,
+    pub deliveries: Arc<Notify>,
+}
+
+pub struct IncidentService {
+    store: Arc<dyn Store>,
+    policy: Arc<PolicyHandle>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    wake: Wakers,
+}
+
+impl IncidentService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<PolicyHandle>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        wake: Wakers,
+    ) -> Self {
+        Self {
+            store,
+            policy,
+            clock,
+            metrics,
+            wake,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    async fn commit(&self, tx: Transition) -> Result<CommitOutcome, ServiceError> {
+        let wakes_deliveries = !tx.deliveries.is_empty();
+        let wakes_scheduler = tx.incident.as_ref().is_some_and(|i| i.next_due.is_some());
+        let out = self.store.commit(tx).await?;
+        if out == CommitOutcome::Committed {
+            if wakes_deliveries {
+                self.wake.deliveries.notify_one();
+            }
+            if wakes_scheduler {
+                self.wake.scheduler.notify_one();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Classifies `alert` and opens, updates or resolves its incident. Durable when it returns.
+    pub async fn ingest(&self, alert: &Alert) -> Result<IngestOutcome, ServiceError> {
+        let outcome = if alert.labels.get("kind").map(String::as_str) == Some(TRADING_RESUMED) {
+            self.ingest_resumed(alert).await?
+        } else {
+            self.ingest_alert(alert).await?
+        };
+        self.metrics
+            .counter(
+                "vigil_alerts_total",
+                &[
+                    ("source", alert.source.as_str()),
+                    ("outcome", outcome.label()),
+                ],
+            )
+            .increment(1);
+        Ok(outcome)
+    }
+
+    async fn ingest_alert(&self, alert: &Alert) -> Result<IngestOutcome, ServiceError> {
+        let policy = self.policy.current();
+        let cls = classify(&policy, alert);
+        let fp = cls.fingerprint.clone();
+        for _ in 0..MAX_CONFLICTS {
+            let now = self.clock.now();
+            let state = self.store.fingerprint(&fp).await?;
+            let last_change = Some((fp.clone(), alert.occurred_at));
+            let (tx, outcome) = match transition::effect(
+                state.open.as_ref(),
+                state.last_change,
+                alert,
+            ) {
+                AlertEffect::Open => {
+                    let esc = policy
+                        .policies
+                        .get(&cls.policy)
+                        .cloned()
+                        .ok_or_else(|| ServiceError::MissingPolicy(cls.policy.clone()))?;
+                    let (mut inc, mut timeline) = transition::open(alert, &cls, esc, now);
+                    let (fired, deliveries) = escalate::fire_due(&mut inc, &policy, now);
+                    inc.version = 1;
+                    timeline.extend(fired);
+                    let id = inc.id;
+                    (
+                        Transition {
+                            guard: Some(Guard::NoOpenIncident(fp.clone())),
+                            incident: Some(inc),
+                            timeline,
+                            deliveries,
+                            delivery_id: alert.delivery_id.clone(),
+                            last_change,
+                            ..Default::default()
+                        },
+                        IngestOutcome::Opened(id),
+                    )
+                }
+                AlertEffect::Fold => {
+                    let mut inc = state
+                        .open
+                        .expect("Fold is decided only for an open incident");
+                    let guard = Guard::Version(inc.id, inc.version);
+                    let (timeline, deliveries) = transition::fold(&mut inc, alert, now);
+                    let id = inc.id;
+                    let outcome = if inc.status == IncidentStatus::Resolved {
+                        IngestOutcome::Resolved(vec![id])
+                    } else {
+                        IngestOutcome::Updated(id)
+                    };
+                    (
+                        Transition {
+                            guard: Some(guard),
+                            incident: Some(inc),
+                            timeline,
+                            deliveries,
+                            delivery_id: alert.delivery_id.clone(),
+                            last_change,
+                            ..Default::default()
+                        },
+                        outcome,
+                    )
+                }
+                AlertEffect::Stale { newer } => {
+                    let id = state.open.as_ref().map(|i| i.id);
+                    tracing::info!(fingerprint = %fp, occurred_at = %alert.occurred_at, newer = %newer, "Out-of-order alert ignored.");
+                    let timeline = vec![TimelineEntry {
+                        at: now,
+                        event: TimelineEvent::StaleAlert {
+                            status: alert.status,
+                            occurred_at: alert.occurred_at,
+                            newer,
+                        },
+                    }];
+                    (
+                        Transition {
+                            timeline: if id.is_some() { timeline } else { vec![] },
+                            timeline_for: id,
+                            delivery_id: alert.delivery_id.clone(),
+                            ..Default::default()
+                        },
+                        IngestOutcome::Stale(id),
+                    )
+                }
+                AlertEffect::Nothing => (
+                    Transition {
+                        guard: Some(Guard::NoOpenIncident(fp.clone())),
+                        delivery_id: alert.delivery_id.clone(),
+                        last_change,
+                        ..Default::default()
+                    },
+                    IngestOutcome::Nothing,
+                ),
+            };
+            match self.commit(tx).await? {
+                CommitOutcome::Committed => {
+                    if let IngestOutcome::Opened(id) = &outcome {
+                        tracing::info!(incident.id = %id, fingerprint = %fp, severity = %cls.severity, rule = %cls.rule, "Incident opened.");
+                    }
+                    return Ok(outcome);
+                }
+                CommitOutcome::Duplicate => return Ok(IngestOutcome::Duplicate),
+                CommitOutcome::Conflict => continue,
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+
+    /// `trading_resumed` resolves every open `trading_halted` incident and tells everyone it paged.
+    async fn ingest_resumed(&self, alert: &Alert) -> Result<IngestOutcome, ServiceError> {
+        let open = self.open_incidents().await?;
+        let mut resolved = Vec::new();
+        for inc in open
+            .into_iter()
+            .filter(|i| i.labels.get("kind").map(String::as_str) == Some(TRADING_HALTED))
+        {
+            let actor = Actor {
+                who: format!("{} ({})", alert.source.as_str(), TRADING_RESUMED),
+                origin: Origin::Source,
+            };
+            if self.resolve(inc.id, actor).await.is_ok() {
+                resolved.push(inc.id);
+            }
+        }
+        Ok(if resolved.is_empty() {
+            IngestOutcome::Nothing
+        } else {
+            IngestOutcome::Resolved(resolved)
+        })
+    }
+
+    async fn open_incidents(&self) -> Result<Vec<Incident>, ServiceError> {
+        let mut all = self
+            .store
+            .incidents(Some(IncidentStatus::Triggered), usize::MAX)
+            .await?;
+        all.extend(
+            self.store
+                .incidents(Some(IncidentStatus::Acknowledged), usize::MAX)
+                .await?,
+        );
+        Ok(all)
+    }
+
+    /// Acknowledges: stops escalation. A repeated ack changes nothing and answers the same.
+    pub async fn acknowledge(
+        &self,
+        id: IncidentId,
+        actor: Actor,
+    ) -> Result<(AckResult, Incident), ServiceError> {
+        for _ in 0..MAX_CONFLICTS {
+            let now = self.clock.now();
+            let mut inc = self
+                .store
+                .incident(id)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
+            let guard = Guard::Version(inc.id, inc.version);
+            let (result, timeline, deliveries) =
+                transition::acknowledge(&mut inc, actor.clone(), now);
+            if result != AckResult::Acknowledged {
+                return Ok((result, inc));
+            }
+            let tx = Transition {
+                guard: Some(guard),
+                incident: Some(inc.clone()),
+                timeline,
+                deliveries,
+                ..Default::default()
+            };
+            match self.commit(tx).await? {
+                CommitOutcome::Committed => {
+                    tracing::info!(incident.id = %id, by = %actor.who, origin = ?actor.origin, "Incident acknowledged.");
+                    return Ok((result, inc));
+                }
+                _ => continue,
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+
+    pub async fn resolve(&self, id: IncidentId, actor: Actor) -> Result<Incident, ServiceError> {
+        for _ in 0..MAX_CONFLICTS {
+            let now = self.clock.now();
+            let mut inc = self
+                .store
+                .incident(id)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
+            let guard = Guard::Version(inc.id, inc.version);
+            let Some((timeline, deliveries)) = transition::resolve(&mut inc, actor.clone(), now)
+            else {
+                return Err(ServiceError::AlreadyResolved);
+            };
+            let tx = Transition {
+                guard: Some(guard),
+                incident: Some(inc.clone()),
+                timeline,
+                deliveries,
+                ..Default::default()
+            };
+            match self.commit(tx).await? {
+                CommitOutcome::Committed => {
+                    tracing::info!(incident.id = %id, by = %actor.who, origin = ?actor.origin, "Incident resolved.");
+                    return Ok(inc);
+                }
+                _ => continue,
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+
+    /// Fires every escalation step due now. Returns how many incidents advanced. One unit of
+    /// work: the scheduler loop only decides when to call it.
+    pub async fn run_due(&self) -> Result<usize, ServiceError> {
+        let now = self.clock.now();
+        let due = self.store.due(now, 1024).await?;
+        let mut fired = 0;
+        for (_, id) in due {
+            if self.fire(id).await? {
+                fired += 1;
+            }
+        }
+        Ok(fired)
+    }
+
+    async fn fire(&self, id: IncidentId) -> Result<bool, ServiceError> {
+        for _ in 0..MAX_CONFLICTS {
+            let now = self.clock.now();
+            let policy = self.policy.current();
+            let Some(mut inc) = self.store.incident(id).await? else {
+                return Ok(false);
+            };
+            let guard = Guard::Version(inc.id, inc.version);
+            let before = (inc.loop_, inc.step);
+            let (timeline, deliveries) = escalate::fire_due(&mut inc, &policy, now);
+            if timeline.is_empty() {
+                return Ok(false);
+            }
+            let tx = Transition {
+                guard: Some(guard),
+                incident: Some(inc.clone()),
+                timeline,
+                deliveries,
+                ..Default::default()
+            };
+            match self.commit(tx).await? {
+                CommitOutcome::Committed => {
+                    self.metrics.escalation_steps.increment(1);
+                    tracing::info!(incident.id = %id, from = ?before, to = ?(inc.loop_, inc.step), "Escalation step fired.");
+                    return Ok(true);
+                }
+                // Someone else fired it (or acked) first: re-read and decide again.
+                _ => continue,
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+}

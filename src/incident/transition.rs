@@ -1,0 +1,203 @@
+//! Pure incident decisions: given the stored incident (if any), an input and `now`, compute the
+//! new incident, its timeline entries and the deliveries it owes. No I/O, no clock.
+
+use chrono::{DateTime, Utc};
+
+use super::model::{
+    Actor, Delivery, Incident, IncidentStatus, NotifyKind, TimelineEntry, TimelineEvent,
+};
+use crate::classify::Classification;
+use crate::config::EscalationPolicy;
+use crate::domain::{Alert, AlertStatus, IncidentId};
+
+/// What an alert does, decided against the fingerprint's current state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertEffect {
+    /// Open a new incident (escalation is then run by `escalate::fire_due`).
+    Open,
+    /// Fold into the open incident: count it, record it; resolve it if the alert says resolved.
+    Fold,
+    /// Older than the newest state change already applied: record and ignore.
+    Stale { newer: DateTime<Utc> },
+    /// A resolve (or no-data) for a fingerprint with no open incident: nothing to do.
+    Nothing,
+}
+
+pub fn effect(
+    open: Option<&Incident>,
+    last_change: Option<DateTime<Utc>>,
+    alert: &Alert,
+) -> AlertEffect {
+    let newest = open
+        .map(|i| i.last_change)
+        .into_iter()
+        .chain(last_change)
+        .max();
+    if let Some(newer) = newest
+        && alert.occurred_at < newer
+    {
+        return AlertEffect::Stale { newer };
+    }
+    match (open, alert.status) {
+        (Some(_), _) => AlertEffect::Fold,
+        (None, AlertStatus::Firing | AlertStatus::InsufficientData) => AlertEffect::Open,
+        (None, AlertStatus::Resolved) => AlertEffect::Nothing,
+    }
+}
+
+/// A new incident for `alert`, its escalation not yet started (`step` 0 due at
+/// `now + steps[0].after`).
+pub fn open(
+    alert: &Alert,
+    cls: &Classification,
+    escalation: EscalationPolicy,
+    now: DateTime<Utc>,
+) -> (Incident, Vec<TimelineEntry>) {
+    let next_due = crate::escalate::due_at(&escalation, now, 0, 0);
+    let inc = Incident {
+        id: IncidentId::new(now),
+        fingerprint: cls.fingerprint.clone(),
+        version: 1,
+        status: IncidentStatus::Triggered,
+        severity: cls.severity,
+        rule: cls.rule.clone(),
+        policy: cls.policy.clone(),
+        escalation,
+        source: alert.source,
+        summary: alert.summary.clone(),
+        description: alert.description.clone(),
+        labels: cls.labels.clone(),
+        details: alert.details.clone(),
+        alert_status: alert.status,
+        count: 1,
+        first_seen: now,
+        last_seen: now,
+        last_change: alert.occurred_at,
+        opened_at: now,
+        loop_: 0,
+        step: 0,
+        next_due,
+        acknowledged: None,
+        resolved: None,
+        notified: Default::default(),
+    };
+    let entry = TimelineEntry {
+        at: now,
+        event: TimelineEvent::Opened {
+            rule: cls.rule.clone(),
+            severity: cls.severity,
+            policy: cls.policy.clone(),
+            summary: alert.summary.clone(),
+        },
+    };
+    (inc, vec![entry])
+}
+
+/// Folds `alert` into the open incident `inc`. A resolved alert resolves it.
+pub fn fold(
+    inc: &mut Incident,
+    alert: &Alert,
+    now: DateTime<Utc>,
+) -> (Vec<TimelineEntry>, Vec<Delivery>) {
+    inc.version += 1;
+    inc.count += 1;
+    inc.last_seen = now;
+    inc.last_change = inc.last_change.max(alert.occurred_at);
+    inc.alert_status = alert.status;
+    inc.details = alert.details.clone();
+    let mut entries = vec![TimelineEntry {
+        at: now,
+        event: TimelineEvent::Alert {
+            status: alert.status,
+            summary: alert.summary.clone(),
+            occurred_at: alert.occurred_at,
+        },
+    }];
+    let mut deliveries = Vec::new();
+    if alert.status == AlertStatus::Resolved {
+        let actor = Actor {
+            who: alert.source.as_str().to_string(),
+            origin: super::Origin::Source,
+        };
+        let (e, d) = close(inc, actor, now);
+        entries.extend(e);
+        deliveries = d;
+    }
+    (entries, deliveries)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckResult {
+    Acknowledged,
+    /// Already acknowledged: a repeated ack answers the same and changes nothing.
+    AlreadyAcknowledged,
+    AlreadyResolved,
+}
+
+/// Acknowledges: stops the escalation and tells everyone who was paged.
+pub fn acknowledge(
+    inc: &mut Incident,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> (AckResult, Vec<TimelineEntry>, Vec<Delivery>) {
+    match inc.status {
+        IncidentStatus::Acknowledged => return (AckResult::AlreadyAcknowledged, vec![], vec![]),
+        IncidentStatus::Resolved => return (AckResult::AlreadyResolved, vec![], vec![]),
+        IncidentStatus::Triggered => {}
+    }
+    inc.version += 1;
+    inc.status = IncidentStatus::Acknowledged;
+    inc.next_due = None;
+    let entry = TimelineEntry {
+        at: now,
+        event: TimelineEvent::Acknowledged {
+            by: actor.who.clone(),
+            origin: actor.origin,
+        },
+    };
+    inc.acknowledged = Some((actor, now));
+    let deliveries = tell_notified(inc, NotifyKind::Acknowledged, now);
+    (AckResult::Acknowledged, vec![entry], deliveries)
+}
+
+/// Resolves an open incident. Returns `false` (and changes nothing) when it is already resolved.
+pub fn resolve(
+    inc: &mut Incident,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Option<(Vec<TimelineEntry>, Vec<Delivery>)> {
+    if !inc.status.is_open() {
+        return None;
+    }
+    inc.version += 1;
+    Some(close(inc, actor, now))
+}
+
+fn close(
+    inc: &mut Incident,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> (Vec<TimelineEntry>, Vec<Delivery>) {
+    inc.status = IncidentStatus::Resolved;
+    inc.next_due = None;
+    let entry = TimelineEntry {
+        at: now,
+        event: TimelineEvent::Resolved {
+            by: actor.who.clone(),
+            origin: actor.origin,
+        },
+    };
+    inc.resolved = Some((actor, now));
+    let deliveries = tell_notified(inc, NotifyKind::Resolved, now);
+    (vec![entry], deliveries)
+}
+
+/// One status update to every (channel, person) the incident paged.
+fn tell_notified(inc: &Incident, kind: NotifyKind, now: DateTime<Utc>) -> Vec<Delivery> {
+    inc.notified
+        .iter()
+        .map(|(channel, person)| {
+            Delivery::new(inc.id, kind, channel, person.clone(), vec![], None, now)
+        })
+        .collect()
+}

@@ -1,0 +1,1342 @@
+//! Ingest, SNS transport: the body of an SNS HTTP(S) delivery in, a verified [`SnsEnvelope`] out.
+//!
+//! Comes in: the POST body bytes, parsed as JSON whatever the Content-Type (SNS sends
+//! `text/plain`). Goes out: an [`SnsEnvelope`] whose [`SnsMessage`] is a `SubscriptionConfirmation`,
+//! a `Notification` (its `Message` is handed to `ingest::cloudwatch`) or an
+//! `UnsubscribeConfirmation`, after [`verify`] has checked its signature (SignatureVersion 1 =
+//! SHA1withRSA, 2 = SHA256withRSA) against a certificate fetched only from a trusted
+//! `https://sns.<region>.amazonaws.com/....pem` URL (or, for tests only, an explicitly configured
+//! prefix) and cached by [`CertCache`].
+//!
+//! Headers (`x-amz-sns-message-type`, ...) are not signed, so nothing here reads them: the `Type`
+//! inside the signed body is authoritative.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rsa::PublicKey;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey as _;
+use rsa::signature::Verifier as _;
+use rsa::traits::PublicKeyParts as _;
+use serde_json::Value;
+use url::{Host, Url};
+use x509_cert::Certificate;
+use x509_cert::der::{DecodePem as _, Encode as _};
+
+use super::{Fields, IngestError, parse_json, type_name};
+
+/// What SNS sent, by its signed `Type`, with exactly the fields that are signed for that type
+/// (decoded strings: `\n` is a real newline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnsMessage {
+    /// Sent once when a subscription is created; confirm by GETting `subscribe_url` (after
+    /// [`verify`], only for an allow-listed `topic_arn`, only if [`subscribe_url_is_safe`]).
+    SubscriptionConfirmation {
+        message_id: String,
+        topic_arn: String,
+        /// A fixed English sentence from SNS.
+        message: String,
+        timestamp: String,
+        token: String,
+        subscribe_url: String,
+    },
+    /// A published message; for a CloudWatch alarm topic `message` is the alarm JSON.
+    Notification {
+        message_id: String,
+        topic_arn: String,
+        /// Only when the publisher set one (absent or `null` → `None`).
+        subject: Option<String>,
+        message: String,
+        timestamp: String,
+    },
+    /// Sent after an unsubscribe. Its `SubscribeURL` RE-subscribes: never follow it automatically.
+    UnsubscribeConfirmation {
+        message_id: String,
+        topic_arn: String,
+        message: String,
+        timestamp: String,
+        token: Option<String>,
+        subscribe_url: Option<String>,
+    },
+}
+
+impl SnsMessage {
+    /// The `Type` string SNS uses for this variant.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::SubscriptionConfirmation { .. } => "SubscriptionConfirmation",
+            Self::Notification { .. } => "Notification",
+            Self::UnsubscribeConfirmation { .. } => "UnsubscribeConfirmation",
+        }
+    }
+
+    pub fn message_id(&self) -> &str {
+        match self {
+            Self::SubscriptionConfirmation { message_id, .. }
+            | Self::Notification { message_id, .. }
+            | Self::UnsubscribeConfirmation { message_id, .. } => message_id,
+        }
+    }
+
+    pub fn topic_arn(&self) -> &str {
+        match self {
+            Self::SubscriptionConfirmation { topic_arn, .. }
+            | Self::Notification { topic_arn, .. }
+            | Self::UnsubscribeConfirmation { topic_arn, .. } => topic_arn,
+        }
+    }
+}
+
+/// One SNS delivery: the signed message plus what is needed to check the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsEnvelope {
+    pub message: SnsMessage,
+    /// `"1"` (SHA1withRSA) or `"2"` (SHA256withRSA); anything else fails [`verify`].
+    pub signature_version: String,
+    /// Base64 of the RSA signature over [`SnsEnvelope::string_to_sign`].
+    pub signature: String,
+    /// Where the signing certificate lives (`SigningCertURL`, or `SigningCertUrl` from Lambda-style
+    /// payloads). Not signed itself, hence the strict URL rules in [`CertCache`].
+    pub signing_cert_url: String,
+    /// `UnsubscribeURL` / `UnsubscribeUrl` of a notification (not signed; informational).
+    pub unsubscribe_url: Option<String>,
+}
+
+impl SnsEnvelope {
+    /// Parses an SNS delivery body. The Content-Type is irrelevant; unknown keys (such as
+    /// `MessageAttributes`) are ignored; `Subject: null` counts as absent.
+    pub fn parse(body: &[u8]) -> Result<Self, IngestError> {
+        let value = parse_json(body, "SNS body")?;
+        let Value::Object(map) = &value else {
+            return Err(IngestError::Malformed(format!(
+                "SNS body: expected a JSON object, got {}",
+                type_name(&value)
+            )));
+        };
+        let f = Fields::new("", map);
+        let owned = |key: &str| f.req_str(key).map(str::to_string);
+        // Both spellings are seen in the wild (HTTP deliveries use `URL`, Lambda-relayed ones `Url`).
+        let either = |a: &str, b: &str| -> Result<Option<String>, IngestError> {
+            Ok(f.opt_str(a)?.or(f.opt_str(b)?).map(str::to_string))
+        };
+
+        let message = match f.req_str("Type")? {
+            "Notification" => SnsMessage::Notification {
+                message_id: owned("MessageId")?,
+                topic_arn: owned("TopicArn")?,
+                subject: f.opt_str("Subject")?.map(str::to_string),
+                message: owned("Message")?,
+                timestamp: owned("Timestamp")?,
+            },
+            "SubscriptionConfirmation" => SnsMessage::SubscriptionConfirmation {
+                message_id: owned("MessageId")?,
+                topic_arn: owned("TopicArn")?,
+                message: owned("Message")?,
+                timestamp: owned("Timestamp")?,
+                token: owned("Token")?,
+                subscribe_url: either("SubscribeURL", "SubscribeUrl")?
+                    .ok_or_else(|| f.malformed("SubscribeURL", "missing"))?,
+            },
+            "UnsubscribeConfirmation" => SnsMessage::UnsubscribeConfirmation {
+                message_id: owned("MessageId")?,
+                topic_arn: owned("TopicArn")?,
+                message: owned("Message")?,
+                timestamp: owned("Timestamp")?,
+                token: f.opt_str("Token")?.map(str::to_string),
+                subscribe_url: either("SubscribeURL", "SubscribeUrl")?,
+            },
+            other => {
+                return Err(f.malformed(
+                    "Type",
+                    format_args!(
+                        "unknown SNS message type {other:?} (expected Notification, \
+                         SubscriptionConfirmation or UnsubscribeConfirmation)"
+                    ),
+                ));
+            }
+        };
+
+        Ok(Self {
+            message,
+            signature_version: owned("SignatureVersion")?,
+            signature: owned("Signature")?,
+            signing_cert_url: either("SigningCertURL", "SigningCertUrl")?
+                .ok_or_else(|| f.malformed("SigningCertURL", "missing"))?,
+            unsubscribe_url: either("UnsubscribeURL", "UnsubscribeUrl")?,
+        })
+    }
+
+    /// The exact text SNS signed: for each signed key of this type, in byte-sorted order and only
+    /// if present, `key\nvalue\n` (reference §1.4, following the AWS doc rather than the JS
+    /// library for `UnsubscribeConfirmation`).
+    pub fn string_to_sign(&self) -> String {
+        let mut out = String::new();
+        let mut push = |key: &str, value: Option<&str>| {
+            if let Some(value) = value {
+                out.push_str(key);
+                out.push('\n');
+                out.push_str(value);
+                out.push('\n');
+            }
+        };
+        let ty = self.message.type_name();
+        match &self.message {
+            SnsMessage::Notification {
+                message_id,
+                topic_arn,
+                subject,
+                message,
+                timestamp,
+            } => {
+                push("Message", Some(message));
+                push("MessageId", Some(message_id));
+                push("Subject", subject.as_deref());
+                push("Timestamp", Some(timestamp));
+                push("TopicArn", Some(topic_arn));
+                push("Type", Some(ty));
+            }
+            SnsMessage::SubscriptionConfirmation {
+                message_id,
+                topic_arn,
+                message,
+                timestamp,
+                token,
+                subscribe_url,
+            } => {
+                push("Message", Some(message));
+                push("MessageId", Some(message_id));
+                push("SubscribeURL", Some(subscribe_url));
+                push("Timestamp", Some(timestamp));
+                push("Token", Some(token));
+                push("TopicArn", Some(topic_arn));
+                push("Type", Some(ty));
+            }
+            SnsMessage::UnsubscribeConfirmation {
+                message_id,
+                topic_arn,
+                message,
+                timestamp,
+                token,
+                subscribe_url,
+            } => {
+                push("Message", Some(message));
+                push("MessageId", Some(message_id));
+                push("SubscribeURL", subscribe_url.as_deref());
+                push("Timestamp", Some(timestamp));
+                push("Token", token.as_deref());
+                push("TopicArn", Some(topic_arn));
+                push("Type", Some(ty));
+            }
+        }
+        out
+    }
+}
+
+/// The two signature algorithms SNS uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SignatureAlgorithm {
+    /// SignatureVersion 1: RSA PKCS#1 v1.5 with SHA-1 (the topic default).
+    Sha1WithRsa,
+    /// SignatureVersion 2: RSA PKCS#1 v1.5 with SHA-256.
+    Sha256WithRsa,
+}
+
+/// Verifies an envelope's signature: the SignatureVersion must be 1 or 2, the SigningCertURL must
+/// be trusted (checked before anything is fetched), and the RSA signature must match
+/// [`SnsEnvelope::string_to_sign`] under the certificate's key.
+///
+/// Errors: [`IngestError::Unauthenticated`] for anything forged, unsupported or untrusted;
+/// [`IngestError::CertUnavailable`] when the certificate cannot be fetched right now.
+pub async fn verify(env: &SnsEnvelope, certs: &CertCache) -> Result<(), IngestError> {
+    let algorithm = match env.signature_version.as_str() {
+        "1" => SignatureAlgorithm::Sha1WithRsa,
+        "2" => SignatureAlgorithm::Sha256WithRsa,
+        other => {
+            return Err(IngestError::Unauthenticated(format!(
+                "unsupported SignatureVersion {other:?} (expected \"1\" or \"2\")"
+            )));
+        }
+    };
+    let url = certs.trusted_cert_url(&env.signing_cert_url)?;
+    let signature = BASE64
+        .decode(env.signature.trim().as_bytes())
+        .map_err(|e| IngestError::Unauthenticated(format!("Signature is not valid base64: {e}")))?;
+    let key = certs.public_key(&url).await?;
+    verify_with_key(&key, algorithm, env.string_to_sign().as_bytes(), &signature)
+}
+
+fn verify_with_key(
+    key: &PublicKey,
+    algorithm: SignatureAlgorithm,
+    signed: &[u8],
+    signature: &[u8],
+) -> Result<(), IngestError> {
+    let mismatch =
+        || IngestError::Unauthenticated("signature does not match the message".to_string());
+    let signature = Signature::try_from(signature).map_err(|_| mismatch())?;
+    let result = match algorithm {
+        SignatureAlgorithm::Sha1WithRsa => {
+            VerifyingKey::<sha1::Sha1>::new(key.clone()).verify(signed, &signature)
+        }
+        SignatureAlgorithm::Sha256WithRsa => {
+            VerifyingKey::<sha2::Sha256>::new(key.clone()).verify(signed, &signature)
+        }
+    };
+    result.map_err(|_| mismatch())
+}
+
+/// Fetches a signing certificate (PEM bytes). Injectable so tests map URLs to local files.
+#[async_trait::async_trait] // stored as Arc<dyn CertFetcher>; native async-fn traits are not dyn-compatible
+pub trait CertFetcher: Send + Sync {
+    /// Errors: `Unauthenticated` when the server refuses (4xx); `CertUnavailable` when it may work
+    /// later (network error, timeout, 5xx).
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, IngestError>;
+}
+
+/// Largest certificate body accepted (real SNS certificates are about 2 KiB).
+pub const CERT_MAX_BYTES: usize = 16 * 1024;
+/// Timeout for one certificate fetch.
+pub const CERT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Fetches certificates over HTTP(S) with reqwest: 5 s timeout, no redirects (a trusted URL must
+/// not be able to bounce us elsewhere), bodies over 16 KiB refused.
+#[derive(Debug, Clone)]
+pub struct HttpCertFetcher {
+    client: reqwest::Client,
+}
+
+impl HttpCertFetcher {
+    /// Builds its own client (5 s timeout, redirects off).
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(CERT_FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { client })
+    }
+
+    /// Reuses an existing client. The 5 s timeout is still applied per request, but the client's
+    /// redirect policy is the caller's: build it with `redirect::Policy::none()`.
+    pub fn with_client(client: reqwest::Client) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl CertFetcher for HttpCertFetcher {
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, IngestError> {
+        let unavailable = |e: reqwest::Error| {
+            IngestError::CertUnavailable(format!(
+                "fetching signing certificate {url}: {}",
+                e.without_url()
+            ))
+        };
+        let mut response = self
+            .client
+            .get(url)
+            .timeout(CERT_FETCH_TIMEOUT)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = response.status();
+        if status.is_client_error() || status.is_redirection() {
+            return Err(IngestError::Unauthenticated(format!(
+                "signing certificate {url} answered HTTP {status}"
+            )));
+        }
+        if !status.is_success() {
+            return Err(IngestError::CertUnavailable(format!(
+                "signing certificate {url} answered HTTP {status}"
+            )));
+        }
+        let too_big = || {
+            IngestError::Unauthenticated(format!(
+                "signing certificate {url} is larger than {CERT_MAX_BYTES} bytes"
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > CERT_MAX_BYTES as u64)
+        {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
+            if body.len() + chunk.len() > CERT_MAX_BYTES {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// Default number of certificates kept (SNS uses a handful per region).
+pub const CERT_CACHE_CAPACITY: usize = 64;
+/// Default time a fetched certificate is trusted before it is fetched again.
+pub const CERT_CACHE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Signing-certificate public keys by URL: bounded, with a TTL, behind trusted-URL rules.
+///
+/// Ages are measured with `std::time::Instant` (monotonic) rather than an injected clock: expiry
+/// only decides when to re-fetch a certificate, never what an alert means, and tests use
+/// [`CertCache::public_key_at`] to move time. A std `Mutex` is enough because it is never held
+/// across an `.await` (concurrent misses for one URL may both fetch; the later insert wins).
+pub struct CertCache {
+    fetcher: Arc<dyn CertFetcher>,
+    /// Test-only trusted URL prefixes, normalized by `url` (so `http://127.0.0.1:4567` becomes
+    /// `http://127.0.0.1:4567/` and cannot match `http://127.0.0.1:45678/`).
+    extra_trusted_prefixes: Vec<String>,
+    entries: Mutex<HashMap<String, CachedKey>>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+struct CachedKey {
+    key: PublicKey,
+    fetched_at: Instant,
+}
+
+impl std::fmt::Debug for CertCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertCache")
+            .field("extra_trusted_prefixes", &self.extra_trusted_prefixes)
+            .field("capacity", &self.capacity)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertCache {
+    /// A cache of [`CERT_CACHE_CAPACITY`] keys kept for [`CERT_CACHE_TTL`]. `extra_trusted_prefixes`
+    /// must be empty in production; tests may trust e.g. `http://127.0.0.1:4567/`. A prefix that
+    /// is not a valid absolute URL is ignored (it could never match a parsed URL safely).
+    pub fn new(fetcher: Arc<dyn CertFetcher>, extra_trusted_prefixes: Vec<String>) -> Self {
+        Self::with_limits(
+            fetcher,
+            extra_trusted_prefixes,
+            CERT_CACHE_CAPACITY,
+            CERT_CACHE_TTL,
+        )
+    }
+
+    pub fn with_limits(
+        fetcher: Arc<dyn CertFetcher>,
+        extra_trusted_prefixes: Vec<String>,
+        capacity: usize,
+        ttl: Duration,
+    ) -> Self {
+        let extra_trusted_prefixes = extra_trusted_prefixes
+            .iter()
+            .filter_map(|p| Url::parse(p).ok())
+            .filter(|u| u.username().is_empty() && u.password().is_none() && u.has_host())
+            .map(String::from)
+            .collect();
+        Self {
+            fetcher,
+            extra_trusted_prefixes,
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            ttl,
+        }
+    }
+
+    /// Checks a SigningCertURL against the trust rules (reference §1.5) and returns its normalized
+    /// form, the one to fetch and cache by. Trusted: `https`, no userinfo, default port, no query
+    /// or fragment, path ending in `.pem`, host `sns.<3+ of [a-zA-Z0-9-]>.amazonaws.com[.cn]`;
+    /// or starting with a configured extra prefix.
+    pub fn trusted_cert_url(&self, raw: &str) -> Result<String, IngestError> {
+        let untrusted = |why: &str| {
+            IngestError::Unauthenticated(format!("untrusted SigningCertURL {raw:?}: {why}"))
+        };
+        let url = Url::parse(raw).map_err(|e| untrusted(&e.to_string()))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(untrusted("user info is not allowed"));
+        }
+        let normalized = String::from(url.clone());
+        if self
+            .extra_trusted_prefixes
+            .iter()
+            .any(|p| normalized.starts_with(p.as_str()))
+        {
+            return Ok(normalized);
+        }
+        if url.scheme() != "https" {
+            return Err(untrusted("scheme must be https"));
+        }
+        if url.port().is_some() {
+            return Err(untrusted("no explicit port allowed"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(untrusted("no query or fragment allowed"));
+        }
+        if !url.path().ends_with(".pem") {
+            return Err(untrusted("path must end in .pem"));
+        }
+        match url.host() {
+            Some(Host::Domain(host)) if is_sns_host(host) => Ok(normalized),
+            _ => Err(untrusted("host must be sns.<region>.amazonaws.com")),
+        }
+    }
+
+    /// The public key of the certificate at `url` (which must already have passed
+    /// [`CertCache::trusted_cert_url`]), from the cache or freshly fetched.
+    pub async fn public_key(&self, url: &str) -> Result<PublicKey, IngestError> {
+        self.public_key_at(url, Instant::now()).await
+    }
+
+    /// [`CertCache::public_key`] with the current instant given, so tests can age entries.
+    pub async fn public_key_at(&self, url: &str, now: Instant) -> Result<PublicKey, IngestError> {
+        if let Some(key) = self.cached(url, now) {
+            return Ok(key);
+        }
+        let pem = self.fetcher.fetch(url).await?;
+        let key = public_key_from_pem(&pem).map_err(|why| {
+            IngestError::Unauthenticated(format!("signing certificate {url}: {why}"))
+        })?;
+        self.insert(url, key.clone(), now);
+        Ok(key)
+    }
+
+    /// Number of keys currently cached (expired ones included until evicted).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedKey>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cached(&self, url: &str, now: Instant) -> Option<PublicKey> {
+        let entries = self.lock();
+        let entry = entries.get(url)?;
+        (now.saturating_duration_since(entry.fetched_at) < self.ttl).then(|| entry.key.clone())
+    }
+
+    fn insert(&self, url: &str, key: PublicKey, now: Instant) {
+        let mut entries = self.lock();
+        let ttl = self.ttl;
+        entries.retain(|_, e| now.saturating_duration_since(e.fetched_at) < ttl);
+        while entries.len() >= self.capacity && !entries.contains_key(url) {
+            let oldest = entries
+                .iter()
+                .min_by_key(|(_, e)| e.fetched_at)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => entries.remove(&k),
+                None => break,
+            };
+        }
+        entries.insert(
+            url.to_string(),
+            CachedKey {
+                key,
+                fetched_at: now,
+            },
+        );
+    }
+}
+
+/// `sns.<region>.amazonaws.com` or `.amazonaws.com.cn`, the region part being at least three of
+/// `[a-zA-Z0-9-]` (the AWS validator libraries' rule, without a regex).
+fn is_sns_host(host: &str) -> bool {
+    let Some(rest) = host.strip_prefix("sns.") else {
+        return false;
+    };
+    let region = rest
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"));
+    region
+        .is_some_and(|r| r.len() >= 3 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+/// Smallest RSA modulus accepted for a signing key (AWS uses 2048 bits).
+const MIN_KEY_BITS: usize = 2048;
+
+/// Extracts the RSA public key of a PEM X.509 certificate.
+fn public_key_from_pem(pem: &[u8]) -> Result<PublicKey, String> {
+    let cert =
+        Certificate::from_pem(pem).map_err(|e| format!("not a PEM X.509 certificate: {e}"))?;
+    let spki = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| format!("unreadable public key: {e}"))?;
+    let key =
+        PublicKey::from_public_key_der(&spki).map_err(|e| format!("not an RSA public key: {e}"))?;
+    if key.size() * 8 < MIN_KEY_BITS {
+        return Err(format!("RSA key shorter than {MIN_KEY_BITS} bits"));
+    }
+    Ok(key)
+}
+
+/// The region of an SNS topic ARN `arn:<partition>:sns:<region>:<account>:<name>`.
+pub fn topic_region(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("sns"), Some(region), Some(account), Some(name)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let region_ok = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok = partition.starts_with("aws")
+        && region_ok
+        && !account.is_empty()
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty();
+    ok.then_some(region)
+}
+
+/// Whether a SubscriptionConfirmation's `SubscribeURL` may be fetched to confirm: `https`, host
+/// exactly `sns.<region>.amazonaws.com` (`.com.cn` in the `aws-cn` partition) with the region of
+/// `topic_arn`, default port, no userinfo, path `/`, `Action=ConfirmSubscription`, and a `TopicArn`
+/// parameter, if present, equal to `topic_arn`. Check the signature and the topic allow-list first.
+pub fn subscribe_url_is_safe(subscribe_url: &str, topic_arn: &str) -> bool {
+    let Some(region) = topic_region(topic_arn) else {
+        return false;
+    };
+    let Ok(url) = Url::parse(subscribe_url) else {
+        return false;
+    };
+    let suffix = if topic_arn.starts_with("arn:aws-cn:") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    let expected_host = format!("sns.{region}.{suffix}");
+    let host_ok = matches!(url.host(), Some(Host::Domain(h)) if h == expected_host);
+    if url.scheme() != "https"
+        || !host_ok
+        || url.port().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != "/"
+        || url.fragment().is_some()
+    {
+        return false;
+    }
+    let mut actions = 0;
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "Action" if value == "ConfirmSubscription" => actions += 1,
+            "Action" => return false,
+            "TopicArn" if value != topic_arn => return false,
+            _ => {}
+        }
+    }
+    actions == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::signature::{SignatureEncoding as _, Signer as _};
+
+    use super::*;
+    use crate::ingest::testkit::{fixture, mutations};
+
+    const SNS_FIXTURES: [&str; 4] = [
+        "cloudwatch-alarm-sns-notification.json",
+        "cloudwatch-ok-sns-notification.json",
+        "route53-healthcheck-alarm-sns-notification.json",
+        "sns-subscription-confirmation.json",
+    ];
+
+    /// Serves `test-signing-cert.pem` for every URL and counts the calls.
+    #[derive(Default)]
+    struct FixtureFetcher {
+        calls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl CertFetcher for FixtureFetcher {
+        async fn fetch(&self, _url: &str) -> Result<Vec<u8>, IngestError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(fixture("test-signing-cert.pem"))
+        }
+    }
+
+    /// Always answers with the given error.
+    struct FailingFetcher(IngestError);
+
+    #[async_trait::async_trait]
+    impl CertFetcher for FailingFetcher {
+        async fn fetch(&self, _url: &str) -> Result<Vec<u8>, IngestError> {
+            Err(self.0.clone())
+        }
+    }
+
+    fn cache() -> (Arc<FixtureFetcher>, CertCache) {
+        let fetcher = Arc::new(FixtureFetcher::default());
+        let cache = CertCache::new(fetcher.clone(), vec![]);
+        (fetcher, cache)
+    }
+
+    fn json(name: &str) -> serde_json::Map<String, Value> {
+        match serde_json::from_slice(&fixture(name)) {
+            Ok(Value::Object(m)) => m,
+            other => panic!("fixture {name} is not a JSON object: {other:?}"),
+        }
+    }
+
+    fn envelope(map: &serde_json::Map<String, Value>) -> SnsEnvelope {
+        let bytes = serde_json::to_vec(map).expect("a JSON map serializes");
+        SnsEnvelope::parse(&bytes).expect("test envelope parses")
+    }
+
+    fn sign_v2(env: &mut SnsEnvelope) {
+        let pem = String::from_utf8(fixture("test-signing-key.pem")).expect("key is UTF-8");
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = BASE64.decode(b64).expect("key PEM body is base64");
+        let key = rsa::PrivateKey::from_pkcs8_der(&der).expect("test key is PKCS#8 RSA");
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
+        env.signature_version = "2".into();
+        env.signature = BASE64.encode(signer.sign(env.string_to_sign().as_bytes()).to_bytes());
+    }
+
+    #[tokio::test]
+    async fn every_sns_fixture_verifies_against_the_test_certificate() {
+        let (fetcher, certs) = cache();
+        for name in SNS_FIXTURES {
+            let env = SnsEnvelope::parse(&fixture(name)).expect(name);
+            assert_eq!(verify(&env, &certs).await, Ok(()), "{name}");
+        }
+        // Two distinct URLs (ap-southeast-1 and us-east-1), each fetched once.
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(certs.len(), 2);
+    }
+
+    #[test]
+    fn fixtures_parse_into_their_message_types() {
+        let env =
+            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
+        let SnsMessage::Notification {
+            message_id,
+            topic_arn,
+            subject,
+            message,
+            timestamp,
+        } = &env.message
+        else {
+            panic!("expected a notification, got {:?}", env.message);
+        };
+        assert_eq!(message_id, "c2a7d9e4-31f6-5b8a-9d0c-4e7f1a2b3c5d");
+        assert_eq!(
+            topic_arn,
+            "arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts"
+        );
+        assert_eq!(
+            subject.as_deref(),
+            Some("ALARM: \"eks-prod-apse1-node-cpu-high\" in Asia Pacific (Singapore)")
+        );
+        assert!(message.starts_with("{\"AlarmName\":\"eks-prod-apse1-node-cpu-high\""));
+        assert_eq!(timestamp, "2026-11-20T02:15:41.452Z");
+        assert!(env.unsubscribe_url.is_some());
+
+        let env =
+            SnsEnvelope::parse(&fixture("sns-subscription-confirmation.json")).expect("parses");
+        let SnsMessage::SubscriptionConfirmation {
+            subscribe_url,
+            token,
+            topic_arn,
+            message,
+            ..
+        } = &env.message
+        else {
+            panic!(
+                "expected a subscription confirmation, got {:?}",
+                env.message
+            );
+        };
+        assert!(
+            message.contains(".\nTo confirm"),
+            "escapes are decoded before signing"
+        );
+        assert!(token.starts_with("2336412f"));
+        assert!(subscribe_url_is_safe(subscribe_url, topic_arn));
+    }
+
+    #[test]
+    fn string_to_sign_uses_decoded_values_in_key_order() {
+        let env =
+            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
+        let s = env.string_to_sign();
+        let keys: Vec<&str> = s.lines().step_by(2).collect();
+        assert_eq!(
+            keys,
+            [
+                "Message",
+                "MessageId",
+                "Subject",
+                "Timestamp",
+                "TopicArn",
+                "Type"
+            ]
+        );
+        assert!(s.ends_with("Type\nNotification\n"));
+        assert!(s.contains(
+            "Subject\nALARM: \"eks-prod-apse1-node-cpu-high\" in Asia Pacific (Singapore)\n"
+        ));
+
+        let env =
+            SnsEnvelope::parse(&fixture("sns-subscription-confirmation.json")).expect("parses");
+        let s = env.string_to_sign();
+        assert!(s.starts_with("Message\nYou have chosen"));
+        for key in [
+            "\nMessageId\n",
+            "\nSubscribeURL\n",
+            "\nTimestamp\n",
+            "\nToken\n",
+            "\nTopicArn\n",
+        ] {
+            assert!(s.contains(key), "{key:?}");
+        }
+        assert!(s.ends_with("Type\nSubscriptionConfirmation\n"));
+    }
+
+    #[tokio::test]
+    async fn changing_any_signed_field_breaks_the_signature() {
+        let (_, certs) = cache();
+        let original = json("cloudwatch-alarm-sns-notification.json");
+        for (key, value) in [
+            ("Message", "{\"AlarmName\":\"something-else\"}"),
+            (
+                "Subject",
+                "OK: \"eks-prod-apse1-node-cpu-high\" in Asia Pacific (Singapore)",
+            ),
+            ("Timestamp", "2026-11-20T02:15:41.453Z"),
+            (
+                "TopicArn",
+                "arn:aws:sns:ap-southeast-1:123456789012:other-topic",
+            ),
+            ("MessageId", "00000000-31f6-5b8a-9d0c-4e7f1a2b3c5d"),
+        ] {
+            let mut map = original.clone();
+            map.insert(key.into(), Value::String(value.into()));
+            let result = verify(&envelope(&map), &certs).await;
+            assert!(
+                matches!(result, Err(IngestError::Unauthenticated(_))),
+                "{key}: {result:?}"
+            );
+        }
+        // Removing the subject changes the string to sign too.
+        let mut map = original.clone();
+        map.remove("Subject");
+        let result = verify(&envelope(&map), &certs).await;
+        assert!(
+            matches!(result, Err(IngestError::Unauthenticated(_))),
+            "{result:?}"
+        );
+
+        let mut map = json("sns-subscription-confirmation.json");
+        map.insert("Token".into(), Value::String("00".into()));
+        let result = verify(&envelope(&map), &certs).await;
+        assert!(
+            matches!(result, Err(IngestError::Unauthenticated(_))),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unsigned_fields_and_lambda_spellings_do_not_matter() {
+        let (_, certs) = cache();
+        let mut map = json("cloudwatch-alarm-sns-notification.json");
+        let cert = map
+            .remove("SigningCertURL")
+            .expect("fixture has SigningCertURL");
+        let unsub = map
+            .remove("UnsubscribeURL")
+            .expect("fixture has UnsubscribeURL");
+        map.insert("SigningCertUrl".into(), cert);
+        map.insert("UnsubscribeUrl".into(), unsub);
+        map.insert(
+            "MessageAttributes".into(),
+            serde_json::json!({"a": {"Type": "String", "Value": "b"}}),
+        );
+        let env = envelope(&map);
+        assert!(env.signing_cert_url.ends_with(".pem"));
+        assert!(env.unsubscribe_url.is_some());
+        assert_eq!(verify(&env, &certs).await, Ok(()));
+    }
+
+    #[test]
+    fn null_or_absent_subject_is_none() {
+        let mut map = json("cloudwatch-alarm-sns-notification.json");
+        map.insert("Subject".into(), Value::Null);
+        let SnsMessage::Notification { subject, .. } = envelope(&map).message else {
+            panic!("expected a notification");
+        };
+        assert_eq!(subject, None);
+        map.remove("Subject");
+        let SnsMessage::Notification { subject, .. } = envelope(&map).message else {
+            panic!("expected a notification");
+        };
+        assert_eq!(subject, None);
+    }
+
+    #[tokio::test]
+    async fn unsupported_signature_versions_are_refused() {
+        let (fetcher, certs) = cache();
+        for version in ["3", "0", "", "1 "] {
+            let mut env = SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json"))
+                .expect("parses");
+            env.signature_version = version.into();
+            let result = verify(&env, &certs).await;
+            assert!(
+                matches!(result, Err(IngestError::Unauthenticated(ref m)) if m.contains("SignatureVersion")),
+                "{version:?}: {result:?}"
+            );
+        }
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_v2_sha256_signature_verifies_and_v1_is_not_accepted_in_its_place() {
+        let (_, certs) = cache();
+        for name in SNS_FIXTURES {
+            let mut env = SnsEnvelope::parse(&fixture(name)).expect("parses");
+            sign_v2(&mut env);
+            assert_eq!(verify(&env, &certs).await, Ok(()), "{name}");
+            // The same SHA-256 signature claimed as version 1 must fail.
+            env.signature_version = "1".into();
+            assert!(matches!(
+                verify(&env, &certs).await,
+                Err(IngestError::Unauthenticated(_))
+            ));
+        }
+        // A v1 signature claimed as version 2 fails as well.
+        let mut env =
+            SnsEnvelope::parse(&fixture("cloudwatch-ok-sns-notification.json")).expect("parses");
+        env.signature_version = "2".into();
+        assert!(matches!(
+            verify(&env, &certs).await,
+            Err(IngestError::Unauthenticated(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn untrusted_cert_urls_are_refused_without_fetching() {
+        let (fetcher, certs) = cache();
+        let base =
+            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
+        for url in [
+            "https://evil.example.com/SimpleNotificationService-x.pem",
+            "http://sns.ap-southeast-1.amazonaws.com/SimpleNotificationService-x.pem",
+            "https://sns.ap-southeast-1.amazonaws.com/SimpleNotificationService-x.txt",
+            "https://sns.ap-southeast-1.amazonaws.com/",
+            "https://sns.ap-southeast-1.amazonaws.com.evil.example/SimpleNotificationService-x.pem",
+            "https://sns.ap-southeast-1.amazonaws.com@evil.example/SimpleNotificationService-x.pem",
+            "https://sns.x.amazonaws.com@evil/x.pem",
+            "https://user:pw@sns.ap-southeast-1.amazonaws.com/x.pem",
+            "https://sns.ap-southeast-1.amazonaws.com:8443/x.pem",
+            "https://sns.ap-southeast-1.amazonaws.com/x.pem?a=b",
+            "https://sns.ap-southeast-1.amazonaws.com/x.pem#frag",
+            "https://sns.ab.amazonaws.com/x.pem",
+            "https://sns.a.b.amazonaws.com/x.pem",
+            "https://s3.amazonaws.com/x.pem",
+            "https://sns-ap-southeast-1.amazonaws.com/x.pem",
+            "https://xsns.ap-southeast-1.amazonaws.com/x.pem",
+            "https://sns.ap-southeast-1.amazonaws.co/x.pem",
+            "https://127.0.0.1/x.pem",
+            "http://127.0.0.1:4567/test-signing-cert.pem",
+            "file:///etc/ssl/x.pem",
+            "not a url",
+            "",
+        ] {
+            let mut env = base.clone();
+            env.signing_cert_url = url.into();
+            let result = verify(&env, &certs).await;
+            assert!(
+                matches!(result, Err(IngestError::Unauthenticated(_))),
+                "{url}: {result:?}"
+            );
+        }
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn aws_cert_hosts_in_every_partition_are_trusted() {
+        let (_, certs) = cache();
+        for url in [
+            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-7e2f.pem",
+            "https://SNS.AP-SOUTHEAST-1.AMAZONAWS.COM/SimpleNotificationService-7e2f.pem",
+            "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-7e2f.pem",
+            "https://sns.us-gov-west-1.amazonaws.com:443/SimpleNotificationService-7e2f.pem",
+        ] {
+            assert!(certs.trusted_cert_url(url).is_ok(), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_extra_trusted_prefix_works_only_when_configured() {
+        let local = "http://127.0.0.1:4567/certs/test-signing-cert.pem";
+        let mut env =
+            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
+        env.signing_cert_url = local.into();
+
+        let (fetcher, certs) = cache();
+        assert!(matches!(
+            verify(&env, &certs).await,
+            Err(IngestError::Unauthenticated(_))
+        ));
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 0);
+
+        let fetcher = Arc::new(FixtureFetcher::default());
+        let certs = CertCache::new(fetcher.clone(), vec!["http://127.0.0.1:4567".into()]);
+        assert_eq!(verify(&env, &certs).await, Ok(()));
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 1);
+        // The prefix is normalized to end in '/', so a neighbouring port or a userinfo trick
+        // does not match it.
+        for url in [
+            "http://127.0.0.1:45678/test-signing-cert.pem",
+            "http://127.0.0.1:4567@evil.example/test-signing-cert.pem",
+        ] {
+            env.signing_cert_url = url.into();
+            assert!(
+                matches!(
+                    verify(&env, &certs).await,
+                    Err(IngestError::Unauthenticated(_))
+                ),
+                "{url}"
+            );
+        }
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn fetch_failures_keep_their_meaning() {
+        let env =
+            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
+        let transient = CertCache::new(
+            Arc::new(FailingFetcher(IngestError::CertUnavailable("503".into()))),
+            vec![],
+        );
+        assert!(matches!(
+            verify(&env, &transient).await,
+            Err(IngestError::CertUnavailable(_))
+        ));
+        let refused = CertCache::new(
+            Arc::new(FailingFetcher(IngestError::Unauthenticated("404".into()))),
+            vec![],
+        );
+        assert!(matches!(
+            verify(&env, &refused).await,
+            Err(IngestError::Unauthenticated(_))
+        ));
+        assert!(
+            transient.is_empty() && refused.is_empty(),
+            "failures are not cached"
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_certificates_and_signatures_are_unauthenticated() {
+        struct Garbage;
+        #[async_trait::async_trait]
+        impl CertFetcher for Garbage {
+            async fn fetch(&self, _url: &str) -> Result<Vec<u8>, IngestError> {
+                Ok(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec())
+            }
+        }
+        let env =
+            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
+        let certs = CertCache::new(Arc::new(Garbage), vec![]);
+        assert!(matches!(
+            verify(&env, &certs).await,
+            Err(IngestError::Unauthenticated(_))
+        ));
+        // The private key is not a certificate either.
+        assert!(public_key_from_pem(&fixture("test-signing-key.pem")).is_err());
+
+        let (_, certs) = cache();
+        for sig in ["", "!!!", "AAAA", "c8xtk2LY"] {
+            let mut env = env.clone();
+            env.signature = sig.into();
+            assert!(
+                matches!(
+                    verify(&env, &certs).await,
+                    Err(IngestError::Unauthenticated(_))
+                ),
+                "{sig:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_and_entries_expire() {
+        let fetcher = Arc::new(FixtureFetcher::default());
+        let certs = CertCache::with_limits(fetcher.clone(), vec![], 2, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let url = |i: u32| format!("https://sns.region-{i}.amazonaws.com/c.pem");
+        for i in 0..3 {
+            certs
+                .public_key_at(&url(i), t0 + Duration::from_secs(i.into()))
+                .await
+                .expect("key");
+        }
+        assert_eq!(certs.len(), 2, "capacity bounds the cache");
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 3);
+        // Oldest (region-0) was evicted; region-2 is still cached.
+        certs
+            .public_key_at(&url(2), t0 + Duration::from_secs(10))
+            .await
+            .expect("key");
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 3);
+        certs
+            .public_key_at(&url(0), t0 + Duration::from_secs(10))
+            .await
+            .expect("key");
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 4);
+        // After the TTL everything is fetched again.
+        certs
+            .public_key_at(&url(0), t0 + Duration::from_secs(100))
+            .await
+            .expect("key");
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 5);
+    }
+
+    /// Serves one canned HTTP response on 127.0.0.1 and returns the base URL
+    /// (`http://127.0.0.1:<port>/`).
+    async fn serve_once(response: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = socket.write_all(&response).await;
+            let _ = socket.shutdown().await;
+        });
+        format!("http://{addr}/")
+    }
+
+    fn http_response(status: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+        let mut r = format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{extra_headers}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    }
+
+    #[tokio::test]
+    async fn the_http_fetcher_classifies_answers() {
+        let fetcher = HttpCertFetcher::new().expect("client builds");
+        let pem = fixture("test-signing-cert.pem");
+
+        let url = serve_once(http_response("200 OK", "", &pem)).await;
+        assert_eq!(fetcher.fetch(&format!("{url}c.pem")).await, Ok(pem.clone()));
+
+        for (status, headers, body, unauthenticated) in [
+            ("404 Not Found", "", b"no".to_vec(), true),
+            ("403 Forbidden", "", Vec::new(), true),
+            (
+                "302 Found",
+                "location: https://evil.example/c.pem\r\n",
+                Vec::new(),
+                true,
+            ),
+            ("200 OK", "", vec![b'x'; CERT_MAX_BYTES + 1], true),
+            ("503 Service Unavailable", "", Vec::new(), false),
+            ("500 Internal Server Error", "", Vec::new(), false),
+        ] {
+            let url = serve_once(http_response(status, headers, &body)).await;
+            let result = fetcher.fetch(&format!("{url}c.pem")).await;
+            if unauthenticated {
+                assert!(
+                    matches!(result, Err(IngestError::Unauthenticated(_))),
+                    "{status}: {result:?}"
+                );
+            } else {
+                assert!(
+                    matches!(result, Err(IngestError::CertUnavailable(_))),
+                    "{status}: {result:?}"
+                );
+            }
+        }
+
+        // A body over the cap without a Content-Length (read until close) is refused too.
+        let mut unsized_body = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_vec();
+        unsized_body.extend(std::iter::repeat_n(b'x', CERT_MAX_BYTES * 2));
+        let url = serve_once(unsized_body).await;
+        let result = fetcher.fetch(&format!("{url}c.pem")).await;
+        assert!(
+            matches!(result, Err(IngestError::Unauthenticated(_))),
+            "{result:?}"
+        );
+
+        // Nothing listening: transient.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let result = fetcher
+            .fetch(&format!("http://127.0.0.1:{port}/c.pem"))
+            .await;
+        assert!(
+            matches!(result, Err(IngestError::CertUnavailable(_))),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fixture_verifies_end_to_end_through_a_trusted_local_prefix() {
+        let url = serve_once(http_response(
+            "200 OK",
+            "",
+            &fixture("test-signing-cert.pem"),
+        ))
+        .await;
+        let fetcher = Arc::new(HttpCertFetcher::new().expect("client builds"));
+        let certs = CertCache::new(fetcher, vec![url.clone()]);
+        let mut env =
+            SnsEnvelope::parse(&fixture("route53-healthcheck-alarm-sns-notification.json"))
+                .expect("parses");
+        env.signing_cert_url = format!("{url}test-signing-cert.pem");
+        assert_eq!(verify(&env, &certs).await, Ok(()));
+        // Cached: the one-shot server is gone, yet a second verify succeeds.
+        assert_eq!(verify(&env, &certs).await, Ok(()));
+    }
+
+    #[test]
+    fn topic_regions_come_from_well_formed_arns_only() {
+        assert_eq!(
+            topic_region("arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts"),
+            Some("ap-southeast-1")
+        );
+        assert_eq!(
+            topic_region("arn:aws-cn:sns:cn-north-1:123456789012:t"),
+            Some("cn-north-1")
+        );
+        for bad in [
+            "",
+            "arn:aws:sqs:ap-southeast-1:123456789012:q",
+            "arn:aws:sns::123456789012:t",
+            "arn:aws:sns:ap-southeast-1:123456789012:",
+            "arn:aws:sns:ap-southeast-1:acct:t",
+            "arn:aws:sns:evil.example/x:123456789012:t",
+            "nope:aws:sns:ap-southeast-1:123456789012:t",
+        ] {
+            assert_eq!(topic_region(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn subscribe_urls_must_point_at_the_topics_own_region() {
+        let topic = "arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts";
+        let good = format!(
+            "https://sns.ap-southeast-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={topic}&Token=abc"
+        );
+        assert!(subscribe_url_is_safe(&good, topic));
+        assert!(subscribe_url_is_safe(
+            "https://sns.cn-north-1.amazonaws.com.cn/?Action=ConfirmSubscription&Token=a",
+            "arn:aws-cn:sns:cn-north-1:123456789012:t"
+        ));
+        for bad in [
+            "http://sns.ap-southeast-1.amazonaws.com/?Action=ConfirmSubscription&Token=abc".to_string(),
+            "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=abc".into(),
+            "https://sns.ap-southeast-1.amazonaws.com.evil.example/?Action=ConfirmSubscription".into(),
+            "https://sns.ap-southeast-1.amazonaws.com@evil.example/?Action=ConfirmSubscription".into(),
+            "https://sns.ap-southeast-1.amazonaws.com:8443/?Action=ConfirmSubscription".into(),
+            "https://sns.ap-southeast-1.amazonaws.com/x?Action=ConfirmSubscription".into(),
+            "https://sns.ap-southeast-1.amazonaws.com/?Action=Unsubscribe".into(),
+            "https://sns.ap-southeast-1.amazonaws.com/?Token=abc".into(),
+            "https://sns.ap-southeast-1.amazonaws.com/?Action=ConfirmSubscription&Action=Unsubscribe".into(),
+            "https://sns.ap-southeast-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:ap-southeast-1:123456789012:other".into(),
+            "not a url".into(),
+        ] {
+            assert!(!subscribe_url_is_safe(&bad, topic), "{bad}");
+        }
+        assert!(!subscribe_url_is_safe(&good, "not-an-arn"));
+    }
+
+    #[test]
+    fn bad_envelopes_are_malformed() {
+        let cases: &[(&str, &str)] = &[
+            ("", "not valid JSON"),
+            ("[]", "expected a JSON object"),
+            ("{}", "Type: missing"),
+            (r#"{"Type": 1}"#, "Type: expected a string, got a number"),
+            (r#"{"Type": "Surprise"}"#, "unknown SNS message type"),
+            (r#"{"Type": "Notification"}"#, "MessageId: missing"),
+            (
+                r#"{"Type":"Notification","MessageId":"m","TopicArn":"t","Message":{},"Timestamp":"x"}"#,
+                "Message: expected a string, got an object",
+            ),
+            (
+                r#"{"Type":"Notification","MessageId":"m","TopicArn":"t","Message":"x","Timestamp":"x","SignatureVersion":"1","Signature":"s"}"#,
+                "SigningCertURL: missing",
+            ),
+            (
+                r#"{"Type":"SubscriptionConfirmation","MessageId":"m","TopicArn":"t","Message":"x","Timestamp":"x","Token":"t"}"#,
+                "SubscribeURL: missing",
+            ),
+        ];
+        for (body, expected) in cases {
+            match SnsEnvelope::parse(body.as_bytes()) {
+                Err(IngestError::Malformed(m)) => assert!(m.contains(expected), "{body}: {m}"),
+                other => panic!("{body}: expected Malformed, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_envelopes_never_panic() {
+        for (i, name) in SNS_FIXTURES.iter().enumerate() {
+            for input in mutations(&fixture(name), 300, 0x5EED + i as u64) {
+                let _ = SnsEnvelope::parse(&input).map(|e| e.string_to_sign());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn mutated_envelopes_that_parse_never_verify_unless_unchanged() {
+        let (_, certs) = cache();
+        let original = fixture("route53-healthcheck-alarm-sns-notification.json");
+        let reference = SnsEnvelope::parse(&original).expect("parses");
+        for input in mutations(&original, 200, 0xC0FFEE) {
+            let Ok(env) = SnsEnvelope::parse(&input) else {
+                continue;
+            };
+            let result = verify(&env, &certs).await;
+            let same_signed = env.string_to_sign() == reference.string_to_sign()
+                && env.signature.trim() == reference.signature
+                && env.signature_version == reference.signature_version;
+            if !same_signed {
+                assert!(result.is_err(), "a changed envelope verified: {env:?}");
+            }
+        }
+    }
+}

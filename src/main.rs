@@ -1,0 +1,203 @@
+//! The `vigil` binary: CLI parsing, tracing, and running the library until a signal arrives.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use vigil::app::App;
+use vigil::clock::SystemClock;
+use vigil::config::{format_errors, load_dir};
+use vigil::settings::{Secret, Settings, tokens_from_env};
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Alerting and escalation: alarms in, the right people paged until someone takes it."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Validate a policy directory: exit 0, or exit 1 listing every problem.
+    Check {
+        /// The policy directory.
+        #[arg(long, env = "VIGIL_CONFIG", default_value = "routing")]
+        config: PathBuf,
+    },
+    /// Show what the policy would do with a payload: labels, rule, severity, incident key and
+    /// the escalation timeline.
+    Simulate {
+        /// The policy directory.
+        #[arg(long, env = "VIGIL_CONFIG", default_value = "routing")]
+        config: PathBuf,
+        /// The instant to simulate at (RFC 3339, e.g. 2026-11-28T03:00:00+08:00); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// An SNS envelope, EventBridge event, or trading-bot event (or batch) as JSON.
+        event: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The policy directory (routing/).
+    #[arg(long, env = "VIGIL_CONFIG", default_value = "routing")]
+    config: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "VIGIL_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the embedded store.
+    #[arg(long, env = "VIGIL_DATA", default_value = "data")]
+    data: PathBuf,
+    /// vigil's external base URL, for links in notifications.
+    #[arg(long, env = "VIGIL_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Log format.
+    #[arg(long, env = "VIGIL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Test only: extra trusted URL prefixes for SNS signing certificates and SubscribeURLs
+    /// (comma-separated). Never set this in production.
+    #[arg(long, env = "VIGIL_SNS_EXTRA_TRUSTED_PREFIXES", value_delimiter = ',')]
+    sns_extra_trusted_prefixes: Vec<String>,
+    /// Attempts per delivery before it fails for good.
+    #[arg(long, env = "VIGIL_DELIVERY_MAX_ATTEMPTS", default_value_t = 10)]
+    delivery_max_attempts: u32,
+    /// First retry backoff (doubles per attempt).
+    #[arg(long, env = "VIGIL_DELIVERY_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
+    delivery_backoff: Duration,
+    /// Longest wait between two attempts.
+    #[arg(long, env = "VIGIL_DELIVERY_BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
+    delivery_backoff_max: Duration,
+    /// /readyz fails when the scheduler lags more than this.
+    #[arg(long, env = "VIGIL_MAX_SCHEDULER_LAG", default_value = "60s", value_parser = humantime::parse_duration)]
+    max_scheduler_lag: Duration,
+    /// How long shutdown may take to drain.
+    #[arg(long, env = "VIGIL_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Check { config } => match load_dir(&config) {
+            Ok(policy) => {
+                println!(
+                    "{}: policy OK ({} rules, {} policies, {} channels, digest {})",
+                    config.display(),
+                    policy.rules.len(),
+                    policy.policies.len(),
+                    policy.channels.len(),
+                    &policy.digest[..12.min(policy.digest.len())]
+                );
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprintln!("{}", format_errors(&errors));
+                eprintln!(
+                    "{}: {} problem(s); policy refused",
+                    config.display(),
+                    errors.len()
+                );
+                Ok(std::process::ExitCode::FAILURE)
+            }
+        },
+        Command::Simulate { config, at, event } => {
+            let policy = match load_dir(&config) {
+                Ok(p) => p,
+                Err(errors) => {
+                    eprintln!("{}", format_errors(&errors));
+                    return Ok(std::process::ExitCode::FAILURE);
+                }
+            };
+            let at = match at {
+                Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+                    .with_context(|| format!("--at {s:?} is not RFC 3339"))?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            let body =
+                std::fs::read(&event).with_context(|| format!("reading {}", event.display()))?;
+            let alerts = vigil::simulate::alerts_from_payload(&body, at)
+                .with_context(|| format!("{} is not a payload vigil accepts", event.display()))?;
+            for (i, alert) in alerts.iter().enumerate() {
+                if alerts.len() > 1 {
+                    println!("── event {} of {} ──", i + 1, alerts.len());
+                }
+                print!("{}", vigil::simulate::report(&policy, alert, at));
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    vigil::telemetry::init(args.log_format == "json", std::io::stdout);
+    let mut settings = Settings::new(args.config, args.data);
+    settings.listen = args.listen;
+    settings.public_url = args.public_url;
+    settings.ingest_tokens =
+        tokens_from_env("VIGIL_INGEST_TOKENS").context("VIGIL_INGEST_TOKENS_FILE")?;
+    settings.operator_tokens =
+        tokens_from_env("VIGIL_OPERATOR_TOKENS").context("VIGIL_OPERATOR_TOKENS_FILE")?;
+    settings.eventbridge_api_key = tokens_from_env("VIGIL_EVENTBRIDGE_API_KEY")
+        .context("VIGIL_EVENTBRIDGE_API_KEY_FILE")?
+        .into_iter()
+        .next()
+        .map(|s: Secret| s);
+    settings.sns_extra_trusted_prefixes = args.sns_extra_trusted_prefixes;
+    if !settings.sns_extra_trusted_prefixes.is_empty() {
+        tracing::warn!(prefixes = ?settings.sns_extra_trusted_prefixes, "Extra SNS certificate prefixes are trusted: for tests only.");
+    }
+    settings.retry.max_attempts = args.delivery_max_attempts.max(1);
+    settings.retry.base = args.delivery_backoff;
+    settings.retry.max_delay = args.delivery_backoff_max;
+    settings.max_scheduler_lag = args.max_scheduler_lag;
+    settings.shutdown_timeout = args.shutdown_timeout;
+    let app = App::build(settings, Arc::new(SystemClock)).await?;
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

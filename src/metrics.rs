@@ -1,0 +1,63 @@
+//! Prometheus metrics, one registry per `App` (not the process-global recorder), so several apps
+//! in one test process keep their own numbers. Label values are bounded: channel names and kinds,
+//! severities, outcomes — never an incident id.
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+static META: Metadata<'static> = Metadata::new("vigil", Level::INFO, Some("vigil"));
+
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// 1 when the last policy reload succeeded, 0 when it was refused.
+    pub config_last_reload_success: Gauge,
+    /// Seconds since the oldest unfired due time (0 when nothing is overdue).
+    pub scheduler_lag_seconds: Gauge,
+    pub open_incidents: Gauge,
+    pub outbox_pending: Gauge,
+    pub escalation_steps: Counter,
+    pub ingest_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let gauge = |n: &'static str| recorder.register_gauge(&Key::from_static_name(n), &META);
+        Self {
+            config_last_reload_success: gauge("vigil_config_last_reload_success"),
+            scheduler_lag_seconds: gauge("vigil_scheduler_lag_seconds"),
+            open_incidents: gauge("vigil_open_incidents"),
+            outbox_pending: gauge("vigil_outbox_pending"),
+            escalation_steps: recorder.register_counter(
+                &Key::from_static_name("vigil_escalation_steps_total"),
+                &META,
+            ),
+            ingest_latency: recorder
+                .register_histogram(&Key::from_static_name("vigil_ingest_seconds"), &META),
+            recorder,
+            handle,
+        }
+    }
+
+    /// A labelled counter, e.g. `counter("vigil_alerts_total", &[("source", "sns"), ("outcome", "opened")])`.
+    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.to_string()))
+            .collect();
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &META)
+    }
+
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}

@@ -1,0 +1,163 @@
+//! Stage 5: delivery. One `Notifier` per configured channel, one file per channel type; the
+//! `worker` owns what is shared (reading the outbox, retry with backoff, Retry-After, giving up,
+//! the timeline entry per attempt). A channel only builds one request, sends it once and says
+//! whether a failure is worth retrying.
+
+pub mod log;
+pub mod retry;
+pub mod webhook;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{ChannelSpec, Policy};
+use crate::domain::{IncidentId, Labels, Severity};
+use crate::incident::{IncidentStatus, NotifyKind};
+
+/// A person as a notification addresses them. Contact details are resolved from the current
+/// policy when the message is sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recipient {
+    pub id: String,
+    pub name: String,
+    #[serde(skip)]
+    pub phone: Option<crate::domain::PhoneNumber>,
+    #[serde(skip)]
+    pub email: Option<crate::domain::EmailAddress>,
+    pub slack: Option<String>,
+}
+
+/// Everything a channel needs to say one thing about one incident.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    /// The outbox row's id: stable across retries, so receivers can deduplicate.
+    pub delivery_id: String,
+    pub incident: IncidentId,
+    pub kind: NotifyKind,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub summary: String,
+    pub description: Option<String>,
+    pub labels: Labels,
+    pub channel: String,
+    /// The person this message is for (personal channels).
+    pub recipient: Option<Recipient>,
+    /// Everyone the step targeted (destination channels).
+    pub people: Vec<Recipient>,
+    /// (loop, step) for pages.
+    pub step: Option<(u32, u32)>,
+    pub count: u64,
+    pub opened_at: DateTime<Utc>,
+    /// Who acknowledged or resolved it, for status updates.
+    pub by: Option<String>,
+    /// A link to the incident in vigil's API.
+    pub link: Option<String>,
+    pub attempt: u32,
+}
+
+/// What a provider said when it accepted a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The provider's reference (Slack ts, SNS MessageId, PagerDuty dedup_key, HTTP status).
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// Retrying cannot help (bad request, bad credentials, unknown recipient).
+    #[error("permanent failure: {reason}")]
+    Permanent { reason: String },
+    /// Worth another try, not before `retry_after` if the provider said so.
+    #[error("transient failure: {reason}")]
+    Transient {
+        retry_after: Option<Duration>,
+        reason: String,
+    },
+}
+
+#[async_trait::async_trait] // stored as Arc<dyn Notifier>; native async-fn traits are not dyn-compatible
+pub trait Notifier: Send + Sync {
+    /// The channel type, for metrics and logs (`webhook`, `log`, ...).
+    fn kind(&self) -> &'static str;
+    /// Sends once. Never retries; never puts a secret or a phone number in the error.
+    async fn send(&self, msg: &Notification) -> Result<Receipt, NotifyError>;
+}
+
+/// The notifiers for one policy, by channel name. Rebuilt on every reload.
+#[derive(Default, Clone)]
+pub struct Notifiers {
+    by_name: BTreeMap<String, Arc<dyn Notifier>>,
+    /// Channels that could not be built, with the reason (logged at load, recorded per delivery).
+    unavailable: BTreeMap<String, String>,
+}
+
+/// Process-level settings channels need (timeouts; later, provider endpoints).
+#[derive(Debug, Clone)]
+pub struct ChannelSettings {
+    pub http_timeout: Duration,
+}
+
+impl Default for ChannelSettings {
+    fn default() -> Self {
+        Self {
+            http_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Notifiers {
+    /// Builds a notifier for every channel of `policy`. Building touches no running state; a
+    /// channel that cannot be built (a missing secret, a type this build has no client for) is
+    /// listed in `unavailable` and each delivery to it fails with that reason on the timeline.
+    pub fn build(policy: &Policy, settings: &ChannelSettings, http: &reqwest::Client) -> Self {
+        let mut out = Self::default();
+        for (name, spec) in &policy.channels {
+            let built: Result<Arc<dyn Notifier>, String> = match spec {
+                ChannelSpec::Log => Ok(Arc::new(log::LogNotifier)),
+                ChannelSpec::Webhook { url, token_env } => webhook::WebhookNotifier::new(
+                    url.to_string(),
+                    token_env.as_deref(),
+                    http.clone(),
+                    settings.http_timeout,
+                )
+                .map(|n| Arc::new(n) as Arc<dyn Notifier>),
+                other => Err(format!(
+                    "channel type {} has no client in this build yet",
+                    other.kind()
+                )),
+            };
+            match built {
+                Ok(n) => {
+                    out.by_name.insert(name.clone(), n);
+                }
+                Err(reason) => {
+                    tracing::warn!(channel = %name, reason = %reason, "Channel unavailable; deliveries to it will fail.");
+                    out.unavailable.insert(name.clone(), reason);
+                }
+            }
+        }
+        out
+    }
+
+    /// A notifier set from explicit parts (tests and benchmarks).
+    pub fn from_parts(parts: impl IntoIterator<Item = (String, Arc<dyn Notifier>)>) -> Self {
+        Self {
+            by_name: parts.into_iter().collect(),
+            unavailable: BTreeMap::new(),
+        }
+    }
+
+    pub fn get(&self, channel: &str) -> Result<&Arc<dyn Notifier>, String> {
+        self.by_name.get(channel).ok_or_else(|| {
+            self.unavailable
+                .get(channel)
+                .cloned()
+                .unwrap_or_else(|| format!("channel {channel} is not in routing/"))
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! The `webhook` channel: one JSON POST of the notification to a configured URL, with an optional
+//! bearer token read from an environment variable. 2xx is success; 408/429/5xx are retried
+//! (honouring Retry-After); other statuses are permanent.
+
+use std::time::Duration;
+
+use super::retry::{classify_http, parse_retry_after};
+use super::{Notification, Notifier, NotifyError, Receipt};
+
+pub struct WebhookNotifier {
+    url: String,
+    token: Option<String>,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl WebhookNotifier {
+    /// Fails (with a message naming the variable, never its value) when `token_env` is set but
+    /// the variable is not.
+    pub fn new(
+        url: String,
+        token_env: Option<&str>,
+        http: reqwest::Client,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let token =
+            match token_env {
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    format!("environment variable {var} (webhook token) is not set")
+                })?),
+                None => None,
+            };
+        Ok(Self {
+            url,
+            token,
+            http,
+            timeout,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for WebhookNotifier {
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    async fn send(&self, msg: &Notification) -> Result<Receipt, NotifyError> {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .timeout(self.timeout)
+            .header("Idempotency-Key", &msg.delivery_id)
+            .json(msg);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| NotifyError::Transient {
+            retry_after: None,
+            // reqwest's error text names the URL but never the headers.
+            reason: format!("webhook request failed: {}", without_url(&e)),
+        })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        match classify_http(status, retry_after, "webhook") {
+            None => Ok(Receipt {
+                reference: Some(format!("HTTP {}", status.as_u16())),
+            }),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// A reqwest error's text without its URL (which may carry a token in its query).
+fn without_url(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    if e.is_connect() {
+        return "could not connect".into();
+    }
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(url.as_str(), "<url>");
+    }
+    s
+}

@@ -1,0 +1,117 @@
+//! Process settings: where to listen, where the store and the policy live, and the secrets
+//! (tokens, keys) — which come only from the environment or from files, never from `routing/`.
+//! Changing them needs a restart; the policy in `routing/` reloads live.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::notify::retry::RetryPolicy;
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison.
+    pub fn matches(&self, candidate: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The policy directory (`routing/`).
+    pub config_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The embedded store's directory.
+    pub data_dir: PathBuf,
+    /// vigil's own external URL, for links in notifications.
+    pub public_url: Option<String>,
+    /// Tokens that may only post events (`/v1/events`, heartbeats).
+    pub ingest_tokens: Vec<Secret>,
+    /// Tokens that may read and act on incidents (and post events).
+    pub operator_tokens: Vec<Secret>,
+    /// The API key EventBridge API destinations send in `x-api-key`.
+    pub eventbridge_api_key: Option<Secret>,
+    /// Test only: extra URL prefixes trusted for SNS signing certificates and SubscribeURLs.
+    pub sns_extra_trusted_prefixes: Vec<String>,
+    pub retry: RetryPolicy,
+    /// `/readyz` fails when the scheduler lags more than this.
+    pub max_scheduler_lag: Duration,
+    /// How long shutdown may take to drain in-flight work.
+    pub shutdown_timeout: Duration,
+    /// Watch `config_dir` and reload on change.
+    pub watch_config: bool,
+}
+
+impl Settings {
+    /// Defaults for everything but the directories (tests and embedding).
+    pub fn new(config_dir: PathBuf, data_dir: PathBuf) -> Self {
+        Self {
+            config_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            public_url: None,
+            ingest_tokens: Vec::new(),
+            operator_tokens: Vec::new(),
+            eventbridge_api_key: None,
+            sns_extra_trusted_prefixes: Vec::new(),
+            retry: RetryPolicy::default(),
+            max_scheduler_lag: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(10),
+            watch_config: true,
+        }
+    }
+}
+
+/// Splits a comma-separated token list; empty items are dropped.
+pub fn parse_tokens(list: &str) -> Vec<Secret> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+        .collect()
+}
+
+/// Reads secrets from the variable `name`, or from the file named by `name_FILE`.
+pub fn tokens_from_env(name: &str) -> std::io::Result<Vec<Secret>> {
+    if let Ok(v) = std::env::var(name) {
+        return Ok(parse_tokens(&v));
+    }
+    if let Ok(path) = std::env::var(format!("{name}_FILE")) {
+        let text = std::fs::read_to_string(&path)?;
+        return Ok(text.lines().flat_map(parse_tokens).collect());
+    }
+    Ok(Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print_and_compare_exactly() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert!(s.matches("hunter2"));
+        assert!(!s.matches("hunter"));
+        assert!(!s.matches("hunter22"));
+        assert_eq!(parse_tokens(" a, ,b ").len(), 2);
+    }
+}

@@ -1,0 +1,415 @@
+//! The store contract: behaviour every `Store` implementation must show, as one async suite that
+//! each backend's tests call (`run_all(&store)`). It speaks only through the trait.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::{CommitOutcome, DeliveryUpdate, Guard, Store, Transition};
+use crate::config::{EscalationPolicy, Step, Target};
+use crate::domain::{AlertStatus, Fingerprint, IncidentId, Source};
+use crate::incident::{
+    Delivery, DeliveryOutcome, Incident, IncidentStatus, NotifyKind, TimelineEntry, TimelineEvent,
+};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()
+}
+
+fn fresh_fp(tag: &str) -> Fingerprint {
+    Fingerprint::parse(format!("contract/{tag}/{}", ulid::Ulid::new())).unwrap()
+}
+
+/// A triggered incident with one pending step due at `t0 + 5m`.
+pub fn sample_incident(fp: Fingerprint, now: DateTime<Utc>) -> Incident {
+    Incident {
+        id: IncidentId::new(now),
+        fingerprint: fp,
+        version: 1,
+        status: IncidentStatus::Triggered,
+        severity: crate::domain::Severity::High,
+        rule: "contract".into(),
+        policy: "p".into(),
+        escalation: EscalationPolicy {
+            steps: vec![Step {
+                after: Duration::from_secs(300),
+                targets: vec![Target::Person("ana".into())],
+                via: vec!["log".into()],
+            }],
+            repeat: 0,
+            repeat_delay: None,
+        },
+        source: Source::Bot,
+        summary: "contract incident".into(),
+        description: None,
+        labels: Default::default(),
+        details: serde_json::Value::Null,
+        alert_status: AlertStatus::Firing,
+        count: 1,
+        first_seen: now,
+        last_seen: now,
+        last_change: now,
+        opened_at: now,
+        loop_: 0,
+        step: 0,
+        next_due: Some(now + chrono::Duration::minutes(5)),
+        acknowledged: None,
+        resolved: None,
+        notified: Default::default(),
+    }
+}
+
+fn entry(now: DateTime<Utc>, n: u32) -> TimelineEntry {
+    TimelineEntry {
+        at: now,
+        event: TimelineEvent::Escalated {
+            loop_: 0,
+            step: n,
+            targets: vec![],
+            via: vec![],
+        },
+    }
+}
+
+fn create(inc: &Incident) -> Transition {
+    Transition {
+        guard: Some(Guard::NoOpenIncident(inc.fingerprint.clone())),
+        incident: Some(inc.clone()),
+        timeline: vec![entry(inc.opened_at, 0)],
+        last_change: Some((inc.fingerprint.clone(), inc.last_change)),
+        ..Default::default()
+    }
+}
+
+/// Opens one incident and returns its id (used by reopen tests).
+pub async fn open_one(store: &dyn Store) -> IncidentId {
+    let inc = sample_incident(fresh_fp("reopen"), t0());
+    assert_eq!(
+        store.commit(create(&inc)).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    inc.id
+}
+
+pub async fn run_all(store: &dyn Store) {
+    create_and_read_back(store).await;
+    one_open_incident_per_fingerprint(store).await;
+    version_guard_lets_exactly_one_writer_win(store).await;
+    repeated_delivery_id_is_a_no_op(store).await;
+    due_index_follows_next_due(store).await;
+    resolve_frees_the_fingerprint(store).await;
+    outbox_rows_retry_and_finish(store).await;
+    last_change_is_kept_without_an_incident(store).await;
+}
+
+async fn create_and_read_back(store: &dyn Store) {
+    let inc = sample_incident(fresh_fp("create"), t0());
+    assert_eq!(
+        store.commit(create(&inc)).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(store.incident(inc.id).await.unwrap().as_ref(), Some(&inc));
+    let st = store.fingerprint(&inc.fingerprint).await.unwrap();
+    assert_eq!(st.open.map(|i| i.id), Some(inc.id));
+    assert_eq!(st.last_change, Some(inc.last_change));
+    assert_eq!(store.timeline(inc.id).await.unwrap(), vec![entry(t0(), 0)]);
+    let listed = store
+        .incidents(Some(IncidentStatus::Triggered), 1000)
+        .await
+        .unwrap();
+    assert!(listed.iter().any(|i| i.id == inc.id));
+    assert!(
+        store
+            .incidents(Some(IncidentStatus::Resolved), 1000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.id != inc.id)
+    );
+    assert!(
+        store
+            .incident(IncidentId::new(t0()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn one_open_incident_per_fingerprint(store: &dyn Store) {
+    let fp = fresh_fp("dedup");
+    let a = sample_incident(fp.clone(), t0());
+    let b = sample_incident(fp.clone(), t0());
+    let (ra, rb) = futures::join!(store.commit(create(&a)), store.commit(create(&b)));
+    let outcomes = [ra.unwrap(), rb.unwrap()];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == CommitOutcome::Committed)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == CommitOutcome::Conflict)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+}
+
+async fn version_guard_lets_exactly_one_writer_win(store: &dyn Store) {
+    let inc = sample_incident(fresh_fp("race"), t0());
+    store.commit(create(&inc)).await.unwrap();
+    let step = |n: u32| {
+        let mut next = inc.clone();
+        next.version = 2;
+        next.step = n;
+        Transition {
+            guard: Some(Guard::Version(inc.id, 1)),
+            incident: Some(next),
+            timeline: vec![entry(t0(), n)],
+            deliveries: vec![Delivery::new(
+                inc.id,
+                NotifyKind::Escalate,
+                "log",
+                None,
+                vec![],
+                Some((0, n)),
+                t0(),
+            )],
+            ..Default::default()
+        }
+    };
+    let results = futures::future::join_all((1..=8).map(|n| store.commit(step(n)))).await;
+    let won = results
+        .iter()
+        .filter(|r| matches!(r, Ok(CommitOutcome::Committed)))
+        .count();
+    let lost = results
+        .iter()
+        .filter(|r| matches!(r, Ok(CommitOutcome::Conflict)))
+        .count();
+    assert_eq!((won, lost), (1, 7), "exactly one racing transition commits");
+    let stored = store.incident(inc.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    // Only the winner's timeline entry and delivery were written.
+    assert_eq!(store.timeline(inc.id).await.unwrap().len(), 2);
+    let rows = store.deliveries_due(t0(), 10_000).await.unwrap();
+    assert_eq!(rows.iter().filter(|d| d.incident == inc.id).count(), 1);
+    // Clean up the outbox for the later checks.
+    for d in rows.into_iter().filter(|d| d.incident == inc.id) {
+        store
+            .finish_delivery(&d, DeliveryUpdate::Done, entry(t0(), 99))
+            .await
+            .unwrap();
+    }
+}
+
+async fn repeated_delivery_id_is_a_no_op(store: &dyn Store) {
+    let did = format!("sns-{}", ulid::Ulid::new());
+    let a = sample_incident(fresh_fp("dup"), t0());
+    let mut tx = create(&a);
+    tx.delivery_id = Some(did.clone());
+    assert_eq!(store.commit(tx).await.unwrap(), CommitOutcome::Committed);
+    let b = sample_incident(fresh_fp("dup2"), t0());
+    let mut tx = create(&b);
+    tx.delivery_id = Some(did);
+    assert_eq!(store.commit(tx).await.unwrap(), CommitOutcome::Duplicate);
+    assert!(
+        store.incident(b.id).await.unwrap().is_none(),
+        "nothing of a duplicate applies"
+    );
+}
+
+async fn due_index_follows_next_due(store: &dyn Store) {
+    // A due time far in the past, so it sorts before anything other checks left behind.
+    let early = Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap();
+    let mut inc = sample_incident(fresh_fp("due"), early);
+    store.commit(create(&inc)).await.unwrap();
+    let due_at = inc.next_due.unwrap();
+    assert_eq!(store.next_due().await.unwrap(), Some(due_at));
+    assert!(
+        store
+            .due(due_at - chrono::Duration::seconds(1), 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, id)| *id != inc.id)
+    );
+    assert!(
+        store
+            .due(due_at, 100)
+            .await
+            .unwrap()
+            .contains(&(due_at, inc.id))
+    );
+    let later = due_at + chrono::Duration::minutes(10);
+    let mut next = inc.clone();
+    next.version = 2;
+    next.next_due = Some(later);
+    store
+        .commit(Transition {
+            guard: Some(Guard::Version(inc.id, 1)),
+            incident: Some(next.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let due = store.due(later, 10_000).await.unwrap();
+    assert!(!due.contains(&(due_at, inc.id)), "the old due row is gone");
+    assert!(due.contains(&(later, inc.id)));
+    inc = next;
+    let mut done = inc.clone();
+    done.version = 3;
+    done.status = IncidentStatus::Acknowledged;
+    done.next_due = None;
+    store
+        .commit(Transition {
+            guard: Some(Guard::Version(inc.id, 2)),
+            incident: Some(done),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due(later, 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, id)| *id != inc.id),
+        "acknowledged: no timer"
+    );
+}
+
+async fn resolve_frees_the_fingerprint(store: &dyn Store) {
+    let fp = fresh_fp("resolve");
+    let inc = sample_incident(fp.clone(), t0());
+    store.commit(create(&inc)).await.unwrap();
+    let before = store.stats().await.unwrap();
+    let mut resolved = inc.clone();
+    resolved.version = 2;
+    resolved.status = IncidentStatus::Resolved;
+    resolved.next_due = None;
+    store
+        .commit(Transition {
+            guard: Some(Guard::Version(inc.id, 1)),
+            incident: Some(resolved),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let after = store.stats().await.unwrap();
+    assert_eq!(after.open_incidents + 1, before.open_incidents);
+    assert!(store.fingerprint(&fp).await.unwrap().open.is_none());
+    let again = sample_incident(fp.clone(), t0());
+    assert_eq!(
+        store.commit(create(&again)).await.unwrap(),
+        CommitOutcome::Committed,
+        "a new incident may open"
+    );
+}
+
+async fn outbox_rows_retry_and_finish(store: &dyn Store) {
+    let inc = sample_incident(fresh_fp("outbox"), t0());
+    let d = Delivery::new(
+        inc.id,
+        NotifyKind::Trigger,
+        "log",
+        Some("ana".into()),
+        vec![],
+        Some((0, 0)),
+        t0(),
+    );
+    let mut tx = create(&inc);
+    tx.deliveries = vec![d.clone()];
+    store.commit(tx).await.unwrap();
+    assert!(store.next_delivery().await.unwrap().unwrap() <= t0());
+    let due = store.deliveries_due(t0(), 10_000).await.unwrap();
+    let row = due.into_iter().find(|x| x.id == d.id).expect("row is due");
+    let retry_at = t0() + chrono::Duration::seconds(30);
+    let attempt = |outcome| TimelineEntry {
+        at: t0(),
+        event: TimelineEvent::Delivery {
+            delivery: d.id.to_string(),
+            channel: "log".into(),
+            kind: "trigger".into(),
+            target: Some("ana".into()),
+            attempt: 1,
+            outcome,
+            detail: String::new(),
+            reference: None,
+        },
+    };
+    store
+        .finish_delivery(
+            &row,
+            DeliveryUpdate::Retry {
+                attempt: 1,
+                not_before: retry_at,
+            },
+            attempt(DeliveryOutcome::Retrying),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .deliveries_due(t0(), 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.id != d.id),
+        "not due before its retry time"
+    );
+    let row = store
+        .deliveries_due(retry_at, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id == d.id)
+        .expect("due again");
+    assert_eq!((row.attempt, row.not_before), (1, retry_at));
+    store
+        .finish_delivery(&row, DeliveryUpdate::Done, attempt(DeliveryOutcome::Sent))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .deliveries_due(retry_at, 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.id != d.id)
+    );
+    let timeline = store.timeline(inc.id).await.unwrap();
+    assert_eq!(timeline.len(), 3, "opened + two attempts");
+    assert_eq!(
+        timeline[2],
+        attempt(DeliveryOutcome::Sent),
+        "timeline keeps order"
+    );
+}
+
+async fn last_change_is_kept_without_an_incident(store: &dyn Store) {
+    let fp = fresh_fp("ok-first");
+    let at = t0() + chrono::Duration::minutes(3);
+    let tx = Transition {
+        guard: Some(Guard::NoOpenIncident(fp.clone())),
+        last_change: Some((fp.clone(), at)),
+        ..Default::default()
+    };
+    assert_eq!(store.commit(tx).await.unwrap(), CommitOutcome::Committed);
+    // An older change never moves it back.
+    let tx = Transition {
+        last_change: Some((fp.clone(), t0())),
+        ..Default::default()
+    };
+    store.commit(tx).await.unwrap();
+    let st = store.fingerprint(&fp).await.unwrap();
+    assert!(st.open.is_none());
+    assert_eq!(st.last_change, Some(at));
+}

@@ -1,0 +1,627 @@
+//! The embedded store: one redb file under `--data DIR`.
+//!
+//! Writes go through one writer thread that groups whatever transitions are waiting into a single
+//! redb write transaction and one fsync (group commit): under load, many requests share the cost
+//! of one durable commit, and each caller still hears back only after its data is on disk. Reads
+//! open their own read transactions and never wait for the writer. A dashmap of open fingerprints
+//! lets dedup skip the table lookup; it is updated only after a commit succeeds, and the guard in
+//! the transaction (not the cache) is what decides.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use dashmap::DashMap;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::{
+    CommitOutcome, DeliveryUpdate, FingerprintState, Guard, Store, StoreError, StoreStats,
+    Transition,
+};
+use crate::domain::{Fingerprint, IncidentId};
+use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
+
+/// incident id → incident (JSON).
+const INCIDENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("incidents");
+/// fingerprint → id of its open incident.
+const OPEN: TableDefinition<&str, u128> = TableDefinition::new("open");
+/// fingerprint → the source's latest state-change time (ms).
+const LAST_CHANGE: TableDefinition<&str, i64> = TableDefinition::new("last_change");
+/// (incident id, sequence) → timeline entry (JSON).
+const TIMELINE: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("timeline");
+/// (due ms, incident id) → (): the due-index.
+const DUE: TableDefinition<(i64, u128), ()> = TableDefinition::new("due");
+/// (not_before ms, delivery id) → delivery (JSON): the outbox.
+const OUTBOX: TableDefinition<(i64, u128), &[u8]> = TableDefinition::new("outbox");
+/// transport delivery id → when first seen (ms).
+const SEEN: TableDefinition<&str, i64> = TableDefinition::new("seen");
+/// schema version; see `SCHEMA_VERSION`.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Bump when the stored layout changes incompatibly; a store with another version is refused.
+const SCHEMA_VERSION: u64 = 1;
+/// How many queued operations one commit takes at most.
+const MAX_BATCH: usize = 512;
+
+enum Op {
+    Commit(
+        Box<Transition>,
+        oneshot::Sender<Result<CommitOutcome, StoreError>>,
+    ),
+    Finish(
+        Box<(Delivery, DeliveryUpdate, TimelineEntry)>,
+        oneshot::Sender<Result<CommitOutcome, StoreError>>,
+    ),
+}
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    /// `None` only while dropping.
+    ops: Option<mpsc::Sender<Op>>,
+    open: Arc<DashMap<String, u128>>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    seq: Arc<AtomicU64>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for EmbeddedStore {
+    /// Stops the writer (it finishes the batch in hand) and waits for it, so the file's lock is
+    /// released when the store is gone and the same directory can be opened again.
+    fn drop(&mut self) {
+        self.ops.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+fn id128(id: IncidentId) -> u128 {
+    u128::from_be_bytes(id.to_bytes())
+}
+
+fn from128(v: u128) -> IncidentId {
+    IncidentId::from_bytes(v.to_be_bytes())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Serializing our own plain data types cannot fail (no maps with non-string keys).
+    serde_json::to_vec(v).expect("store records serialize to JSON")
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `dir/vigil.redb` and starts the writer thread.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("vigil.redb");
+        let db = Database::create(&path)
+            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let db = Arc::new(db);
+        init_schema(&db)?;
+        let open = Arc::new(DashMap::new());
+        {
+            let rx = db.begin_read().map_err(unavailable)?;
+            let t = rx.open_table(OPEN).map_err(unavailable)?;
+            for row in t.iter().map_err(unavailable)? {
+                let (k, v) = row.map_err(unavailable)?;
+                open.insert(k.value().to_string(), v.value());
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let seq = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            db: db.clone(),
+            open: open.clone(),
+            seq: seq.clone(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("vigil-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(unavailable)?;
+        Ok(Self {
+            db,
+            ops: Some(tx),
+            open,
+            seq,
+            writer: Some(writer),
+        })
+    }
+
+    async fn submit(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<CommitOutcome, StoreError>>) -> Op,
+    ) -> Result<CommitOutcome, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .as_ref()
+            .ok_or_else(|| unavailable("store is closing"))?
+            .send(make(tx))
+            .map_err(|_| unavailable("store writer stopped"))?;
+        rx.await.map_err(|_| unavailable("store writer stopped"))?
+    }
+
+    fn read_incident(&self, id: u128) -> Result<Option<Incident>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(INCIDENTS).map_err(unavailable)?;
+        match t.get(id).map_err(unavailable)? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+}
+
+fn init_schema(db: &Database) -> Result<(), StoreError> {
+    let w = db.begin_write().map_err(unavailable)?;
+    {
+        // Opening a table in a write transaction creates it.
+        w.open_table(INCIDENTS).map_err(unavailable)?;
+        w.open_table(OPEN).map_err(unavailable)?;
+        w.open_table(LAST_CHANGE).map_err(unavailable)?;
+        w.open_table(TIMELINE).map_err(unavailable)?;
+        w.open_table(DUE).map_err(unavailable)?;
+        w.open_table(OUTBOX).map_err(unavailable)?;
+        w.open_table(SEEN).map_err(unavailable)?;
+        let mut meta = w.open_table(META).map_err(unavailable)?;
+        let found = meta.get("schema").map_err(unavailable)?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert("schema", SCHEMA_VERSION).map_err(unavailable)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(StoreError::Corrupt(format!(
+                    "store schema version {other}, this vigil reads {SCHEMA_VERSION}"
+                )));
+            }
+        }
+    }
+    w.commit().map_err(unavailable)
+}
+
+/// Owns the write side. One per database.
+struct Writer {
+    db: Arc<Database>,
+    open: Arc<DashMap<String, u128>>,
+    seq: Arc<AtomicU64>,
+}
+
+/// A cache change to apply once the commit is durable.
+enum CacheChange {
+    Open(String, u128),
+    Close(String, u128),
+}
+
+impl Writer {
+    fn run(self, rx: mpsc::Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.apply_batch(batch);
+        }
+    }
+
+    fn next_seq(&self, now_ms: i64) -> u64 {
+        // Monotonic in this process and roughly time-ordered across restarts.
+        let floor = (now_ms.max(0) as u64) << 12;
+        let mut cur = self.seq.load(Ordering::Relaxed);
+        loop {
+            let next = floor.max(cur + 1);
+            match self
+                .seq
+                .compare_exchange(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    fn apply_batch(&self, batch: Vec<Op>) {
+        let mut results = Vec::with_capacity(batch.len());
+        let mut cache = Vec::new();
+        let outcome = (|| -> Result<(), StoreError> {
+            let w = self.db.begin_write().map_err(unavailable)?;
+            {
+                let mut tables = Tables {
+                    incidents: w.open_table(INCIDENTS).map_err(unavailable)?,
+                    open: w.open_table(OPEN).map_err(unavailable)?,
+                    last_change: w.open_table(LAST_CHANGE).map_err(unavailable)?,
+                    timeline: w.open_table(TIMELINE).map_err(unavailable)?,
+                    due: w.open_table(DUE).map_err(unavailable)?,
+                    outbox: w.open_table(OUTBOX).map_err(unavailable)?,
+                    seen: w.open_table(SEEN).map_err(unavailable)?,
+                };
+                for op in &batch {
+                    let r = match op {
+                        Op::Commit(tx, _) => self.apply(&mut tables, tx, &mut cache)?,
+                        Op::Finish(f, _) => {
+                            let (d, u, e) = &**f;
+                            self.finish(&mut tables, d, u, e)?;
+                            CommitOutcome::Committed
+                        }
+                    };
+                    results.push(r);
+                }
+            }
+            w.commit().map_err(unavailable)
+        })();
+        match outcome {
+            Ok(()) => {
+                for c in cache {
+                    match c {
+                        CacheChange::Open(fp, id) => {
+                            self.open.insert(fp, id);
+                        }
+                        CacheChange::Close(fp, id) => {
+                            self.open.remove_if(&fp, |_, v| *v == id);
+                        }
+                    }
+                }
+                for (op, r) in batch.into_iter().zip(results) {
+                    let reply = match op {
+                        Op::Commit(_, reply) | Op::Finish(_, reply) => reply,
+                    };
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error.message = %e, "Store commit failed; the batch is refused.");
+                for op in batch {
+                    let reply = match op {
+                        Op::Commit(_, reply) | Op::Finish(_, reply) => reply,
+                    };
+                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+
+    fn apply(
+        &self,
+        t: &mut Tables<'_>,
+        tx: &Transition,
+        cache: &mut Vec<CacheChange>,
+    ) -> Result<CommitOutcome, StoreError> {
+        if let Some(did) = &tx.delivery_id
+            && t.seen.get(did.as_str()).map_err(unavailable)?.is_some()
+        {
+            return Ok(CommitOutcome::Duplicate);
+        }
+        // The guard, read inside the transaction: this is what makes a step fire at most once.
+        let holds = match &tx.guard {
+            None => true,
+            Some(Guard::NoOpenIncident(fp)) => {
+                t.open.get(fp.as_str()).map_err(unavailable)?.is_none()
+            }
+            Some(Guard::Version(id, version)) => t
+                .incidents
+                .get(id128(*id))
+                .map_err(unavailable)?
+                .map(|v| decode::<Incident>(v.value()))
+                .transpose()?
+                .is_some_and(|s| s.version == *version),
+        };
+        if !holds {
+            return Ok(CommitOutcome::Conflict);
+        }
+        // The stored version, whose due row this transition replaces.
+        let previous: Option<Incident> = match &tx.incident {
+            Some(inc) => t
+                .incidents
+                .get(id128(inc.id))
+                .map_err(unavailable)?
+                .map(|v| decode::<Incident>(v.value()))
+                .transpose()?,
+            None => None,
+        };
+        let now_ms = Utc::now().timestamp_millis();
+        if let Some(inc) = &tx.incident {
+            let key = id128(inc.id);
+            if let Some(prev) = &previous
+                && let Some(due) = prev.next_due
+            {
+                t.due.remove((ms(due), key)).map_err(unavailable)?;
+            }
+            if let Some(due) = inc.next_due {
+                t.due.insert((ms(due), key), ()).map_err(unavailable)?;
+            }
+            let fp = inc.fingerprint.as_str();
+            if inc.status.is_open() {
+                t.open.insert(fp, key).map_err(unavailable)?;
+                cache.push(CacheChange::Open(fp.to_string(), key));
+            } else {
+                let mapped = t.open.get(fp).map_err(unavailable)?.map(|v| v.value());
+                if mapped == Some(key) {
+                    t.open.remove(fp).map_err(unavailable)?;
+                }
+                cache.push(CacheChange::Close(fp.to_string(), key));
+            }
+            t.incidents
+                .insert(key, encode(inc).as_slice())
+                .map_err(unavailable)?;
+        }
+        if let Some(id) = tx.incident.as_ref().map(|i| i.id).or(tx.timeline_for) {
+            for e in &tx.timeline {
+                let seq = self.next_seq(now_ms);
+                t.timeline
+                    .insert((id128(id), seq), encode(e).as_slice())
+                    .map_err(unavailable)?;
+            }
+        }
+        for d in &tx.deliveries {
+            t.outbox
+                .insert((ms(d.not_before), d.id.into()), encode(d).as_slice())
+                .map_err(unavailable)?;
+        }
+        if let Some(did) = &tx.delivery_id {
+            t.seen.insert(did.as_str(), now_ms).map_err(unavailable)?;
+        }
+        if let Some((fp, at)) = &tx.last_change {
+            let old = t
+                .last_change
+                .get(fp.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value());
+            if old.is_none_or(|o| o < ms(*at)) {
+                t.last_change
+                    .insert(fp.as_str(), ms(*at))
+                    .map_err(unavailable)?;
+            }
+        }
+        Ok(CommitOutcome::Committed)
+    }
+
+    fn finish(
+        &self,
+        t: &mut Tables<'_>,
+        d: &Delivery,
+        update: &DeliveryUpdate,
+        entry: &TimelineEntry,
+    ) -> Result<(), StoreError> {
+        let existed = t
+            .outbox
+            .remove((ms(d.not_before), d.id.into()))
+            .map_err(unavailable)?
+            .is_some();
+        if let DeliveryUpdate::Retry {
+            attempt,
+            not_before,
+        } = update
+            && existed
+        {
+            let mut next = d.clone();
+            next.attempt = *attempt;
+            next.not_before = *not_before;
+            t.outbox
+                .insert((ms(*not_before), d.id.into()), encode(&next).as_slice())
+                .map_err(unavailable)?;
+        }
+        let seq = self.next_seq(Utc::now().timestamp_millis());
+        t.timeline
+            .insert((id128(d.incident), seq), encode(entry).as_slice())
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+struct Tables<'w> {
+    incidents: redb::Table<'w, u128, &'static [u8]>,
+    open: redb::Table<'w, &'static str, u128>,
+    last_change: redb::Table<'w, &'static str, i64>,
+    timeline: redb::Table<'w, (u128, u64), &'static [u8]>,
+    due: redb::Table<'w, (i64, u128), ()>,
+    outbox: redb::Table<'w, (i64, u128), &'static [u8]>,
+    seen: redb::Table<'w, &'static str, i64>,
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    async fn commit(&self, tx: Transition) -> Result<CommitOutcome, StoreError> {
+        self.submit(|reply| Op::Commit(Box::new(tx), reply)).await
+    }
+
+    async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        self.read_incident(id128(id))
+    }
+
+    async fn fingerprint(&self, fp: &Fingerprint) -> Result<FingerprintState, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let last_change = rx
+            .open_table(LAST_CHANGE)
+            .map_err(unavailable)?
+            .get(fp.as_str())
+            .map_err(unavailable)?
+            .map(|v| from_ms(v.value()));
+        let cached = self.open.get(fp.as_str()).map(|v| *v);
+        let open = match cached {
+            Some(id) => {
+                let t = rx.open_table(INCIDENTS).map_err(unavailable)?;
+                match t.get(id).map_err(unavailable)? {
+                    Some(v) => Some(decode::<Incident>(v.value())?).filter(|i| i.status.is_open()),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        Ok(FingerprintState { open, last_change })
+    }
+
+    async fn incidents(
+        &self,
+        status: Option<IncidentStatus>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(INCIDENTS).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(unavailable)?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = row.map_err(unavailable)?;
+            let inc: Incident = decode(v.value())?;
+            if status.is_none_or(|s| s == inc.status) {
+                out.push(inc);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(TIMELINE).map_err(unavailable)?;
+        let k = id128(id);
+        let mut out = Vec::new();
+        for row in t.range((k, 0)..=(k, u64::MAX)).map_err(unavailable)? {
+            let (_, v) = row.map_err(unavailable)?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(DateTime<Utc>, IncidentId)>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(DUE).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in t.range(..=(ms(now), u128::MAX)).map_err(unavailable)? {
+            let (k, _) = row.map_err(unavailable)?;
+            let (at, id) = k.value();
+            out.push((from_ms(at), from128(id)));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(DUE).map_err(unavailable)?;
+        Ok(t.first()
+            .map_err(unavailable)?
+            .map(|(k, _)| from_ms(k.value().0)))
+    }
+
+    async fn deliveries_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(OUTBOX).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in t.range(..=(ms(now), u128::MAX)).map_err(unavailable)? {
+            let (_, v) = row.map_err(unavailable)?;
+            out.push(decode(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(OUTBOX).map_err(unavailable)?;
+        Ok(t.first()
+            .map_err(unavailable)?
+            .map(|(k, _)| from_ms(k.value().0)))
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        update: DeliveryUpdate,
+        entry: TimelineEntry,
+    ) -> Result<(), StoreError> {
+        let job = Box::new((delivery.clone(), update, entry));
+        self.submit(|reply| Op::Finish(job, reply))
+            .await
+            .map(|_| ())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        Ok(StoreStats {
+            open_incidents: rx
+                .open_table(OPEN)
+                .map_err(unavailable)?
+                .len()
+                .map_err(unavailable)?,
+            outbox: rx
+                .open_table(OUTBOX)
+                .map_err(unavailable)?
+                .len()
+                .map_err(unavailable)?,
+            timers: rx
+                .open_table(DUE)
+                .map_err(unavailable)?
+                .len()
+                .map_err(unavailable)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_store_passes_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        super::super::contract::run_all(&store).await;
+        assert!(store.seq() > 0, "timeline entries were written");
+    }
+
+    #[tokio::test]
+    async fn state_survives_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            super::super::contract::open_one(&store).await
+        };
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let inc = store.incident(id).await.unwrap().expect("incident kept");
+        let fp = store.fingerprint(&inc.fingerprint).await.unwrap();
+        assert_eq!(
+            fp.open.map(|i| i.id),
+            Some(id),
+            "open index rebuilt from disk"
+        );
+        assert_eq!(store.next_due().await.unwrap(), inc.next_due);
+    }
+}

@@ -1,0 +1,142 @@
+//! Durable state: incidents, their timelines, the due-index of escalation timers, and the outbox
+//! of deliveries. `Store` is the contract; `embedded` (redb, the default) implements it, and a Redis
+//! implementation must pass the same `contract` suite.
+//!
+//! Every change is a `Transition`: an optimistic, version-guarded write of one incident together
+//! with its timeline entries, outbox rows and due time, applied atomically or not at all. Callers
+//! read, decide with a pure function, and commit; on `Conflict` they read again and retry. The store
+//! maintains its own indexes from the incident it is given (the open-fingerprint index from
+//! `status`, the due-index from `next_due`), so callers cannot get them out of step.
+
+pub mod contract;
+pub mod embedded;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Fingerprint, IncidentId};
+use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
+
+pub use embedded::EmbeddedStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// What must hold for a transition to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guard {
+    /// The fingerprint has no open incident (creating one, or recording a state change for it).
+    NoOpenIncident(Fingerprint),
+    /// The incident is still at this version.
+    Version(IncidentId, u64),
+}
+
+/// One atomic change.
+#[derive(Debug, Clone, Default)]
+pub struct Transition {
+    pub guard: Option<Guard>,
+    /// The incident's new state. Its `version` must be the guarded version + 1 (or 1 when new).
+    pub incident: Option<Incident>,
+    /// Appended to `incident`'s timeline (or to `timeline_for`'s when `incident` is `None`).
+    pub timeline: Vec<TimelineEntry>,
+    pub timeline_for: Option<IncidentId>,
+    /// New outbox rows.
+    pub deliveries: Vec<Delivery>,
+    /// The transport's delivery id (SNS MessageId, EventBridge id): when it was already recorded,
+    /// nothing applies and the outcome is `Duplicate`.
+    pub delivery_id: Option<String>,
+    /// The source's latest state-change time for a fingerprint, kept even without an incident so
+    /// an ALARM that arrives after its own OK is recognised as stale.
+    pub last_change: Option<(Fingerprint, DateTime<Utc>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// The guard did not hold: read again and decide again.
+    Conflict,
+    /// The delivery id was already recorded: the whole transition was a repeat.
+    Duplicate,
+}
+
+/// What the store knows about a fingerprint.
+#[derive(Debug, Clone, Default)]
+pub struct FingerprintState {
+    pub open: Option<Incident>,
+    pub last_change: Option<DateTime<Utc>>,
+}
+
+/// How a delivery attempt ended, as the outbox records it.
+#[derive(Debug, Clone)]
+pub enum DeliveryUpdate {
+    /// Sent, skipped or failed for good: remove the row.
+    Done,
+    /// Try again at `not_before` with `attempt` attempts made.
+    Retry {
+        attempt: u32,
+        not_before: DateTime<Utc>,
+    },
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies a transition atomically, durably (fsynced) before it returns `Committed`.
+    async fn commit(&self, tx: Transition) -> Result<CommitOutcome, StoreError>;
+
+    async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+
+    async fn fingerprint(&self, fp: &Fingerprint) -> Result<FingerprintState, StoreError>;
+
+    /// Newest first, at most `limit`.
+    async fn incidents(
+        &self,
+        status: Option<IncidentStatus>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
+
+    /// Oldest first.
+    async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError>;
+
+    /// Incidents with a step due at or before `now`, earliest first.
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(DateTime<Utc>, IncidentId)>, StoreError>;
+
+    /// The earliest due time, if any.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Outbox rows whose `not_before` is at or before `now`, earliest first.
+    async fn deliveries_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// The earliest `not_before` in the outbox.
+    async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Records the end of one attempt: updates or removes the outbox row and appends the
+    /// attempt's timeline entry, atomically.
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        update: DeliveryUpdate,
+        entry: TimelineEntry,
+    ) -> Result<(), StoreError>;
+
+    /// Counts for readiness and metrics: (open incidents, outbox rows, due timers).
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub open_incidents: u64,
+    pub outbox: u64,
+    pub timers: u64,
+}

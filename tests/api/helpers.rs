@@ -1,0 +1,325 @@
+//! `spawn_app()` and one helper per endpoint. `TEST_LOG=1` turns on the app's logs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeZone, Utc};
+use reqwest::StatusCode;
+use rsa::pkcs8::DecodePrivateKey as _;
+use rsa::signature::{SignatureEncoding as _, Signer as _};
+use serde_json::{Value, json};
+use vigil::app::{App, AppHandle};
+use vigil::clock::ManualClock;
+use vigil::ingest::{CertFetcher, IngestError, SnsEnvelope};
+use vigil::settings::{Secret, Settings};
+use vigil::store::EmbeddedStore;
+use wiremock::MockServer;
+
+pub const INGEST_TOKEN: &str = "test-ingest-token";
+pub const OPERATOR_TOKEN: &str = "test-operator-token";
+pub const EVENTBRIDGE_KEY: &str = "test-eventbridge-key";
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+pub fn fixture_json(name: &str) -> Value {
+    serde_json::from_slice(&fixture(name)).unwrap()
+}
+
+pub fn shipped_routing() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("routing")
+}
+
+/// Copies the shipped `routing/` into a fresh directory tests may edit.
+pub fn copy_routing(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(shipped_routing()).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// The morning the fixtures were recorded, a Friday in Singapore.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 20, 2, 15, 45).unwrap()
+}
+
+/// Serves the fixtures' test certificate for every SigningCertURL.
+pub struct FixtureCerts;
+
+#[async_trait::async_trait]
+impl CertFetcher for FixtureCerts {
+    async fn fetch(&self, _url: &str) -> Result<Vec<u8>, IngestError> {
+        Ok(fixture("test-signing-cert.pem"))
+    }
+}
+
+/// Re-signs an SNS envelope (SignatureVersion 1, SHA1) with the fixtures' test key, after a test
+/// changed signed fields.
+pub fn sign_sns(envelope: &mut Value) {
+    let bytes = serde_json::to_vec(envelope).unwrap();
+    let env = SnsEnvelope::parse(&bytes).unwrap();
+    let pem = String::from_utf8(fixture("test-signing-key.pem")).unwrap();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let key = rsa::PrivateKey::from_pkcs8_der(&der).unwrap();
+    let signer = rsa::pkcs1v15::SigningKey::<sha1::Sha1>::new(key);
+    let sig = signer.sign(env.string_to_sign().as_bytes()).to_bytes();
+    envelope["SignatureVersion"] = json!("1");
+    envelope["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(sig));
+}
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub handle: AppHandle,
+    pub clock: Arc<ManualClock>,
+    pub http: reqwest::Client,
+    pub config_dir: PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Writes a policy into the directory it is given.
+pub type PolicyWriter = Box<dyn FnOnce(&Path)>;
+
+#[derive(Default)]
+pub struct Options {
+    /// Write the policy here instead of copying the shipped one.
+    pub policy: Option<PolicyWriter>,
+    pub extra_trusted_prefixes: Vec<String>,
+    pub watch_config: bool,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(opts: Options) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        vigil::telemetry::init(false, std::io::stdout);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config_dir = dir.path().join("routing");
+    match opts.policy {
+        Some(write) => {
+            std::fs::create_dir_all(&config_dir).unwrap();
+            write(&config_dir)
+        }
+        None => copy_routing(&config_dir),
+    }
+    let mut settings = Settings::new(config_dir.clone(), dir.path().join("data"));
+    settings.ingest_tokens = vec![Secret::new(INGEST_TOKEN)];
+    settings.operator_tokens = vec![Secret::new(OPERATOR_TOKEN)];
+    settings.eventbridge_api_key = Some(Secret::new(EVENTBRIDGE_KEY));
+    settings.sns_extra_trusted_prefixes = opts.extra_trusted_prefixes;
+    settings.watch_config = opts.watch_config;
+    settings.retry.base = Duration::from_millis(10);
+    settings.retry.max_delay = Duration::from_millis(50);
+    settings.retry.max_attempts = 3;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("data")).unwrap());
+    let app = App::build_with_store(settings, clock.clone(), store, Some(Arc::new(FixtureCerts)))
+        .await
+        .expect("app builds");
+    let handle = app.handle();
+    let addr = handle.addr;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    // The listener is bound already; an answer means the server (and the watchers set up before
+    // it) is running.
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    TestApp {
+        addr,
+        handle,
+        clock,
+        http,
+        config_dir,
+        _dir: dir,
+        stop: Some(tx),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post_sns(&self, body: &[u8]) -> (StatusCode, Value) {
+        let env: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let mut req = self
+            .http
+            .post(self.url("/v1/ingest/sns"))
+            .header("content-type", "text/plain; charset=UTF-8")
+            .body(body.to_vec());
+        if let Some(t) = env.get("Type").and_then(Value::as_str) {
+            req = req.header("x-amz-sns-message-type", t);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn post_events(&self, body: &[u8]) -> (StatusCode, Value) {
+        let req = self
+            .http
+            .post(self.url("/v1/events"))
+            .bearer_auth(INGEST_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn post_eventbridge(&self, body: &[u8]) -> (StatusCode, Value) {
+        let req = self
+            .http
+            .post(self.url("/v1/ingest/eventbridge"))
+            .header("x-api-key", EVENTBRIDGE_KEY)
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let req = self.http.get(self.url(path)).bearer_auth(OPERATOR_TOKEN);
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn post_op(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let req = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&body);
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn incident(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/incidents/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn incidents(&self) -> Vec<Value> {
+        let (status, body) = self.get("/v1/incidents?limit=1000").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["incidents"].as_array().unwrap().clone()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Moves the clock, fires what is due and sends what that produced.
+    pub async fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        self.handle.run_due_escalations().await;
+        self.handle.run_deliveries().await;
+    }
+}
+
+pub async fn answer(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// The first incident id in an ingest answer.
+pub fn incident_of(body: &Value) -> String {
+    body["results"][0]["incidents"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no incident in {body}"))
+        .to_string()
+}
+
+/// The requests a wiremock sink received, as JSON bodies.
+pub async fn received(sink: &MockServer) -> Vec<Value> {
+    sink.received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| serde_json::from_slice(&r.body).ok())
+        .collect()
+}
+
+/// A policy for escalation tests: the shipped matrix's shape, with each step paging through a
+/// webhook to `sink` (plus `sms` and `email`, so the desk's two-channel invariant for critical holds).
+pub fn webhook_policy(sink: &str) -> impl FnOnce(&Path) + 'static {
+    let sink = sink.to_string();
+    move |dir: &Path| {
+        let yaml = format!(
+            r#"
+timezone: Asia/Singapore
+sources:
+  sns:
+    allowed_topics: ["arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts"]
+severities:
+  critical: {{ respond_within: 5m, policy: critical }}
+  high: {{ respond_within: 15m, policy: simple }}
+  medium: {{ respond_within: 1h, policy: simple }}
+  low: {{ respond_within: 4h, policy: simple }}
+people:
+  ana: {{ name: Ana Lim, phone: "+6591110001", email: ana@example.com }}
+  cto: {{ name: Chen Tao, phone: "+6591110002", email: cto@example.com }}
+  ceo: {{ name: Carol Ek, phone: "+6591110003", email: ceo@example.com }}
+schedules:
+  primary:
+    rotation: {{ members: [ana], every: 1w, start: "2026-11-02T09:00:00" }}
+channels:
+  hook: {{ type: webhook, url: "{sink}/page" }}
+  sms: {{ type: sms }}
+  email: {{ type: email }}
+policies:
+  critical:
+    steps:
+      - {{ after: 0m, targets: [{{ schedule: primary }}], via: [hook, sms, email] }}
+      - {{ after: 5m, targets: [{{ person: cto }}], via: [hook, sms, email] }}
+      - {{ after: 10m, targets: [{{ person: ceo }}], via: [hook, sms, email] }}
+  simple:
+    steps:
+      - {{ after: 0m, targets: [{{ schedule: primary }}], via: [hook] }}
+rules:
+  - name: halted
+    matchers: ['kind="trading_halted"']
+    severity: critical
+  - name: route53
+    matchers: ['kind="route53_health_check"']
+    severity: critical
+  - name: catch-all
+    matchers: []
+    severity: medium
+"#
+        );
+        std::fs::write(dir.join("policy.yaml"), yaml).unwrap();
+    }
+}

@@ -1,0 +1,10 @@
+//! The API test binary: every test starts a real app on a random port (or a real `vigil`
+//! process), speaks HTTP to it, and checks what a user would see.
+
+mod bad_input;
+mod cli;
+mod escalation;
+mod fixtures;
+mod helpers;
+mod reload;
+mod restart;

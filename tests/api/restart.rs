@@ -1,0 +1,165 @@
+//! A real `vigil serve` process killed with SIGKILL (no clean shutdown) and started again on the
+//! same data directory: incidents and due timers survive, and the timers fire.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(config: &std::path::Path, data: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .env("VIGIL_INGEST_TOKENS", INGEST_TOKEN)
+        .env("VIGIL_OPERATOR_TOKENS", OPERATOR_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("vigil binary starts")
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status() == StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("vigil did not become ready at {base}");
+}
+
+/// Waits until the sink has received a page of `kind`, up to `within`.
+async fn wait_for(sink: &MockServer, kind: &str, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let n = received(sink)
+            .await
+            .iter()
+            .filter(|b| b["kind"] == kind)
+            .count();
+        if n > 0 || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn incidents_and_timers_survive_kill_9_and_fire_after_restart() {
+    let sink = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/page"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&sink)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("routing");
+    std::fs::create_dir_all(&config).unwrap();
+    // The critical chain with its second step 3 s after the first, so the restart test waits
+    // seconds, not minutes.
+    webhook_policy(&sink.uri())(&config);
+    let policy = std::fs::read_to_string(config.join("policy.yaml"))
+        .unwrap()
+        .replace("after: 5m", "after: 3s")
+        .replace("after: 10m", "after: 1h");
+    std::fs::write(config.join("policy.yaml"), policy).unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+
+    let mut first = start(&config, &data, port);
+    wait_ready(&http, &base).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let mut e = fixture_json("bot-trading-halted.json");
+        e["dedup_key"] = json!(format!("halt-{n}"));
+        let r = http
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(INGEST_TOKEN)
+            .json(&e)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = answer(r).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ids.push(incident_of(&body));
+    }
+    // No clean shutdown: SIGKILL right after the 2xx answers.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let escalations_before = received(&sink)
+        .await
+        .iter()
+        .filter(|b| b["kind"] == "escalate")
+        .count();
+    assert_eq!(escalations_before, 0, "step 2 was not due before the kill");
+
+    let mut second = start(&config, &data, port);
+    wait_ready(&http, &base).await;
+    for id in &ids {
+        let r = http
+            .get(format!("{base}/v1/incidents/{id}"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let (status, inc) = answer(r).await;
+        assert_eq!(status, StatusCode::OK, "incident {id} survived: {inc}");
+        assert_eq!(inc["status"], "triggered");
+        assert!(inc["next_due"].is_string(), "its timer survived: {inc}");
+    }
+    wait_for(&sink, "escalate", Duration::from_secs(15)).await;
+    // Give every timer its chance, then count: each step exactly once per incident.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pages = received(&sink).await;
+        let escalated = pages.iter().filter(|b| b["kind"] == "escalate").count();
+        if escalated >= ids.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pages = received(&sink).await;
+    for id in &ids {
+        let triggers = pages
+            .iter()
+            .filter(|b| b["incident"] == id.as_str() && b["kind"] == "trigger")
+            .count();
+        let escalations = pages
+            .iter()
+            .filter(|b| b["incident"] == id.as_str() && b["kind"] == "escalate")
+            .count();
+        assert!(
+            triggers >= 1,
+            "{id}: the first page was delivered (after the restart if need be)"
+        );
+        assert_eq!(escalations, 1, "{id}: step 2 fired once, after the restart");
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
