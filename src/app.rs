@@ -18,8 +18,8 @@ use crate::incident::IncidentService;
 use crate::incident::service::Wakers;
 use crate::ingest::{CertCache, CertFetcher, HttpCertFetcher};
 use crate::metrics::Metrics;
+use crate::notify::Notifiers;
 use crate::notify::worker::DeliveryWorker;
-use crate::notify::{ChannelSettings, Notifiers};
 use crate::settings::Settings;
 use crate::store::{EmbeddedStore, Store, StoreError};
 
@@ -101,7 +101,7 @@ impl App {
         let http_client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
-        let channel_settings = ChannelSettings::default();
+        let channel_settings = settings.channels.clone();
         let notifiers = Arc::new(ArcSwap::from_pointee(Notifiers::build(
             &policy.current(),
             &channel_settings,

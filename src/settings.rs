@@ -58,6 +58,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Watch `config_dir` and reload on change.
     pub watch_config: bool,
+    /// Provider endpoints, timeouts and the source of channel secrets.
+    pub channels: crate::notify::ChannelSettings,
 }
 
 impl Settings {
@@ -76,6 +78,7 @@ impl Settings {
             max_scheduler_lag: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
             watch_config: true,
+            channels: crate::notify::ChannelSettings::default(),
         }
     }
 }

@@ -74,7 +74,9 @@ pub fn report(policy: &Policy, alert: &Alert, at: DateTime<Utc>) -> String {
         let _ = writeln!(out, "policy {} is missing", cls.policy);
         return out;
     };
-    if alert.labels.get("kind").map(String::as_str) == Some(crate::incident::service::TRADING_RESUMED) {
+    if alert.labels.get("kind").map(String::as_str)
+        == Some(crate::incident::service::TRADING_RESUMED)
+    {
         let _ = writeln!(
             out,
             "escalation:   none (resolves every open {} incident and tells everyone it paged)",

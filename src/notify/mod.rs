@@ -58,6 +58,22 @@ pub struct Notification {
     /// A link to the incident in vigil's API.
     pub link: Option<String>,
     pub attempt: u32,
+    /// The message body rendered for this channel from `templates/<type>/<kind>.txt`, already
+    /// truncated to the channel's limit with a visible marker.
+    pub text: String,
+    /// A one-line title rendered from `templates/<type>/<kind>.subject` (email subject,
+    /// PagerDuty summary), when the channel has one.
+    pub subject: Option<String>,
+    /// Email HTML rendered from `templates/email/<kind>.html`.
+    #[serde(skip)]
+    pub html: Option<String>,
+    /// A signed, expiring link that acknowledges the incident (GET shows a confirmation page,
+    /// only POST acts). Never logged.
+    #[serde(skip)]
+    pub ack_url: Option<String>,
+    /// This channel's earlier provider reference for the incident (Slack `channel:ts`), so
+    /// status updates edit the same message instead of posting a new one.
+    pub reference: Option<String>,
 }
 
 /// What a provider said when it accepted a message.
@@ -96,16 +112,57 @@ pub struct Notifiers {
     unavailable: BTreeMap<String, String>,
 }
 
-/// Process-level settings channels need (timeouts; later, provider endpoints).
+/// Looks secrets up by the environment-variable name `routing/` gives. The process environment
+/// by default; tests pass a map so each test has its own secrets without touching the process env.
+#[derive(Clone, Default)]
+pub struct SecretSource {
+    overrides: Option<Arc<std::collections::HashMap<String, String>>>,
+}
+
+impl SecretSource {
+    pub fn from_map(map: std::collections::HashMap<String, String>) -> Self {
+        Self {
+            overrides: Some(Arc::new(map)),
+        }
+    }
+
+    /// The secret in variable `name`, or an error that names the variable (never a value).
+    pub fn get(&self, name: &str) -> Result<String, String> {
+        let found = match &self.overrides {
+            Some(map) => map.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        };
+        found
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("environment variable {name} is not set"))
+    }
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretSource(***)")
+    }
+}
+
+/// Process-level settings channels need: timeouts, provider endpoints (overridable so tests
+/// point them at fakes and emulators), and where secrets come from.
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {
     pub http_timeout: Duration,
+    /// PagerDuty Events API base URL (default `https://events.pagerduty.com`).
+    pub pagerduty_url: String,
+    /// Slack Web API base URL (default `https://slack.com/api`).
+    pub slack_api_url: String,
+    pub secrets: SecretSource,
 }
 
 impl Default for ChannelSettings {
     fn default() -> Self {
         Self {
             http_timeout: Duration::from_secs(10),
+            pagerduty_url: "https://events.pagerduty.com".into(),
+            slack_api_url: "https://slack.com/api".into(),
+            secrets: SecretSource::default(),
         }
     }
 }

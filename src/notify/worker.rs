@@ -294,6 +294,11 @@ impl DeliveryWorker {
                 .as_ref()
                 .map(|u| format!("{}/v1/incidents/{}", u.trim_end_matches('/'), inc.id)),
             attempt,
+            text: inc.summary.clone(),
+            subject: None,
+            html: None,
+            ack_url: None,
+            reference: None,
         }
     }
 }
