@@ -89,14 +89,16 @@ impl App {
         cert_fetcher: Option<Arc<dyn CertFetcher>>,
     ) -> Result<App, AppError> {
         let metrics = Arc::new(Metrics::new());
-        let policy =
-            PolicyHandle::load(&settings.config_dir, metrics.clone()).map_err(|errors| {
-                AppError::Policy {
-                    dir: settings.config_dir.display().to_string(),
-                    text: format_errors(&errors),
-                    errors,
-                }
-            })?;
+        let policy = PolicyHandle::load(
+            &settings.config_dir,
+            &settings.templates_dir,
+            metrics.clone(),
+        )
+        .map_err(|errors| AppError::Policy {
+            dir: settings.config_dir.display().to_string(),
+            text: format_errors(&errors),
+            errors,
+        })?;
         let policy = Arc::new(policy);
         let http_client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -134,6 +136,10 @@ impl App {
             metrics.clone(),
             settings.retry.clone(),
             settings.public_url.clone(),
+            settings
+                .ack_link_secret
+                .clone()
+                .map(|s| crate::ack::AckSigner::new(s, settings.ack_link_ttl)),
             wake.deliveries.clone(),
         ));
         let health = Arc::new(SchedulerHealth::default());

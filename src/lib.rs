@@ -13,6 +13,7 @@
 //! `settings` (process settings and secrets), `clock` (injected time), `metrics`, `telemetry`,
 //! `simulate` (the `vigil simulate` report) and `app` (wiring and graceful shutdown).
 
+pub mod ack;
 pub mod app;
 pub mod classify;
 pub mod clock;

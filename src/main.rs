@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use vigil::app::App;
 use vigil::clock::SystemClock;
+use vigil::config::reload::load_all;
 use vigil::config::{format_errors, load_dir};
 use vigil::settings::{Secret, Settings, tokens_from_env};
 
@@ -33,6 +34,9 @@ enum Command {
         /// The policy directory.
         #[arg(long, env = "VIGIL_CONFIG", default_value = "routing")]
         config: PathBuf,
+        /// The message templates, checked with the policy.
+        #[arg(long, env = "VIGIL_TEMPLATES", default_value = "templates")]
+        templates: PathBuf,
     },
     /// Show what the policy would do with a payload: labels, rule, severity, incident key and
     /// the escalation timeline.
@@ -53,6 +57,12 @@ struct ServeArgs {
     /// The policy directory (routing/).
     #[arg(long, env = "VIGIL_CONFIG", default_value = "routing")]
     config: PathBuf,
+    /// The message templates.
+    #[arg(long, env = "VIGIL_TEMPLATES", default_value = "templates")]
+    templates: PathBuf,
+    /// How long a signed acknowledge link stays valid (its secret is VIGIL_ACK_LINK_SECRET).
+    #[arg(long, env = "VIGIL_ACK_LINK_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    ack_link_ttl: Duration,
     /// Address to listen on.
     #[arg(long, env = "VIGIL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -100,8 +110,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Check { config } => match load_dir(&config) {
-            Ok(policy) => {
+        Command::Check { config, templates } => match load_all(&config, &templates) {
+            Ok((policy, _)) => {
                 println!(
                     "{}: policy OK ({} rules, {} policies, {} channels, digest {})",
                     config.display(),
@@ -155,6 +165,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     vigil::telemetry::init(args.log_format == "json", std::io::stdout);
     let mut settings = Settings::new(args.config, args.data);
+    settings.templates_dir = args.templates;
+    settings.ack_link_ttl = args.ack_link_ttl;
+    settings.ack_link_secret = tokens_from_env("VIGIL_ACK_LINK_SECRET")
+        .context("VIGIL_ACK_LINK_SECRET_FILE")?
+        .into_iter()
+        .next();
     settings.listen = args.listen;
     settings.public_url = args.public_url;
     settings.ingest_tokens =

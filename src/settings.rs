@@ -38,6 +38,12 @@ impl std::fmt::Debug for Secret {
 pub struct Settings {
     /// The policy directory (`routing/`).
     pub config_dir: PathBuf,
+    /// The message templates (`templates/`).
+    pub templates_dir: PathBuf,
+    /// Signs acknowledge links (`VIGIL_ACK_LINK_SECRET`); without it, messages carry no link.
+    pub ack_link_secret: Option<Secret>,
+    /// How long an acknowledge link stays valid.
+    pub ack_link_ttl: Duration,
     pub listen: SocketAddr,
     /// The embedded store's directory.
     pub data_dir: PathBuf,
@@ -66,6 +72,12 @@ impl Settings {
     /// Defaults for everything but the directories (tests and embedding).
     pub fn new(config_dir: PathBuf, data_dir: PathBuf) -> Self {
         Self {
+            templates_dir: config_dir
+                .parent()
+                .map(|p| p.join("templates"))
+                .unwrap_or_else(|| PathBuf::from("templates")),
+            ack_link_secret: None,
+            ack_link_ttl: Duration::from_secs(24 * 3600),
             config_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,

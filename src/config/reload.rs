@@ -18,13 +18,26 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ConfigError, Policy, format_errors, load_dir};
 use crate::metrics::Metrics;
+use crate::notify::render::Templates;
+
+/// Loads the policy and the templates together: both must be valid for either to be used.
+pub fn load_all(dir: &Path, templates: &Path) -> Result<(Policy, Templates), Vec<ConfigError>> {
+    let policy = load_dir(dir);
+    let templates = Templates::load(templates);
+    match (policy, templates) {
+        (Ok(p), Ok(t)) => Ok((p, t)),
+        (p, t) => Err(p.err().into_iter().chain(t.err()).flatten().collect()),
+    }
+}
 
 type SwapHook = Box<dyn Fn(&Arc<Policy>) + Send + Sync>;
 
 /// The live policy and how to reload it.
 pub struct PolicyHandle {
     dir: PathBuf,
+    templates_dir: PathBuf,
     current: ArcSwap<Policy>,
+    templates: ArcSwap<Templates>,
     /// One reload at a time, so two triggers cannot race their swaps.
     reloading: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -40,12 +53,18 @@ pub enum ReloadOutcome {
 
 impl PolicyHandle {
     /// Loads `dir` for the first time. Errors are returned, not logged.
-    pub fn load(dir: &Path, metrics: Arc<Metrics>) -> Result<Self, Vec<ConfigError>> {
-        let policy = load_dir(dir)?;
+    pub fn load(
+        dir: &Path,
+        templates_dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let (policy, templates) = load_all(dir, templates_dir)?;
         metrics.config_last_reload_success.set(1.0);
         Ok(Self {
             dir: dir.to_path_buf(),
+            templates_dir: templates_dir.to_path_buf(),
             current: ArcSwap::from_pointee(policy),
+            templates: ArcSwap::from_pointee(templates),
             reloading: tokio::sync::Mutex::new(()),
             metrics,
             on_swap: std::sync::Mutex::new(Vec::new()),
@@ -54,6 +73,10 @@ impl PolicyHandle {
 
     pub fn current(&self) -> Arc<Policy> {
         self.current.load_full()
+    }
+
+    pub fn templates(&self) -> Arc<Templates> {
+        self.templates.load_full()
     }
 
     pub fn dir(&self) -> &Path {
@@ -71,7 +94,8 @@ impl PolicyHandle {
     pub async fn reload(&self, trigger: &str) -> Result<ReloadOutcome, Vec<ConfigError>> {
         let _one = self.reloading.lock().await;
         let dir = self.dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_dir(&dir))
+        let templates_dir = self.templates_dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_all(&dir, &templates_dir))
             .await
             .unwrap_or_else(|e| {
                 Err(vec![ConfigError {
@@ -95,8 +119,10 @@ impl PolicyHandle {
                 );
                 Err(errors)
             }
-            Ok(policy) => {
+            Ok((policy, templates)) => {
                 self.metrics.config_last_reload_success.set(1.0);
+                // Templates are cheap to swap and have no digest: always take the new ones.
+                self.templates.store(Arc::new(templates));
                 let digest = policy.digest.clone();
                 if digest == self.current.load().digest {
                     return Ok(ReloadOutcome::Unchanged { digest });

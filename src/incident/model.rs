@@ -148,6 +148,12 @@ pub enum TimelineEvent {
         by: String,
         origin: Origin,
     },
+    /// A critical page failed for good on PagerDuty: the same people are paged directly.
+    Failover {
+        from: String,
+        to: Vec<String>,
+        people: Vec<String>,
+    },
     /// One delivery attempt and what came of it.
     Delivery {
         delivery: String,

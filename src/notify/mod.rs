@@ -4,6 +4,7 @@
 //! whether a failure is worth retrying.
 
 pub mod log;
+pub mod render;
 pub mod retry;
 pub mod webhook;
 pub mod worker;

@@ -13,15 +13,19 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::render::RenderContext;
 use super::retry::RetryPolicy;
-use super::{Notification, Notifiers, NotifyError, Recipient};
+use super::{Notification, Notifiers, NotifyError, Receipt, Recipient};
+use crate::ack::AckSigner;
 use crate::clock::Clock;
-use crate::config::{Person, Policy, PolicyHandle};
+use crate::config::{ChannelSpec, Person, Policy, PolicyHandle};
+use crate::domain::Severity;
 use crate::incident::{
-    Delivery, DeliveryOutcome, Incident, IncidentStatus, TimelineEntry, TimelineEvent,
+    Delivery, DeliveryOutcome, Incident, IncidentStatus, NotifyKind, Origin, TimelineEntry,
+    TimelineEvent,
 };
 use crate::metrics::Metrics;
-use crate::store::{DeliveryUpdate, Store, StoreError};
+use crate::store::{DeliveryFinish, DeliveryUpdate, Store, StoreError};
 
 /// How many sends may be in flight at once.
 const CONCURRENCY: usize = 64;
@@ -38,6 +42,7 @@ pub struct DeliveryWorker {
     metrics: Arc<Metrics>,
     retry: RetryPolicy,
     public_url: Option<String>,
+    ack: Option<AckSigner>,
     wake: Arc<Notify>,
     inflight: Mutex<HashSet<ulid::Ulid>>,
     permits: Arc<Semaphore>,
@@ -54,6 +59,7 @@ impl DeliveryWorker {
         metrics: Arc<Metrics>,
         retry: RetryPolicy,
         public_url: Option<String>,
+        ack: Option<AckSigner>,
         wake: Arc<Notify>,
     ) -> Self {
         Self {
@@ -64,6 +70,7 @@ impl DeliveryWorker {
             metrics,
             retry,
             public_url,
+            ack,
             wake,
             inflight: Mutex::new(HashSet::new()),
             permits: Arc::new(Semaphore::new(CONCURRENCY)),
@@ -146,8 +153,11 @@ impl DeliveryWorker {
     async fn deliver(&self, d: Delivery) -> Result<(), StoreError> {
         let now = self.clock.now();
         let attempt = d.attempt + 1;
-        let incident = self.store.incident(d.incident).await?;
-        let (outcome, detail, reference, update) = match incident {
+        let policy = self.policy.current();
+        let mut remember = None;
+        let mut follow_ups = Vec::new();
+        let mut entries = Vec::new();
+        let (outcome, detail, reference, update) = match self.store.incident(d.incident).await? {
             None => (
                 DeliveryOutcome::Failed,
                 "incident not found".to_string(),
@@ -160,98 +170,156 @@ impl DeliveryWorker {
                 None,
                 DeliveryUpdate::Done,
             ),
+            Some(inc) if is_echo(&d, &inc, &policy) => (
+                DeliveryOutcome::Skipped,
+                "not echoed back to PagerDuty, where it came from".to_string(),
+                None,
+                DeliveryUpdate::Done,
+            ),
             Some(inc) => {
-                let notifiers = self.notifiers.load_full();
-                let policy = self.policy.current();
-                match notifiers.get(&d.channel) {
-                    Err(reason) => (DeliveryOutcome::Failed, reason, None, DeliveryUpdate::Done),
-                    Ok(notifier) => {
-                        let msg = self.message(&d, &inc, &policy, attempt);
-                        let kind = notifier.kind();
-                        let result =
-                            match tokio::time::timeout(SEND_TIMEOUT, notifier.send(&msg)).await {
-                                Ok(r) => r,
-                                Err(_) => Err(NotifyError::Transient {
-                                    retry_after: None,
-                                    reason: format!("no answer within {SEND_TIMEOUT:?}"),
-                                }),
-                            };
-                        let label = match &result {
-                            Ok(_) => "sent",
-                            Err(NotifyError::Permanent { .. }) => "failed",
-                            Err(NotifyError::Transient { .. }) => "transient",
-                        };
-                        self.metrics
-                            .counter(
-                                "vigil_delivery_attempts_total",
-                                &[("channel_type", kind), ("outcome", label)],
+                let result = self.send(&d, &inc, &policy, attempt).await?;
+                let kind_label = policy
+                    .channels
+                    .get(&d.channel)
+                    .map(|c| c.kind())
+                    .unwrap_or("unknown");
+                let label = match &result {
+                    Ok(_) => "sent",
+                    Err(NotifyError::Permanent { .. }) => "failed",
+                    Err(NotifyError::Transient { .. }) => "transient",
+                };
+                self.metrics
+                    .counter(
+                        "vigil_delivery_attempts_total",
+                        &[("channel_type", kind_label), ("outcome", label)],
+                    )
+                    .increment(1);
+                let failed = |reason: String| {
+                    tracing::error!(reason = %reason, "Delivery failed for good.");
+                    (DeliveryOutcome::Failed, reason, None, DeliveryUpdate::Done)
+                };
+                let out = match result {
+                    Ok(receipt) => {
+                        if d.target.is_none() {
+                            remember.clone_from(&receipt.reference);
+                        }
+                        (
+                            DeliveryOutcome::Sent,
+                            "sent".to_string(),
+                            receipt.reference,
+                            DeliveryUpdate::Done,
+                        )
+                    }
+                    Err(NotifyError::Permanent { reason }) => failed(reason),
+                    Err(NotifyError::Transient {
+                        retry_after,
+                        reason,
+                    }) => {
+                        if self.retry.exhausted(attempt) {
+                            failed(format!("{reason}; gave up after {attempt} attempts"))
+                        } else {
+                            let wait = self.retry.delay(attempt, retry_after);
+                            tracing::warn!(reason = %reason, wait = ?wait, "Delivery will be retried.");
+                            let not_before = now
+                                + chrono::Duration::from_std(wait)
+                                    .unwrap_or(chrono::Duration::zero());
+                            (
+                                DeliveryOutcome::Retrying,
+                                format!(
+                                    "{reason}; next attempt in {}",
+                                    humantime::format_duration(wait)
+                                ),
+                                None,
+                                DeliveryUpdate::Retry {
+                                    attempt,
+                                    not_before,
+                                },
                             )
-                            .increment(1);
-                        match result {
-                            Ok(receipt) => (
-                                DeliveryOutcome::Sent,
-                                "sent".to_string(),
-                                receipt.reference,
-                                DeliveryUpdate::Done,
-                            ),
-                            Err(NotifyError::Permanent { reason }) => {
-                                tracing::error!(reason = %reason, "Delivery failed for good.");
-                                (DeliveryOutcome::Failed, reason, None, DeliveryUpdate::Done)
-                            }
-                            Err(NotifyError::Transient {
-                                retry_after,
-                                reason,
-                            }) => {
-                                if self.retry.exhausted(attempt) {
-                                    tracing::error!(reason = %reason, "Delivery gave up after its last attempt.");
-                                    (
-                                        DeliveryOutcome::Failed,
-                                        format!("{reason}; gave up after {attempt} attempts"),
-                                        None,
-                                        DeliveryUpdate::Done,
-                                    )
-                                } else {
-                                    let wait = self.retry.delay(attempt, retry_after);
-                                    tracing::warn!(reason = %reason, wait = ?wait, "Delivery will be retried.");
-                                    let not_before = now
-                                        + chrono::Duration::from_std(wait)
-                                            .unwrap_or(chrono::Duration::zero());
-                                    (
-                                        DeliveryOutcome::Retrying,
-                                        format!(
-                                            "{reason}; next attempt in {}",
-                                            humantime::format_duration(wait)
-                                        ),
-                                        None,
-                                        DeliveryUpdate::Retry {
-                                            attempt,
-                                            not_before,
-                                        },
-                                    )
-                                }
-                            }
                         }
                     }
+                };
+                if out.0 == DeliveryOutcome::Failed
+                    && let Some((entry, more)) = failover(&d, &inc, &policy, now)
+                {
+                    tracing::error!(to = ?more.iter().map(|m| m.channel.as_str()).collect::<Vec<_>>(), "Critical page failed on PagerDuty; paging directly.");
+                    entries.push(entry);
+                    follow_ups = more;
                 }
+                out
             }
         };
-        let entry = TimelineEntry {
-            at: now,
-            event: TimelineEvent::Delivery {
-                delivery: d.id.to_string(),
-                channel: d.channel.clone(),
-                kind: d.kind.as_str().to_string(),
-                target: d.target.clone(),
-                attempt,
-                outcome,
-                detail,
-                reference,
+        entries.insert(
+            0,
+            TimelineEntry {
+                at: now,
+                event: TimelineEvent::Delivery {
+                    delivery: d.id.to_string(),
+                    channel: d.channel.clone(),
+                    kind: d.kind.as_str().to_string(),
+                    target: d.target.clone(),
+                    attempt,
+                    outcome,
+                    detail,
+                    reference,
+                },
             },
-        };
-        self.store.finish_delivery(&d, update, entry).await
+        );
+        if !follow_ups.is_empty() {
+            self.wake.notify_one();
+        }
+        self.store
+            .finish_delivery(
+                &d,
+                DeliveryFinish {
+                    update,
+                    entries,
+                    follow_ups,
+                    remember,
+                },
+            )
+            .await
     }
 
-    fn message(&self, d: &Delivery, inc: &Incident, policy: &Policy, attempt: u32) -> Notification {
+    /// Renders and sends once; the notifier's own verdict, or `Permanent` when the channel
+    /// cannot be used at all.
+    async fn send(
+        &self,
+        d: &Delivery,
+        inc: &Incident,
+        policy: &Policy,
+        attempt: u32,
+    ) -> Result<Result<Receipt, NotifyError>, StoreError> {
+        let notifiers = self.notifiers.load_full();
+        let notifier = match notifiers.get(&d.channel) {
+            Ok(n) => n.clone(),
+            Err(reason) => return Ok(Err(NotifyError::Permanent { reason })),
+        };
+        let reference = if d.target.is_none() {
+            self.store.references(inc.id).await?.remove(&d.channel)
+        } else {
+            None
+        };
+        let msg = self.message(d, inc, policy, attempt, notifier.kind(), reference);
+        Ok(
+            match tokio::time::timeout(SEND_TIMEOUT, notifier.send(&msg)).await {
+                Ok(r) => r,
+                Err(_) => Err(NotifyError::Transient {
+                    retry_after: None,
+                    reason: format!("no answer within {SEND_TIMEOUT:?}"),
+                }),
+            },
+        )
+    }
+
+    fn message(
+        &self,
+        d: &Delivery,
+        inc: &Incident,
+        policy: &Policy,
+        attempt: u32,
+        channel_type: &str,
+        reference: Option<String>,
+    ) -> Notification {
         let recipient = |id: &String| -> Recipient {
             match policy.people.get(id) {
                 Some(p) => recipient_of(p),
@@ -265,14 +333,44 @@ impl DeliveryWorker {
             }
         };
         let by = match d.kind {
-            crate::incident::NotifyKind::Acknowledged => {
-                inc.acknowledged.as_ref().map(|(a, _)| a.who.clone())
-            }
-            crate::incident::NotifyKind::Resolved => {
-                inc.resolved.as_ref().map(|(a, _)| a.who.clone())
-            }
+            NotifyKind::Acknowledged => inc.acknowledged.as_ref().map(|(a, _)| a.who.clone()),
+            NotifyKind::Resolved => inc.resolved.as_ref().map(|(a, _)| a.who.clone()),
             _ => None,
         };
+        let link = self
+            .public_url
+            .as_ref()
+            .map(|u| format!("{}/v1/incidents/{}", u.trim_end_matches('/'), inc.id));
+        // Only a page to a person carries a link that acknowledges on their behalf.
+        let ack_url = match (&self.ack, &self.public_url, &d.target) {
+            (Some(signer), Some(base), Some(person)) if d.kind.is_page() => Some(format!(
+                "{}/v1/ack/{}",
+                base.trim_end_matches('/'),
+                signer.issue(inc.id, person, self.clock.now())
+            )),
+            _ => None,
+        };
+        let recipient_v = d.target.as_ref().map(recipient);
+        let people: Vec<Recipient> = d.people.iter().map(recipient).collect();
+        let ctx = RenderContext {
+            kind: d.kind.as_str().to_string(),
+            incident: inc.id.to_string(),
+            severity: inc.severity.to_string(),
+            status: inc.status.as_str().to_string(),
+            summary: inc.summary.clone(),
+            description: inc.description.clone(),
+            labels: inc.labels.clone(),
+            count: inc.count,
+            opened_at: inc.opened_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            step: d.step.map(|(_, s)| s + 1),
+            people: people.iter().map(|p| p.name.clone()).collect(),
+            recipient: recipient_v.as_ref().map(|r| r.name.clone()),
+            by: by.clone(),
+            link: link.clone(),
+            ack_url: ack_url.clone(),
+            channel: d.channel.clone(),
+        };
+        let rendered = self.policy.templates().render(channel_type, d.kind, &ctx);
         Notification {
             delivery_id: d.id.to_string(),
             incident: inc.id,
@@ -283,24 +381,89 @@ impl DeliveryWorker {
             description: inc.description.clone(),
             labels: inc.labels.clone(),
             channel: d.channel.clone(),
-            recipient: d.target.as_ref().map(recipient),
-            people: d.people.iter().map(recipient).collect(),
+            recipient: recipient_v,
+            people,
             step: d.step,
             count: inc.count,
             opened_at: inc.opened_at,
             by,
-            link: self
-                .public_url
-                .as_ref()
-                .map(|u| format!("{}/v1/incidents/{}", u.trim_end_matches('/'), inc.id)),
+            link,
             attempt,
-            text: inc.summary.clone(),
-            subject: None,
-            html: None,
-            ack_url: None,
-            reference: None,
+            text: rendered.text,
+            subject: rendered.subject,
+            html: rendered.html,
+            ack_url,
+            reference,
         }
     }
+}
+
+/// An acknowledgement or resolution that came from PagerDuty is not sent back to PagerDuty.
+fn is_echo(d: &Delivery, inc: &Incident, policy: &Policy) -> bool {
+    let origin = match d.kind {
+        NotifyKind::Acknowledged => inc.acknowledged.as_ref().map(|(a, _)| a.origin),
+        NotifyKind::Resolved => inc.resolved.as_ref().map(|(a, _)| a.origin),
+        _ => None,
+    };
+    origin == Some(Origin::Pagerduty)
+        && matches!(
+            policy.channels.get(&d.channel),
+            Some(ChannelSpec::Pagerduty { .. })
+        )
+}
+
+/// A critical page that failed for good on a PagerDuty channel goes to the same people by every
+/// personal channel of the policy (SMS, and email to each person), and the timeline says so.
+fn failover(
+    d: &Delivery,
+    inc: &Incident,
+    policy: &Policy,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<(TimelineEntry, Vec<Delivery>)> {
+    let is_pd = matches!(
+        policy.channels.get(&d.channel),
+        Some(ChannelSpec::Pagerduty { .. })
+    );
+    if !(d.kind.is_page() && inc.severity == Severity::Critical && is_pd) {
+        return None;
+    }
+    let mut direct: Vec<&String> = policy
+        .channels
+        .iter()
+        .filter(|(_, spec)| {
+            matches!(spec, ChannelSpec::Sms)
+                || matches!(spec, ChannelSpec::Email { to } if to.is_empty())
+        })
+        .map(|(name, _)| name)
+        .collect();
+    // SMS first: it is the faster of the two.
+    direct.sort_by_key(|name| !matches!(policy.channels.get(*name), Some(ChannelSpec::Sms)));
+    if direct.is_empty() || d.people.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for channel in &direct {
+        for person in &d.people {
+            out.push(Delivery::new(
+                inc.id,
+                d.kind,
+                channel,
+                Some(person.clone()),
+                vec![],
+                d.step,
+                now,
+            ));
+        }
+    }
+    let entry = TimelineEntry {
+        at: now,
+        event: TimelineEvent::Failover {
+            from: d.channel.clone(),
+            to: direct.iter().map(|s| s.to_string()).collect(),
+            people: d.people.clone(),
+        },
+    };
+    Some((entry, out))
 }
 
 fn recipient_of(p: &Person) -> Recipient {

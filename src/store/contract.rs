@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{CommitOutcome, DeliveryUpdate, Guard, Store, Transition};
+use super::{CommitOutcome, DeliveryFinish, DeliveryUpdate, Guard, Store, Transition};
 use crate::config::{EscalationPolicy, Step, Target};
 use crate::domain::{AlertStatus, Fingerprint, IncidentId, Source};
 use crate::incident::{
@@ -203,7 +203,10 @@ async fn version_guard_lets_exactly_one_writer_win(store: &dyn Store) {
     // Clean up the outbox for the later checks.
     for d in rows.into_iter().filter(|d| d.incident == inc.id) {
         store
-            .finish_delivery(&d, DeliveryUpdate::Done, entry(t0(), 99))
+            .finish_delivery(
+                &d,
+                DeliveryFinish::simple(DeliveryUpdate::Done, entry(t0(), 99)),
+            )
             .await
             .unwrap();
     }
@@ -348,11 +351,13 @@ async fn outbox_rows_retry_and_finish(store: &dyn Store) {
     store
         .finish_delivery(
             &row,
-            DeliveryUpdate::Retry {
-                attempt: 1,
-                not_before: retry_at,
-            },
-            attempt(DeliveryOutcome::Retrying),
+            DeliveryFinish::simple(
+                DeliveryUpdate::Retry {
+                    attempt: 1,
+                    not_before: retry_at,
+                },
+                attempt(DeliveryOutcome::Retrying),
+            ),
         )
         .await
         .unwrap();
@@ -373,10 +378,53 @@ async fn outbox_rows_retry_and_finish(store: &dyn Store) {
         .find(|x| x.id == d.id)
         .expect("due again");
     assert_eq!((row.attempt, row.not_before), (1, retry_at));
-    store
-        .finish_delivery(&row, DeliveryUpdate::Done, attempt(DeliveryOutcome::Sent))
+    let follow_up = Delivery::new(
+        inc.id,
+        NotifyKind::Trigger,
+        "sms",
+        Some("ana".into()),
+        vec![],
+        Some((0, 0)),
+        retry_at,
+    );
+    let finish = DeliveryFinish {
+        update: DeliveryUpdate::Done,
+        entries: vec![attempt(DeliveryOutcome::Sent)],
+        follow_ups: vec![follow_up.clone()],
+        remember: Some("C1:1763604942.114259".into()),
+    };
+    store.finish_delivery(&row, finish.clone()).await.unwrap();
+    // Replaying the same finish (a retried write) adds no second follow-up and keeps the first reference.
+    let mut again = finish;
+    again.remember = Some("C1:other".into());
+    again.entries.clear();
+    store.finish_delivery(&row, again).await.unwrap();
+    let follow_ups: Vec<_> = store
+        .deliveries_due(retry_at, 10_000)
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.incident == inc.id)
+        .collect();
+    assert_eq!(follow_ups, vec![follow_up]);
+    assert_eq!(
+        store
+            .references(inc.id)
+            .await
+            .unwrap()
+            .get("log")
+            .map(String::as_str),
+        Some("C1:1763604942.114259")
+    );
+    for f in follow_ups {
+        store
+            .finish_delivery(
+                &f,
+                DeliveryFinish::simple(DeliveryUpdate::Done, attempt(DeliveryOutcome::Sent)),
+            )
+            .await
+            .unwrap();
+    }
     assert!(
         store
             .deliveries_due(retry_at, 10_000)
@@ -386,7 +434,7 @@ async fn outbox_rows_retry_and_finish(store: &dyn Store) {
             .all(|x| x.id != d.id)
     );
     let timeline = store.timeline(inc.id).await.unwrap();
-    assert_eq!(timeline.len(), 3, "opened + two attempts");
+    assert_eq!(timeline.len(), 4, "opened + two attempts + the follow-up's");
     assert_eq!(
         timeline[2],
         attempt(DeliveryOutcome::Sent),

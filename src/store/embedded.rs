@@ -18,8 +18,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use tokio::sync::oneshot;
 
 use super::{
-    CommitOutcome, DeliveryUpdate, FingerprintState, Guard, Store, StoreError, StoreStats,
-    Transition,
+    CommitOutcome, DeliveryFinish, DeliveryUpdate, FingerprintState, Guard, Store, StoreError,
+    StoreStats, Transition,
 };
 use crate::domain::{Fingerprint, IncidentId};
 use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
@@ -38,6 +38,8 @@ const DUE: TableDefinition<(i64, u128), ()> = TableDefinition::new("due");
 const OUTBOX: TableDefinition<(i64, u128), &[u8]> = TableDefinition::new("outbox");
 /// transport delivery id → when first seen (ms).
 const SEEN: TableDefinition<&str, i64> = TableDefinition::new("seen");
+/// (incident id, channel name) → provider reference (Slack `channel:ts`).
+const REFS: TableDefinition<(u128, &str), &str> = TableDefinition::new("refs");
 /// schema version; see `SCHEMA_VERSION`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -52,7 +54,7 @@ enum Op {
         oneshot::Sender<Result<CommitOutcome, StoreError>>,
     ),
     Finish(
-        Box<(Delivery, DeliveryUpdate, TimelineEntry)>,
+        Box<(Delivery, DeliveryFinish)>,
         oneshot::Sender<Result<CommitOutcome, StoreError>>,
     ),
 }
@@ -185,6 +187,7 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         w.open_table(DUE).map_err(unavailable)?;
         w.open_table(OUTBOX).map_err(unavailable)?;
         w.open_table(SEEN).map_err(unavailable)?;
+        w.open_table(REFS).map_err(unavailable)?;
         let mut meta = w.open_table(META).map_err(unavailable)?;
         let found = meta.get("schema").map_err(unavailable)?.map(|v| v.value());
         match found {
@@ -259,13 +262,14 @@ impl Writer {
                     due: w.open_table(DUE).map_err(unavailable)?,
                     outbox: w.open_table(OUTBOX).map_err(unavailable)?,
                     seen: w.open_table(SEEN).map_err(unavailable)?,
+                    refs: w.open_table(REFS).map_err(unavailable)?,
                 };
                 for op in &batch {
                     let r = match op {
                         Op::Commit(tx, _) => self.apply(&mut tables, tx, &mut cache)?,
                         Op::Finish(f, _) => {
-                            let (d, u, e) = &**f;
-                            self.finish(&mut tables, d, u, e)?;
+                            let (d, finish) = &**f;
+                            self.finish(&mut tables, d, finish)?;
                             CommitOutcome::Committed
                         }
                     };
@@ -404,8 +408,7 @@ impl Writer {
         &self,
         t: &mut Tables<'_>,
         d: &Delivery,
-        update: &DeliveryUpdate,
-        entry: &TimelineEntry,
+        finish: &DeliveryFinish,
     ) -> Result<(), StoreError> {
         let existed = t
             .outbox
@@ -415,7 +418,7 @@ impl Writer {
         if let DeliveryUpdate::Retry {
             attempt,
             not_before,
-        } = update
+        } = &finish.update
             && existed
         {
             let mut next = d.clone();
@@ -425,10 +428,29 @@ impl Writer {
                 .insert((ms(*not_before), d.id.into()), encode(&next).as_slice())
                 .map_err(unavailable)?;
         }
-        let seq = self.next_seq(Utc::now().timestamp_millis());
-        t.timeline
-            .insert((id128(d.incident), seq), encode(entry).as_slice())
-            .map_err(unavailable)?;
+        let now_ms = Utc::now().timestamp_millis();
+        for entry in &finish.entries {
+            let seq = self.next_seq(now_ms);
+            t.timeline
+                .insert((id128(d.incident), seq), encode(entry).as_slice())
+                .map_err(unavailable)?;
+        }
+        // Follow-ups only once: a finish replayed for a row already gone adds nothing.
+        if existed {
+            for f in &finish.follow_ups {
+                t.outbox
+                    .insert((ms(f.not_before), f.id.into()), encode(f).as_slice())
+                    .map_err(unavailable)?;
+            }
+        }
+        if let Some(reference) = &finish.remember {
+            let key = (id128(d.incident), d.channel.as_str());
+            if t.refs.get(key).map_err(unavailable)?.is_none() {
+                t.refs
+                    .insert(key, reference.as_str())
+                    .map_err(unavailable)?;
+            }
+        }
         Ok(())
     }
 }
@@ -441,6 +463,7 @@ struct Tables<'w> {
     due: redb::Table<'w, (i64, u128), ()>,
     outbox: redb::Table<'w, (i64, u128), &'static [u8]>,
     seen: redb::Table<'w, &'static str, i64>,
+    refs: redb::Table<'w, (u128, &'static str), &'static str>,
 }
 
 #[async_trait::async_trait]
@@ -564,13 +587,27 @@ impl Store for EmbeddedStore {
     async fn finish_delivery(
         &self,
         delivery: &Delivery,
-        update: DeliveryUpdate,
-        entry: TimelineEntry,
+        finish: DeliveryFinish,
     ) -> Result<(), StoreError> {
-        let job = Box::new((delivery.clone(), update, entry));
+        let job = Box::new((delivery.clone(), finish));
         self.submit(|reply| Op::Finish(job, reply))
             .await
             .map(|_| ())
+    }
+
+    async fn references(
+        &self,
+        id: IncidentId,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(REFS).map_err(unavailable)?;
+        let k = id128(id);
+        let mut out = std::collections::BTreeMap::new();
+        for row in t.range((k, "")..(k + 1, "")).map_err(unavailable)? {
+            let (key, v) = row.map_err(unavailable)?;
+            out.insert(key.value().1.to_string(), v.value().to_string());
+        }
+        Ok(out)
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

@@ -82,6 +82,29 @@ pub enum DeliveryUpdate {
     },
 }
 
+/// Everything that follows one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct DeliveryFinish {
+    pub update: DeliveryUpdate,
+    pub entries: Vec<TimelineEntry>,
+    /// New deliveries this outcome causes (a failed PagerDuty trigger failing over to SMS).
+    pub follow_ups: Vec<Delivery>,
+    /// The provider's reference to keep for later updates of the same message; the first one
+    /// kept for a channel stays.
+    pub remember: Option<String>,
+}
+
+impl DeliveryFinish {
+    pub fn simple(update: DeliveryUpdate, entry: TimelineEntry) -> Self {
+        Self {
+            update,
+            entries: vec![entry],
+            follow_ups: vec![],
+            remember: None,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies a transition atomically, durably (fsynced) before it returns `Committed`.
@@ -121,14 +144,20 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest `not_before` in the outbox.
     async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
-    /// Records the end of one attempt: updates or removes the outbox row and appends the
-    /// attempt's timeline entry, atomically.
+    /// Records the end of one attempt, atomically: updates or removes the outbox row, appends
+    /// the timeline entries, adds follow-up deliveries (failover) and remembers the provider's
+    /// reference for the channel.
     async fn finish_delivery(
         &self,
         delivery: &Delivery,
-        update: DeliveryUpdate,
-        entry: TimelineEntry,
+        finish: DeliveryFinish,
     ) -> Result<(), StoreError>;
+
+    /// The provider references remembered for an incident, by channel name (Slack `channel:ts`).
+    async fn references(
+        &self,
+        id: IncidentId,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
 
     /// Counts for readiness and metrics: (open incidents, outbox rows, due timers).
     async fn stats(&self) -> Result<StoreStats, StoreError>;

@@ -19,7 +19,14 @@ fn vigil(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn check_accepts_the_shipped_policy() {
     let dir = shipped_routing();
-    let (ok, stdout, stderr) = vigil(&["check", "--config", dir.to_str().unwrap()]);
+    let templates = shipped_templates();
+    let (ok, stdout, stderr) = vigil(&[
+        "check",
+        "--config",
+        dir.to_str().unwrap(),
+        "--templates",
+        templates.to_str().unwrap(),
+    ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("policy OK"), "{stdout}");
 }
@@ -39,7 +46,14 @@ fn check_lists_every_problem_and_exits_1() {
         "people:\n  bob:\n    name: Bob\n    phone: \"12345\"\n",
     )
     .unwrap();
-    let (ok, _, stderr) = vigil(&["check", "--config", dir.path().to_str().unwrap()]);
+    let templates = shipped_templates();
+    let (ok, _, stderr) = vigil(&[
+        "check",
+        "--config",
+        dir.path().to_str().unwrap(),
+        "--templates",
+        templates.to_str().unwrap(),
+    ]);
     assert!(!ok);
     assert!(
         stderr.contains("zz-a.yaml:2: channels.pager2.routing_key: unknown field"),

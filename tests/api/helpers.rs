@@ -37,6 +37,10 @@ pub fn shipped_routing() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("routing")
 }
 
+pub fn shipped_templates() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
+}
+
 /// Copies the shipped `routing/` into a fresh directory tests may edit.
 pub fn copy_routing(to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -125,6 +129,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         None => copy_routing(&config_dir),
     }
     let mut settings = Settings::new(config_dir.clone(), dir.path().join("data"));
+    settings.templates_dir = shipped_templates();
     settings.ingest_tokens = vec![Secret::new(INGEST_TOKEN)];
     settings.operator_tokens = vec![Secret::new(OPERATOR_TOKEN)];
     settings.eventbridge_api_key = Some(Secret::new(EVENTBRIDGE_KEY));

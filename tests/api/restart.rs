@@ -26,6 +26,8 @@ fn start(config: &std::path::Path, data: &std::path::Path, port: u16) -> Child {
         .arg(config)
         .arg("--data")
         .arg(data)
+        .arg("--templates")
+        .arg(shipped_templates())
         .env("VIGIL_INGEST_TOKENS", INGEST_TOKEN)
         .env("VIGIL_OPERATOR_TOKENS", OPERATOR_TOKEN)
         .env("RUST_LOG", "warn")
