@@ -171,7 +171,17 @@ impl App {
                 "No ingest or operator tokens are set (VIGIL_INGEST_TOKENS, VIGIL_OPERATOR_TOKENS): /v1/events and the incident API refuse every request."
             );
         }
+        let ack = settings
+            .ack_link_secret
+            .clone()
+            .map(|s| crate::ack::AckSigner::new(s, settings.ack_link_ttl));
+        if ack.is_some() && settings.public_url.is_none() {
+            tracing::warn!(
+                "VIGIL_ACK_LINK_SECRET is set but VIGIL_PUBLIC_URL is not: messages cannot carry acknowledge links."
+            );
+        }
         let shared = Arc::new(Shared {
+            ack: ack.clone(),
             service: service.clone(),
             policy: policy.clone(),
             settings,

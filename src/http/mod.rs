@@ -2,6 +2,7 @@
 //! operator API on incidents; health, readiness, metrics and reload. Handlers parse and check at
 //! the edge and hand domain values to the incident service.
 
+mod ack_link;
 mod admin;
 mod auth;
 pub mod error;
@@ -35,6 +36,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub scheduler: Arc<SchedulerHealth>,
     pub clock: Arc<dyn Clock>,
+    /// Checks signed acknowledge links; `None` when no secret is configured.
+    pub ack: Option<crate::ack::AckSigner>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -48,6 +51,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}", get(incidents::show))
         .route("/v1/incidents/{id}/ack", post(incidents::ack))
         .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route(
+            "/v1/ack/{token}",
+            get(ack_link::show).post(ack_link::confirm),
+        )
         .route("/v1/admin/reload", post(admin::reload))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))

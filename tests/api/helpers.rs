@@ -109,6 +109,8 @@ pub struct Options {
     pub policy: Option<PolicyWriter>,
     pub extra_trusted_prefixes: Vec<String>,
     pub watch_config: bool,
+    /// Enables signed acknowledge links with this secret.
+    pub ack_secret: Option<String>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -135,6 +137,8 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     settings.eventbridge_api_key = Some(Secret::new(EVENTBRIDGE_KEY));
     settings.sns_extra_trusted_prefixes = opts.extra_trusted_prefixes;
     settings.watch_config = opts.watch_config;
+    settings.ack_link_secret = opts.ack_secret.map(Secret::new);
+    settings.public_url = Some("http://vigil.test".into());
     settings.retry.base = Duration::from_millis(10);
     settings.retry.max_delay = Duration::from_millis(50);
     settings.retry.max_attempts = 3;

@@ -1,6 +1,7 @@
 //! The API test binary: every test starts a real app on a random port (or a real `vigil`
 //! process), speaks HTTP to it, and checks what a user would see.
 
+mod ack_link;
 mod bad_input;
 mod cli;
 mod escalation;
