@@ -28,28 +28,28 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     (status, Html(html)).into_response()
 }
 
-fn check(s: &AppState, token: &str) -> Result<AckClaim, Response> {
+fn check(s: &AppState, token: &str) -> Result<AckClaim, Box<Response>> {
     let Some(signer) = &s.ack else {
-        return Err(page(
+        return Err(Box::new(page(
             StatusCode::NOT_FOUND,
             "Links are not enabled",
             "<p>This vigil does not issue acknowledge links.</p>",
-        ));
+        )));
     };
     signer.verify(token, s.clock.now()).map_err(|e| {
         tracing::info!(reason = %e, "Acknowledge link refused.");
-        page(
+        Box::new(page(
             StatusCode::UNAUTHORIZED,
             "This link cannot be used",
             &format!("<p>{}.</p>", escape(&e.to_string())),
-        )
+        ))
     })
 }
 
 pub async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     let claim = match check(&s, &token) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let inc = match s.service.store().incident(claim.incident).await {
         Ok(Some(i)) => i,
@@ -76,7 +76,7 @@ pub async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Respo
 pub async fn confirm(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     let claim = match check(&s, &token) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let actor = Actor {
         who: claim.person.clone(),
