@@ -116,3 +116,56 @@ async fn a_file_change_reloads_by_itself() {
     assert!(refused, "the watcher reloaded and refused the broken file");
     assert_eq!(severity_of(&app, &rate_limited(1)).await, "medium");
 }
+
+#[tokio::test]
+async fn an_open_incident_keeps_its_policy_snapshot_across_a_reload() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let sink = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&sink)
+        .await;
+    let app = spawn_app_with(Options {
+        policy: Some(Box::new(webhook_policy(&sink.uri()))),
+        ..Default::default()
+    })
+    .await;
+    let (_, body) = app.post_events(&fixture("bot-trading-halted.json")).await;
+    let id = incident_of(&body);
+    app.advance(Duration::ZERO).await;
+    // The critical chain now escalates after 1 minute instead of 5.
+    let policy = std::fs::read_to_string(app.config_dir.join("policy.yaml")).unwrap();
+    std::fs::write(
+        app.config_dir.join("policy.yaml"),
+        policy.replace("after: 5m", "after: 1m"),
+    )
+    .unwrap();
+    let (status, body) = app.post_op("/v1/admin/reload", Value::Null).await;
+    assert_eq!(
+        (status, body["reloaded"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{body}"
+    );
+    app.advance(Duration::from_secs(60)).await;
+    let kinds = |pages: Vec<Value>| pages.iter().filter(|p| p["kind"] == "escalate").count();
+    assert_eq!(
+        kinds(received(&sink).await),
+        0,
+        "the open incident still follows its 5-minute step"
+    );
+    assert_eq!(
+        app.incident(&id).await["escalation"]["steps"][1]["after"],
+        "5m"
+    );
+    app.advance(Duration::from_secs(4 * 60)).await;
+    assert_eq!(kinds(received(&sink).await), 1);
+    // A new incident gets the new policy.
+    let mut other = fixture_json("bot-trading-halted.json");
+    other["dedup_key"] = json!("halt-after-reload");
+    let (_, body) = app.post_events(&serde_json::to_vec(&other).unwrap()).await;
+    assert_eq!(
+        app.incident(&incident_of(&body)).await["escalation"]["steps"][1]["after"],
+        "1m"
+    );
+}
