@@ -3,7 +3,9 @@
 //! Comes in: the bytes of an SNS HTTP delivery (`sns`, whose `Message` is a CloudWatch alarm parsed
 //! by `cloudwatch`), an EventBridge "CloudWatch Alarm State Change" event (`eventbridge`), or a
 //! trading-bot event or batch (`bot`). Goes out: [`Alert`]s, or an [`IngestError`] that says which
-//! field was wrong and which HTTP status the caller should answer with.
+//! field was wrong and which HTTP status the caller should answer with. Two-way channels come in
+//! here too: a Slack button click (`slack`) and a PagerDuty V3 webhook (`pagerduty`), each checked
+//! against its HMAC signature before it is parsed.
 //!
 //! Everything here is pure parsing and verification; the only I/O is fetching an SNS signing
 //! certificate through the injectable [`CertFetcher`]. Nothing here panics on any input, and
@@ -15,6 +17,8 @@
 pub mod bot;
 pub mod cloudwatch;
 pub mod eventbridge;
+pub mod pagerduty;
+pub mod slack;
 pub mod sns;
 
 pub use bot::parse_events;
@@ -76,6 +80,21 @@ fn type_name(v: &Value) -> &'static str {
 fn parse_json(body: &[u8], what: &str) -> Result<Value, IngestError> {
     serde_json::from_slice(body)
         .map_err(|e| IngestError::Malformed(format!("{what} is not valid JSON: {e}")))
+}
+
+/// Lowercase or uppercase hex to bytes; `None` on odd length or a non-hex digit.
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            Some((hi * 16 + lo) as u8)
+        })
+        .collect()
 }
 
 /// Typed, path-aware access to the fields of one JSON object, so every error names the field

@@ -4,8 +4,10 @@
 //! whether a failure is worth retrying.
 
 pub mod log;
+pub mod pagerduty;
 pub mod render;
 pub mod retry;
+pub mod slack;
 pub mod webhook;
 pub mod worker;
 
@@ -184,6 +186,14 @@ impl Notifiers {
                     settings.http_timeout,
                 )
                 .map(|n| Arc::new(n) as Arc<dyn Notifier>),
+                ChannelSpec::Pagerduty { routing_key_env } => {
+                    pagerduty::PagerDutyNotifier::new(routing_key_env, settings, http.clone())
+                        .map(|n| Arc::new(n) as Arc<dyn Notifier>)
+                }
+                ChannelSpec::Slack { channel, token_env } => {
+                    slack::SlackNotifier::new(channel, token_env, settings, http.clone())
+                        .map(|n| Arc::new(n) as Arc<dyn Notifier>)
+                }
                 other => Err(format!(
                     "channel type {} has no client in this build yet",
                     other.kind()
@@ -217,5 +227,114 @@ impl Notifiers {
                 .cloned()
                 .unwrap_or_else(|| format!("channel {channel} is not in routing/"))
         })
+    }
+}
+
+/// A complete notification for the channel tests: a critical CloudWatch alarm, incident
+/// `01JD4Z8X3K7M2Q9R5T6V8W0Y1A`, two people targeted (one with a Slack id, one without).
+#[cfg(test)]
+pub(crate) mod testkit {
+    use super::*;
+
+    pub(crate) const INCIDENT: &str = "01JD4Z8X3K7M2Q9R5T6V8W0Y1A";
+
+    pub(crate) fn notification(kind: NotifyKind) -> Notification {
+        let person = |id: &str, name: &str, slack: Option<&str>| Recipient {
+            id: id.into(),
+            name: name.into(),
+            phone: None,
+            email: None,
+            slack: slack.map(str::to_string),
+        };
+        Notification {
+            delivery_id: "01JD4Z8Y00000000000000DLV1".into(),
+            incident: IncidentId::parse(INCIDENT).expect("INCIDENT is a valid ULID"),
+            kind,
+            status: match kind {
+                NotifyKind::Acknowledged => IncidentStatus::Acknowledged,
+                NotifyKind::Resolved => IncidentStatus::Resolved,
+                _ => IncidentStatus::Triggered,
+            },
+            severity: Severity::Critical,
+            summary: "ALARM eks-prod-apse1-node-cpu-high".into(),
+            description: None,
+            labels: [
+                ("alarm_name", "eks-prod-apse1-node-cpu-high"),
+                ("region", "ap-southeast-1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            channel: "ops-chat".into(),
+            recipient: None,
+            people: vec![
+                person("mei", "Mei Tan", Some("U07QK3M2ZLP")),
+                person("ravi", "Ravi Iyer", None),
+            ],
+            step: None,
+            count: 3,
+            opened_at: DateTime::parse_from_rfc3339("2026-11-20T02:15:41Z")
+                .expect("a valid RFC 3339 literal")
+                .with_timezone(&Utc),
+            by: None,
+            link: None,
+            attempt: 1,
+            text: "Node CPU above 85% for 15 minutes.".into(),
+            subject: None,
+            html: None,
+            ack_url: None,
+            reference: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::{load_dir, tests_support::shipped_routing_dir};
+
+    #[test]
+    fn slack_and_pagerduty_channels_are_built_when_their_secrets_are_set() {
+        let policy = load_dir(&shipped_routing_dir()).expect("the shipped policy loads");
+        let settings = |vars: &[(&str, &str)]| ChannelSettings {
+            secrets: SecretSource::from_map(
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<HashMap<_, _>>(),
+            ),
+            ..ChannelSettings::default()
+        };
+        let http = reqwest::Client::new();
+
+        let all = Notifiers::build(
+            &policy,
+            &settings(&[
+                (
+                    "VIGIL_PAGERDUTY_ROUTING_KEY",
+                    "R0UT1NGKEYEXAMPLE0000000000000AA",
+                ),
+                ("VIGIL_SLACK_BOT_TOKEN", "xoxb-test"),
+            ]),
+            &http,
+        );
+        assert_eq!(all.get("pagerduty").map(|n| n.kind()), Ok("pagerduty"));
+        assert_eq!(
+            all.get("slack-trading-alerts").map(|n| n.kind()),
+            Ok("slack")
+        );
+
+        let none = Notifiers::build(&policy, &settings(&[]), &http);
+        let reason = none
+            .get("pagerduty")
+            .err()
+            .expect("unavailable without its key");
+        assert!(reason.contains("VIGIL_PAGERDUTY_ROUTING_KEY"), "{reason}");
+        let reason = none
+            .get("slack-trading-ops")
+            .err()
+            .expect("unavailable without its token");
+        assert!(reason.contains("VIGIL_SLACK_BOT_TOKEN"), "{reason}");
     }
 }

@@ -76,7 +76,7 @@ impl Notifier for WebhookNotifier {
 }
 
 /// A reqwest error's text without its URL (which may carry a token in its query).
-fn without_url(e: &reqwest::Error) -> String {
+pub(super) fn without_url(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".into();
     }

@@ -1,0 +1,450 @@
+//! The `pagerduty` channel: one Events API v2 event per notification (`POST {base}/v2/enqueue`).
+//!
+//! In: a [`Notification`]. Out: a [`Receipt`] whose reference is the `dedup_key` (the vigil
+//! incident id, so PagerDuty collapses resends into one alert and echoes the id back in its
+//! webhooks as `data.incident_key`), or a classified [`NotifyError`]. Trigger and escalate send
+//! `trigger`, acknowledged sends `acknowledge`, resolved sends `resolve`.
+//!
+//! The routing key travels in the request body; it is the credential, so it never appears in an
+//! error, even when PagerDuty's own answer quotes it back.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::retry::{classify_http, parse_retry_after};
+use super::webhook::without_url;
+use super::{ChannelSettings, Notification, Notifier, NotifyError, Receipt};
+use crate::domain::Severity;
+use crate::incident::NotifyKind;
+
+/// PagerDuty's limit on `payload.summary`, in characters.
+const SUMMARY_MAX_CHARS: usize = 1024;
+
+/// The wait before retrying a 429 that carries no `Retry-After`: PagerDuty's own advice
+/// (reference/pagerduty.md §1.3, "retry 429s, e.g. 3 times 30 s apart"). The worker still owns
+/// the retry; this is only the provider's hint, like a header would be.
+const RATE_LIMITED_HINT: Duration = Duration::from_secs(30);
+
+/// The longest piece of PagerDuty's error answer kept in a reason.
+const PROVIDER_TEXT_MAX_CHARS: usize = 300;
+
+pub struct PagerDutyNotifier {
+    /// `{pagerduty_url}/v2/enqueue`.
+    endpoint: String,
+    /// The integration's routing key: the credential. Never formatted into an error or a log.
+    routing_key: String,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl PagerDutyNotifier {
+    /// Reads the routing key from `routing_key_env` through `settings.secrets`; the error names
+    /// the variable, never a value.
+    pub fn new(
+        routing_key_env: &str,
+        settings: &ChannelSettings,
+        http: reqwest::Client,
+    ) -> Result<Self, String> {
+        let routing_key = settings
+            .secrets
+            .get(routing_key_env)
+            .map_err(|e| format!("{e} (PagerDuty routing key)"))?;
+        Ok(Self {
+            endpoint: format!(
+                "{}/v2/enqueue",
+                settings.pagerduty_url.trim_end_matches('/')
+            ),
+            routing_key,
+            http,
+            timeout: settings.http_timeout,
+        })
+    }
+
+    /// The Events API v2 body for `msg`.
+    fn event(&self, msg: &Notification) -> Value {
+        let action = match msg.kind {
+            NotifyKind::Trigger | NotifyKind::Escalate => "trigger",
+            NotifyKind::Acknowledged => "acknowledge",
+            NotifyKind::Resolved => "resolve",
+        };
+        let mut body = json!({
+            "routing_key": self.routing_key,
+            "event_action": action,
+            "dedup_key": msg.incident.to_string(),
+            "client": "vigil",
+        });
+        if action == "trigger" {
+            body["payload"] = payload(msg);
+            if let Some(link) = &msg.link {
+                body["links"] = json!([{ "href": link, "text": "vigil incident" }]);
+            }
+        }
+        body
+    }
+
+    /// Removes the routing key from text PagerDuty sent back.
+    fn scrub(&self, text: &str) -> String {
+        let cut: String = text.chars().take(PROVIDER_TEXT_MAX_CHARS).collect();
+        cut.replace(&self.routing_key, "***")
+    }
+}
+
+/// `payload` of a trigger: title, source, severity and the details a responder needs first.
+fn payload(msg: &Notification) -> Value {
+    let title = msg.subject.as_deref().unwrap_or(&msg.text);
+    let summary: String = title.chars().take(SUMMARY_MAX_CHARS).collect();
+    let severity = match msg.severity {
+        Severity::Critical => "critical",
+        Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low => "info",
+    };
+    // Labels stay in their own object rather than flattened, so a label named `count` or `step`
+    // cannot hide vigil's own fields.
+    let mut details = Map::new();
+    details.insert("labels".into(), json!(msg.labels));
+    details.insert("count".into(), json!(msg.count));
+    if let Some((loop_, step)) = msg.step {
+        // Counted from 1, as people read them; vigil counts from 0 internally.
+        details.insert("step".into(), json!(step + 1));
+        details.insert("loop".into(), json!(loop_ + 1));
+    }
+    json!({
+        "summary": summary,
+        "source": "vigil",
+        "severity": severity,
+        "custom_details": details,
+    })
+}
+
+#[async_trait::async_trait]
+impl Notifier for PagerDutyNotifier {
+    fn kind(&self) -> &'static str {
+        "pagerduty"
+    }
+
+    async fn send(&self, msg: &Notification) -> Result<Receipt, NotifyError> {
+        let dedup_key = msg.incident.to_string();
+        let resp = self
+            .http
+            .post(&self.endpoint)
+            .timeout(self.timeout)
+            .json(&self.event(msg))
+            .send()
+            .await
+            .map_err(|e| NotifyError::Transient {
+                retry_after: None,
+                reason: format!("PagerDuty request failed: {}", without_url(&e)),
+            })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        if status == reqwest::StatusCode::BAD_REQUEST {
+            // PagerDuty explains what is wrong with the event; keep that for the timeline.
+            let text = resp.text().await.unwrap_or_default();
+            return Err(NotifyError::Permanent {
+                reason: format!(
+                    "PagerDuty refused the event (HTTP 400): {}",
+                    self.scrub(&explain_400(&text))
+                ),
+            });
+        }
+        let retry_after = match status {
+            reqwest::StatusCode::TOO_MANY_REQUESTS => retry_after.or(Some(RATE_LIMITED_HINT)),
+            _ => retry_after,
+        };
+        match classify_http(status, retry_after, "PagerDuty") {
+            None => Ok(Receipt {
+                reference: Some(dedup_key),
+            }),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// `message: errors; ...` from a 400 answer, or the raw text if it is not the documented shape.
+fn explain_400(text: &str) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return text.trim().to_string();
+    };
+    let message = v
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("invalid event");
+    let errors: Vec<&str> = v
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if errors.is_empty() {
+        message.to_string()
+    } else {
+        format!("{message}: {}", errors.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+    use crate::notify::SecretSource;
+    use crate::notify::testkit::notification;
+
+    const KEY: &str = "R0UT1NGKEYEXAMPLE0000000000000AA";
+
+    fn notifier(base: &str) -> PagerDutyNotifier {
+        let settings = ChannelSettings {
+            pagerduty_url: base.to_string(),
+            secrets: SecretSource::from_map(HashMap::from([(
+                "PD_KEY".to_string(),
+                KEY.to_string(),
+            )])),
+            ..ChannelSettings::default()
+        };
+        PagerDutyNotifier::new("PD_KEY", &settings, reqwest::Client::new()).unwrap()
+    }
+
+    fn accepted() -> ResponseTemplate {
+        ResponseTemplate::new(202).set_body_json(json!({
+            "status": "success", "message": "Event processed",
+            "dedup_key": "01JD4Z8X3K7M2Q9R5T6V8W0Y1A"
+        }))
+    }
+
+    async fn received_bodies(server: &MockServer) -> Vec<Value> {
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_missing_routing_key_names_the_variable() {
+        let err = PagerDutyNotifier::new(
+            "PD_MISSING",
+            &ChannelSettings {
+                secrets: SecretSource::from_map(HashMap::new()),
+                ..ChannelSettings::default()
+            },
+            reqwest::Client::new(),
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("PD_MISSING"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_trigger_sends_the_exact_event() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v2/enqueue"))
+            .respond_with(accepted())
+            .expect(1)
+            .mount(&server)
+            .await;
+        let mut msg = notification(NotifyKind::Trigger);
+        msg.subject = Some("ALARM eks-prod-apse1-node-cpu-high".into());
+        msg.link = Some("https://vigil.example.com/v1/incidents/01JD4Z8X3K7M2Q9R5T6V8W0Y1A".into());
+        msg.step = Some((0, 1));
+        let receipt = notifier(&server.uri()).send(&msg).await.unwrap();
+        assert_eq!(
+            receipt.reference.as_deref(),
+            Some("01JD4Z8X3K7M2Q9R5T6V8W0Y1A")
+        );
+        let bodies = received_bodies(&server).await;
+        assert_eq!(
+            bodies[0],
+            json!({
+                "routing_key": KEY,
+                "event_action": "trigger",
+                "dedup_key": "01JD4Z8X3K7M2Q9R5T6V8W0Y1A",
+                "client": "vigil",
+                "payload": {
+                    "summary": "ALARM eks-prod-apse1-node-cpu-high",
+                    "source": "vigil",
+                    "severity": "critical",
+                    "custom_details": {
+                        "labels": {"alarm_name": "eks-prod-apse1-node-cpu-high", "region": "ap-southeast-1"},
+                        "count": 3,
+                        "step": 2,
+                        "loop": 1,
+                    },
+                },
+                "links": [{"href": "https://vigil.example.com/v1/incidents/01JD4Z8X3K7M2Q9R5T6V8W0Y1A", "text": "vigil incident"}],
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn each_kind_maps_to_its_event_action_and_status_updates_carry_no_payload() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v2/enqueue"))
+            .respond_with(accepted())
+            .expect(4)
+            .mount(&server)
+            .await;
+        let n = notifier(&server.uri());
+        for kind in [
+            NotifyKind::Trigger,
+            NotifyKind::Escalate,
+            NotifyKind::Acknowledged,
+            NotifyKind::Resolved,
+        ] {
+            n.send(&notification(kind)).await.unwrap();
+        }
+        let bodies = received_bodies(&server).await;
+        let actions: Vec<&str> = bodies
+            .iter()
+            .map(|b| b["event_action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions, ["trigger", "trigger", "acknowledge", "resolve"]);
+        for b in &bodies {
+            assert_eq!(b["dedup_key"], "01JD4Z8X3K7M2Q9R5T6V8W0Y1A");
+            assert_eq!(b["routing_key"], KEY);
+        }
+        assert_eq!(
+            bodies[2],
+            json!({"routing_key": KEY, "event_action": "acknowledge",
+                   "dedup_key": "01JD4Z8X3K7M2Q9R5T6V8W0Y1A", "client": "vigil"})
+        );
+        assert!(bodies[3].get("payload").is_none());
+    }
+
+    #[tokio::test]
+    async fn severities_map_and_the_summary_falls_back_to_the_text_cut_to_1024_chars() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(accepted())
+            .mount(&server)
+            .await;
+        let n = notifier(&server.uri());
+        for sev in Severity::ALL {
+            let mut msg = notification(NotifyKind::Trigger);
+            msg.severity = sev;
+            msg.subject = None;
+            msg.text = "é".repeat(1500);
+            n.send(&msg).await.unwrap();
+        }
+        let bodies = received_bodies(&server).await;
+        let sevs: Vec<&str> = bodies
+            .iter()
+            .map(|b| b["payload"]["severity"].as_str().unwrap())
+            .collect();
+        assert_eq!(sevs, ["critical", "error", "warning", "info"]);
+        let summary = bodies[0]["payload"]["summary"].as_str().unwrap();
+        assert_eq!(summary.chars().count(), 1024);
+        assert!(bodies[0].get("links").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_shared_status_table() {
+        for (status, retry_after, want) in [
+            (200, None, Ok(())),
+            (202, None, Ok(())),
+            (429, Some("7"), Err(Some(Some(Duration::from_secs(7))))),
+            (429, None, Err(Some(Some(RATE_LIMITED_HINT)))),
+            (500, None, Err(Some(None))),
+            (502, None, Err(Some(None))),
+            (503, Some("2"), Err(Some(Some(Duration::from_secs(2))))),
+            (400, None, Err(None)),
+            (401, None, Err(None)),
+            (403, None, Err(None)),
+            (404, None, Err(None)),
+        ] {
+            let server = MockServer::start().await;
+            let mut resp = ResponseTemplate::new(status);
+            if let Some(ra) = retry_after {
+                resp = resp.insert_header("Retry-After", ra);
+            }
+            Mock::given(method("POST"))
+                .respond_with(resp)
+                .expect(1)
+                .mount(&server)
+                .await;
+            let got = notifier(&server.uri())
+                .send(&notification(NotifyKind::Trigger))
+                .await;
+            // Err(Some(ra)) = transient with that Retry-After, Err(None) = permanent.
+            match (got, want) {
+                (Ok(_), Ok(())) => {}
+                (Err(NotifyError::Transient { retry_after, .. }), Err(Some(ra))) => {
+                    assert_eq!(retry_after, ra, "HTTP {status}")
+                }
+                (Err(NotifyError::Permanent { .. }), Err(None)) => {}
+                (got, want) => panic!("HTTP {status}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_400_keeps_pagerdutys_explanation() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+                "status": "invalid event", "message": "Event object is invalid",
+                "errors": ["'payload.summary' is missing or blank"]
+            })))
+            .mount(&server)
+            .await;
+        let err = notifier(&server.uri())
+            .send(&notification(NotifyKind::Trigger))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, NotifyError::Permanent { .. }));
+        assert!(
+            text.contains("Event object is invalid: 'payload.summary' is missing or blank"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_failure_puts_the_routing_key_in_error_text() {
+        let mut errors = Vec::new();
+        // Every status path, with PagerDuty quoting the key back at us in the body.
+        for status in [400, 401, 403, 404, 408, 429, 500, 502, 503] {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(status).set_body_json(json!({
+                    "status": "invalid event", "message": format!("bad key {KEY}"),
+                    "errors": [format!("routing_key {KEY} unknown")]
+                })))
+                .mount(&server)
+                .await;
+            errors.push(
+                notifier(&server.uri())
+                    .send(&notification(NotifyKind::Trigger))
+                    .await
+                    .unwrap_err(),
+            );
+        }
+        // A network failure: a port nothing listens on.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        errors.push(
+            notifier(&format!("http://{closed}"))
+                .send(&notification(NotifyKind::Resolved))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(errors.len(), 10);
+        for e in errors {
+            let text = format!("{e} {e:?}");
+            assert!(!text.contains(KEY), "{text}");
+        }
+    }
+}
