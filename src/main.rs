@@ -79,6 +79,20 @@ struct ServeArgs {
     /// (comma-separated). Never set this in production.
     #[arg(long, env = "VIGIL_SNS_EXTRA_TRUSTED_PREFIXES", value_delimiter = ',')]
     sns_extra_trusted_prefixes: Vec<String>,
+    /// PagerDuty Events API base URL.
+    #[arg(
+        long,
+        env = "VIGIL_PAGERDUTY_URL",
+        default_value = "https://events.pagerduty.com"
+    )]
+    pagerduty_url: String,
+    /// Slack Web API base URL.
+    #[arg(
+        long,
+        env = "VIGIL_SLACK_API_URL",
+        default_value = "https://slack.com/api"
+    )]
+    slack_api_url: String,
     /// Attempts per delivery before it fails for good.
     #[arg(long, env = "VIGIL_DELIVERY_MAX_ATTEMPTS", default_value_t = 10)]
     delivery_max_attempts: u32,
@@ -182,6 +196,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .into_iter()
         .next()
         .map(|s: Secret| s);
+    settings.slack_signing_secret = tokens_from_env("VIGIL_SLACK_SIGNING_SECRET")
+        .context("VIGIL_SLACK_SIGNING_SECRET_FILE")?
+        .into_iter()
+        .next();
+    settings.pagerduty_webhook_secrets = tokens_from_env("VIGIL_PAGERDUTY_WEBHOOK_SECRETS")
+        .context("VIGIL_PAGERDUTY_WEBHOOK_SECRETS_FILE")?;
+    settings.channels.pagerduty_url = args.pagerduty_url;
+    settings.channels.slack_api_url = args.slack_api_url;
     settings.sns_extra_trusted_prefixes = args.sns_extra_trusted_prefixes;
     if !settings.sns_extra_trusted_prefixes.is_empty() {
         tracing::warn!(prefixes = ?settings.sns_extra_trusted_prefixes, "Extra SNS certificate prefixes are trusted: for tests only.");

@@ -55,6 +55,10 @@ pub struct Settings {
     pub operator_tokens: Vec<Secret>,
     /// The API key EventBridge API destinations send in `x-api-key`.
     pub eventbridge_api_key: Option<Secret>,
+    /// Verifies Slack interaction requests (`VIGIL_SLACK_SIGNING_SECRET`).
+    pub slack_signing_secret: Option<Secret>,
+    /// Verify PagerDuty V3 webhooks (`VIGIL_PAGERDUTY_WEBHOOK_SECRETS`; several during rotation).
+    pub pagerduty_webhook_secrets: Vec<Secret>,
     /// Test only: extra URL prefixes trusted for SNS signing certificates and SubscribeURLs.
     pub sns_extra_trusted_prefixes: Vec<String>,
     pub retry: RetryPolicy,
@@ -85,6 +89,8 @@ impl Settings {
             ingest_tokens: Vec::new(),
             operator_tokens: Vec::new(),
             eventbridge_api_key: None,
+            slack_signing_secret: None,
+            pagerduty_webhook_secrets: Vec::new(),
             sns_extra_trusted_prefixes: Vec::new(),
             retry: RetryPolicy::default(),
             max_scheduler_lag: Duration::from_secs(60),

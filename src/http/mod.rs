@@ -8,6 +8,7 @@ mod auth;
 pub mod error;
 mod incidents;
 mod ingest;
+mod integrations;
 
 use std::sync::Arc;
 
@@ -51,6 +52,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}", get(incidents::show))
         .route("/v1/incidents/{id}/ack", post(incidents::ack))
         .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/v1/slack/interactions", post(integrations::slack))
+        .route("/v1/pagerduty/webhook", post(integrations::pagerduty))
         .route(
             "/v1/ack/{token}",
             get(ack_link::show).post(ack_link::confirm),

@@ -111,6 +111,10 @@ pub struct Options {
     pub watch_config: bool,
     /// Enables signed acknowledge links with this secret.
     pub ack_secret: Option<String>,
+    /// Provider endpoints, secrets and integration secrets.
+    pub channels: Option<vigil::notify::ChannelSettings>,
+    pub slack_signing_secret: Option<String>,
+    pub pagerduty_webhook_secret: Option<String>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -139,6 +143,15 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     settings.watch_config = opts.watch_config;
     settings.ack_link_secret = opts.ack_secret.map(Secret::new);
     settings.public_url = Some("http://vigil.test".into());
+    if let Some(c) = opts.channels {
+        settings.channels = c;
+    }
+    settings.slack_signing_secret = opts.slack_signing_secret.map(Secret::new);
+    settings.pagerduty_webhook_secrets = opts
+        .pagerduty_webhook_secret
+        .into_iter()
+        .map(Secret::new)
+        .collect();
     settings.retry.base = Duration::from_millis(10);
     settings.retry.max_delay = Duration::from_millis(50);
     settings.retry.max_attempts = 3;

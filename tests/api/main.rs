@@ -9,3 +9,4 @@ mod fixtures;
 mod helpers;
 mod reload;
 mod restart;
+mod two_way;
