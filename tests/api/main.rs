@@ -2,6 +2,7 @@
 //! process), speaks HTTP to it, and checks what a user would see.
 
 mod bad_input;
+mod channels;
 mod cli;
 mod escalation;
 mod fixtures;
