@@ -93,6 +93,28 @@ struct ServeArgs {
         default_value = "https://slack.com/api"
     )]
     slack_api_url: String,
+    /// SMTP relay for email channels: smtp+starttls://host:587, smtps://host:465, or
+    /// smtp://host:port (no TLS: a local test server only). Credentials come from
+    /// VIGIL_SMTP_USERNAME / VIGIL_SMTP_PASSWORD.
+    #[arg(long, env = "VIGIL_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// The sender of email notifications.
+    #[arg(
+        long,
+        env = "VIGIL_SMTP_FROM",
+        default_value = "vigil@localhost.localdomain"
+    )]
+    smtp_from: String,
+    /// SNS SMS sender id (3-11 characters), where the destination country supports one.
+    #[arg(long, env = "VIGIL_SMS_SENDER_ID")]
+    sms_sender_id: Option<String>,
+    /// Number, pool or ARN that voice calls come from.
+    #[arg(long, env = "VIGIL_VOICE_ORIGINATION_IDENTITY")]
+    voice_origination_identity: Option<String>,
+    /// AWS region for SMS and voice (AWS_REGION); without one, sms and phone channels are
+    /// unavailable. Credentials and endpoints follow the standard AWS environment.
+    #[arg(long, env = "AWS_REGION")]
+    aws_region: Option<String>,
     /// Attempts per delivery before it fails for good.
     #[arg(long, env = "VIGIL_DELIVERY_MAX_ATTEMPTS", default_value_t = 10)]
     delivery_max_attempts: u32,
@@ -203,6 +225,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     settings.pagerduty_webhook_secrets = tokens_from_env("VIGIL_PAGERDUTY_WEBHOOK_SECRETS")
         .context("VIGIL_PAGERDUTY_WEBHOOK_SECRETS_FILE")?;
     settings.channels.pagerduty_url = args.pagerduty_url;
+    if let Some(url) = args.smtp_url {
+        let from = vigil::domain::EmailAddress::parse(&args.smtp_from)
+            .map_err(|e| anyhow::anyhow!("VIGIL_SMTP_FROM {:?}: {e}", args.smtp_from))?;
+        let named = |var: &str| std::env::var_os(var).map(|_| var.to_string());
+        settings.channels.smtp = Some(vigil::notify::SmtpSettings {
+            url,
+            from,
+            username_env: named("VIGIL_SMTP_USERNAME"),
+            password_env: named("VIGIL_SMTP_PASSWORD"),
+        });
+    }
+    settings.channels.sms_sender_id = args.sms_sender_id;
+    settings.channels.voice_origination_identity = args.voice_origination_identity;
+    // Only with a region: without one the SDK would probe the EC2 metadata endpoint.
+    if let Some(region) = args.aws_region {
+        settings.channels.load_aws(Some(region)).await;
+    }
     settings.channels.slack_api_url = args.slack_api_url;
     settings.sns_extra_trusted_prefixes = args.sns_extra_trusted_prefixes;
     if !settings.sns_extra_trusted_prefixes.is_empty() {

@@ -3,11 +3,14 @@
 //! the timeline entry per attempt). A channel only builds one request, sends it once and says
 //! whether a failure is worth retrying.
 
+pub mod email;
 pub mod log;
 pub mod pagerduty;
+pub mod phone;
 pub mod render;
 pub mod retry;
 pub mod slack;
+pub mod sms;
 pub mod webhook;
 pub mod worker;
 
@@ -19,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{ChannelSpec, Policy};
-use crate::domain::{IncidentId, Labels, Severity};
+use crate::domain::{EmailAddress, IncidentId, Labels, Severity};
 use crate::incident::{IncidentStatus, NotifyKind};
 
 /// A person as a notification addresses them. Contact details are resolved from the current
@@ -148,15 +151,50 @@ impl std::fmt::Debug for SecretSource {
 }
 
 /// Process-level settings channels need: timeouts, provider endpoints (overridable so tests
-/// point them at fakes and emulators), and where secrets come from.
+/// point them at fakes and emulators), and where secrets come from. Every field has a default
+/// that is safe: a channel whose settings are missing is built as unavailable (with the reason on
+/// each delivery's timeline), never as one that sends somewhere unexpected.
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {
+    /// Upper bound for one provider request (HTTP call, AWS operation, SMTP transaction).
     pub http_timeout: Duration,
     /// PagerDuty Events API base URL (default `https://events.pagerduty.com`).
     pub pagerduty_url: String,
     /// Slack Web API base URL (default `https://slack.com/api`).
     pub slack_api_url: String,
     pub secrets: SecretSource,
+    /// AWS SDK configuration for the `sms` (SNS) and `phone` (End User Messaging voice)
+    /// channels: region, credentials chain, and endpoint overrides from the environment
+    /// (`AWS_ENDPOINT_URL_SNS`, ...). Loading it is async, so the app loads it once at start with
+    /// [`ChannelSettings::load_aws`]; `None` leaves both channels unavailable.
+    pub aws: Option<aws_config::SdkConfig>,
+    /// Sends SNS to this endpoint instead of the one `aws` resolves (tests: a local moto).
+    pub sns_endpoint: Option<String>,
+    /// Sends voice calls to this endpoint instead of the one `aws` resolves (tests: a fake).
+    pub voice_endpoint: Option<String>,
+    /// `AWS.SNS.SMS.SenderID`: 3-11 letters, digits or hyphens, at least one letter. Shown as
+    /// the sender where the destination country supports it; `None` = the account default.
+    pub sms_sender_id: Option<String>,
+    /// The number, pool id or ARN voice calls come from (`OriginationIdentity`); `None` = let
+    /// AWS pick from the account's numbers.
+    pub voice_origination_identity: Option<String>,
+    /// The SMTP relay for `email` channels; `None` leaves them unavailable.
+    pub smtp: Option<SmtpSettings>,
+}
+
+/// How to reach the SMTP relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    /// `smtp+starttls://host[:587]` (STARTTLS required, production), `smtps://host[:465]`
+    /// (implicit TLS), or `smtp://host:port` (no TLS, no auth: only for a local test server).
+    /// Carries no credentials: those come from `username_env`/`password_env`.
+    pub url: String,
+    /// The envelope and header sender.
+    pub from: EmailAddress,
+    /// Environment variable holding the SMTP user name (AUTH is used only when both are set).
+    pub username_env: Option<String>,
+    /// Environment variable holding the SMTP password.
+    pub password_env: Option<String>,
 }
 
 impl Default for ChannelSettings {
@@ -166,7 +204,34 @@ impl Default for ChannelSettings {
             pagerduty_url: "https://events.pagerduty.com".into(),
             slack_api_url: "https://slack.com/api".into(),
             secrets: SecretSource::default(),
+            aws: None,
+            sns_endpoint: None,
+            voice_endpoint: None,
+            sms_sender_id: None,
+            voice_origination_identity: None,
+            smtp: None,
         }
+    }
+}
+
+impl ChannelSettings {
+    /// Loads the AWS SDK configuration the standard way and keeps it for `sms` and `phone`:
+    /// region from `region` or `AWS_REGION`/the profile, credentials from the default chain
+    /// (`AWS_ACCESS_KEY_ID`..., `AWS_PROFILE`, web identity, ECS/EC2 roles; resolved lazily at
+    /// the first send, so a start without credentials still works and each send fails with the
+    /// reason), endpoint overrides from `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_SNS`/
+    /// `AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2`.
+    ///
+    /// Call it only where AWS is meant to be used (a region in `region`, `AWS_REGION` or the
+    /// profile): without one, the SDK's region chain asks the EC2 metadata service
+    /// (169.254.169.254), which off EC2 costs about a second and is traffic a test must not make.
+    /// Tests build an `SdkConfig` with an explicit region and static credentials instead.
+    pub async fn load_aws(&mut self, region: Option<String>) {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        self.aws = Some(loader.load().await);
     }
 }
 
@@ -182,6 +247,7 @@ impl Notifiers {
                 ChannelSpec::Webhook { url, token_env } => webhook::WebhookNotifier::new(
                     url.to_string(),
                     token_env.as_deref(),
+                    &settings.secrets,
                     http.clone(),
                     settings.http_timeout,
                 )
@@ -194,10 +260,14 @@ impl Notifiers {
                     slack::SlackNotifier::new(channel, token_env, settings, http.clone())
                         .map(|n| Arc::new(n) as Arc<dyn Notifier>)
                 }
-                other => Err(format!(
-                    "channel type {} has no client in this build yet",
-                    other.kind()
-                )),
+                ChannelSpec::Sms => {
+                    sms::SmsNotifier::new(settings).map(|n| Arc::new(n) as Arc<dyn Notifier>)
+                }
+                ChannelSpec::Phone => {
+                    phone::PhoneNotifier::new(settings).map(|n| Arc::new(n) as Arc<dyn Notifier>)
+                }
+                ChannelSpec::Email { to } => email::EmailNotifier::new(to.clone(), settings)
+                    .map(|n| Arc::new(n) as Arc<dyn Notifier>),
             };
             match built {
                 Ok(n) => {

@@ -29,6 +29,85 @@ pub fn classify_http(
     }
 }
 
+/// AWS error codes worth another try: throttling and the service's own failures. (The SDK's own
+/// retry classifier knows the same list; its retries are off because the worker owns retries.)
+const AWS_TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "InternalServerException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "KMSThrottlingException",
+];
+
+/// Maps an AWS SDK error (any service: SNS, the voice API) to a classified error. Throttling
+/// codes, HTTP 429/5xx, timeouts, and failures to reach the service or read its answer are
+/// transient; a service error otherwise (`InvalidParameter`, validation, authorization) and a
+/// request that could not be built are permanent. `scrub` runs over the text before it is
+/// returned, so the caller can take out what must never be in an error (a phone number the
+/// service echoes back).
+pub fn classify_aws<E>(
+    err: &aws_sdk_sns::error::SdkError<E>,
+    what: &str,
+    scrub: impl Fn(&str) -> String,
+) -> NotifyError
+where
+    E: aws_sdk_sns::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_sns::error::{DisplayErrorContext, SdkError};
+    let transient = |reason: String| NotifyError::Transient {
+        retry_after: None,
+        reason: scrub(&reason),
+    };
+    match err {
+        SdkError::ServiceError(e) => {
+            let status = e.raw().status().as_u16();
+            let code = e.err().code().unwrap_or("unknown error");
+            let reason = match e.err().message() {
+                Some(m) => format!("{what} answered HTTP {status} {code}: {m}"),
+                None => format!("{what} answered HTTP {status} {code}"),
+            };
+            if AWS_TRANSIENT_CODES.contains(&code) || status == 429 || status >= 500 {
+                transient(reason)
+            } else {
+                NotifyError::Permanent {
+                    reason: scrub(&reason),
+                }
+            }
+        }
+        SdkError::TimeoutError(_) => transient(format!("{what} request timed out")),
+        SdkError::DispatchFailure(_) => transient(format!(
+            "{what} request failed: {}",
+            DisplayErrorContext(err)
+        )),
+        SdkError::ResponseError(r) => transient(format!(
+            "{what} answered HTTP {} that could not be read",
+            r.raw().status().as_u16()
+        )),
+        SdkError::ConstructionFailure(_) => NotifyError::Permanent {
+            reason: scrub(&format!(
+                "{what} request could not be built: {}",
+                DisplayErrorContext(err)
+            )),
+        },
+        // `SdkError` is non-exhaustive; a kind added later is most likely a passing one.
+        _ => transient(format!("{what} failed: {}", DisplayErrorContext(err))),
+    }
+}
+
 /// Parses a `Retry-After` header: delta-seconds or an HTTP date.
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let v = value.trim();

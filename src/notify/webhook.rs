@@ -20,16 +20,14 @@ impl WebhookNotifier {
     pub fn new(
         url: String,
         token_env: Option<&str>,
+        secrets: &super::SecretSource,
         http: reqwest::Client,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let token =
-            match token_env {
-                Some(var) => Some(std::env::var(var).map_err(|_| {
-                    format!("environment variable {var} (webhook token) is not set")
-                })?),
-                None => None,
-            };
+        let token = match token_env {
+            Some(var) => Some(secrets.get(var)?),
+            None => None,
+        };
         Ok(Self {
             url,
             token,

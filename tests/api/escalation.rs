@@ -113,7 +113,8 @@ async fn critical_alarm_escalates_on_time_and_an_ack_stops_it() {
             .iter()
             .any(|e| e["type"] == "acknowledged" && e["by"] == "ana")
     );
-    // The sms channel has no client in this build: its attempts fail, visibly, on the timeline.
+    // The test app loads no AWS configuration, so the sms channel is unavailable: its attempts
+    // fail, visibly, on the timeline.
     assert!(
         timeline
             .iter()

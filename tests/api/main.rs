@@ -3,6 +3,7 @@
 
 mod ack_link;
 mod bad_input;
+mod channels;
 mod cli;
 mod escalation;
 mod fixtures;

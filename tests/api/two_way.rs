@@ -12,7 +12,7 @@ use hmac::{KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vigil::clock::Clock;
-use vigil::notify::{ChannelSettings, SecretSource};
+use vigil::notify::SecretSource;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -25,11 +25,11 @@ const SLACK_TOKEN: &str = "xoxb-test-token-do-not-leak";
 
 /// The test policy. Each test posts to its own Slack channel: Slack pacing (one message a second
 /// per channel) is process-wide, and tests run in parallel.
-fn policy(slack_channel: String) -> impl FnOnce(&Path) {
-    move |dir: &Path| write_policy(dir, &slack_channel)
+fn policy(slack_channel: String, phone: String) -> impl FnOnce(&Path) {
+    move |dir: &Path| write_policy(dir, &slack_channel, &phone)
 }
 
-fn write_policy(dir: &Path, slack_channel: &str) {
+fn write_policy(dir: &Path, slack_channel: &str, phone: &str) {
     std::fs::write(
         dir.join("policy.yaml"),
         r#"
@@ -43,7 +43,7 @@ severities:
   medium: { respond_within: 1h, policy: critical }
   low: { respond_within: 4h, policy: critical }
 people:
-  mei: { name: Mei Tan, phone: "+6591110001", email: mei@example.com, slack: U07QK3M2ZLP }
+  mei: { name: Mei Tan, phone: "MEI_PHONE", email: mei@example.com, slack: U07QK3M2ZLP }
   cto: { name: Chen Tao, phone: "+6591110002", email: cto@example.com }
 schedules:
   primary:
@@ -63,7 +63,8 @@ rules:
     matchers: []
     severity: critical
 "#
-        .replace("SLACK_CHANNEL", slack_channel),
+        .replace("SLACK_CHANNEL", slack_channel)
+        .replace("MEI_PHONE", phone),
     )
     .unwrap();
 }
@@ -71,6 +72,8 @@ rules:
 struct Fakes {
     pd: MockServer,
     slack: MockServer,
+    /// Mei's number, unique per test so each finds its own SMS in the shared moto.
+    phone: vigil::domain::PhoneNumber,
 }
 
 async fn fakes(pd_status: u16) -> Fakes {
@@ -98,27 +101,31 @@ async fn fakes(pd_status: u16) -> Fakes {
         ))
         .mount(&slack)
         .await;
-    Fakes { pd, slack }
+    Fakes {
+        pd,
+        slack,
+        phone: crate::channels::unique_phone(),
+    }
 }
 
 async fn app_with(f: &Fakes) -> TestApp {
     let mut secrets = HashMap::new();
     secrets.insert("PD_KEY".to_string(), PD_ROUTING_KEY.to_string());
     secrets.insert("SLACK_TOKEN".to_string(), SLACK_TOKEN.to_string());
-    let channels = ChannelSettings {
-        pagerduty_url: f.pd.uri(),
-        slack_api_url: f.slack.uri(),
-        secrets: SecretSource::from_map(secrets),
-        ..ChannelSettings::default()
-    };
+    let mut channels = crate::channels::aws_settings().await;
+    channels.sns_endpoint = Some(crate::channels::emulator("VIGIL_TEST_MOTO_URL"));
+    channels.pagerduty_url = f.pd.uri();
+    channels.slack_api_url = f.slack.uri();
+    channels.secrets = SecretSource::from_map(secrets);
     spawn_app_with(Options {
-        policy: Some(Box::new(policy(format!(
-            "#alerts-{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        )))),
+        policy: Some(Box::new(policy(
+            format!("#alerts-{}", ulid::Ulid::new().to_string().to_lowercase()),
+            f.phone.as_ref().to_string(),
+        ))),
         channels: Some(channels),
         slack_signing_secret: Some(SLACK_SECRET.into()),
         pagerduty_webhook_secret: Some(PD_WEBHOOK_SECRET.into()),
+        ack_secret: Some("two-way-ack-secret".into()),
         ..Default::default()
     })
     .await
