@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifiers;
 use crate::notify::worker::DeliveryWorker;
 use crate::settings::Settings;
-use crate::store::{EmbeddedStore, Store, StoreError};
+use crate::store::{EmbeddedStore, RedisOptions, RedisStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -77,7 +77,18 @@ impl AppHandle {
 
 impl App {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<App, AppError> {
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&settings.data_dir)?);
+        let store: Arc<dyn Store> = match &settings.redis {
+            Some(r) => {
+                let options = RedisOptions {
+                    lease: r.lease,
+                    ..RedisOptions::default()
+                };
+                let store = RedisStore::connect_with(r.url.expose(), &r.prefix, options).await?;
+                tracing::info!(prefix = %r.prefix, consumer = %store.consumer(), "Using the Redis store.");
+                Arc::new(store)
+            }
+            None => Arc::new(EmbeddedStore::open(&settings.data_dir)?),
+        };
         Self::build_with_store(settings, clock, store, None).await
     }
 

@@ -12,7 +12,7 @@ use vigil::app::App;
 use vigil::clock::SystemClock;
 use vigil::config::reload::load_all;
 use vigil::config::{format_errors, load_dir};
-use vigil::settings::{Secret, Settings, tokens_from_env};
+use vigil::settings::{RedisSettings, Secret, Settings, tokens_from_env};
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +69,17 @@ struct ServeArgs {
     /// Directory of the embedded store.
     #[arg(long, env = "VIGIL_DATA", default_value = "data")]
     data: PathBuf,
+    /// Keep state in Redis instead (redis://[user:password@]host:port[/db]), so several replicas
+    /// can share it; --data is then unused.
+    #[arg(long, env = "VIGIL_REDIS_URL", hide_env_values = true)]
+    redis: Option<String>,
+    /// Prefix (and Redis Cluster hash tag) of every key vigil writes to Redis.
+    #[arg(long, env = "VIGIL_REDIS_PREFIX", default_value = "vigil")]
+    redis_prefix: String,
+    /// How long a delivery handed to one replica stays its own without that replica polling;
+    /// after that another replica sends it.
+    #[arg(long, env = "VIGIL_REDIS_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    redis_lease: Duration,
     /// vigil's external base URL, for links in notifications.
     #[arg(long, env = "VIGIL_PUBLIC_URL")]
     public_url: Option<String>,
@@ -208,6 +219,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .into_iter()
         .next();
     settings.listen = args.listen;
+    settings.redis = args.redis.map(|url| RedisSettings {
+        url: Secret::new(url),
+        prefix: args.redis_prefix,
+        lease: args.redis_lease,
+    });
     settings.public_url = args.public_url;
     settings.ingest_tokens =
         tokens_from_env("VIGIL_INGEST_TOKENS").context("VIGIL_INGEST_TOKENS_FILE")?;

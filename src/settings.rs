@@ -45,8 +45,10 @@ pub struct Settings {
     /// How long an acknowledge link stays valid.
     pub ack_link_ttl: Duration,
     pub listen: SocketAddr,
-    /// The embedded store's directory.
+    /// The embedded store's directory (unused when `redis` is set).
     pub data_dir: PathBuf,
+    /// The Redis store, for several replicas sharing state; `None` keeps state in `data_dir`.
+    pub redis: Option<RedisSettings>,
     /// vigil's own external URL, for links in notifications.
     pub public_url: Option<String>,
     /// Tokens that may only post events (`/v1/events`, heartbeats).
@@ -85,6 +87,7 @@ impl Settings {
             config_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
+            redis: None,
             public_url: None,
             ingest_tokens: Vec::new(),
             operator_tokens: Vec::new(),
@@ -97,6 +100,30 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(10),
             watch_config: true,
             channels: crate::notify::ChannelSettings::default(),
+        }
+    }
+}
+
+/// Where the Redis store lives.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS is not built in); a secret,
+    /// since it may carry a password.
+    pub url: Secret,
+    /// Starts every key (as the hash tag `{prefix}`), so several vigil deployments can share one
+    /// Redis.
+    pub prefix: String,
+    /// How long a delivery handed to a replica stays its own without that replica polling;
+    /// afterwards another replica takes it over (a dead replica's pages still go out).
+    pub lease: Duration,
+}
+
+impl RedisSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: Secret::new(url),
+            prefix: "vigil".into(),
+            lease: Duration::from_secs(60),
         }
     }
 }

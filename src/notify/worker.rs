@@ -151,6 +151,11 @@ impl DeliveryWorker {
 
     #[tracing::instrument(skip_all, fields(incident.id = %d.incident, channel = %d.channel, attempt = d.attempt + 1))]
     async fn deliver(&self, d: Delivery) -> Result<(), StoreError> {
+        // Another task may have finished this row between our read and taking the in-flight
+        // slot; sending it again would page twice.
+        if !self.store.still_pending(&d).await? {
+            return Ok(());
+        }
         let now = self.clock.now();
         let attempt = d.attempt + 1;
         let policy = self.policy.current();

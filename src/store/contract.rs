@@ -102,6 +102,9 @@ pub async fn run_all(store: &dyn Store) {
     resolve_frees_the_fingerprint(store).await;
     outbox_rows_retry_and_finish(store).await;
     last_change_is_kept_without_an_incident(store).await;
+    unfinished_rows_stay_due_and_a_stale_finish_changes_nothing(store).await;
+    incidents_are_listed_newest_first(store).await;
+    timeline_for_appends_without_an_incident(store).await;
 }
 
 async fn create_and_read_back(store: &dyn Store) {
@@ -460,4 +463,156 @@ async fn last_change_is_kept_without_an_incident(store: &dyn Store) {
     let st = store.fingerprint(&fp).await.unwrap();
     assert!(st.open.is_none());
     assert_eq!(st.last_change, Some(at));
+}
+
+/// A row handed out and not finished (the attempt's write failed) is handed out again; once its
+/// attempt is recorded, replaying that record neither duplicates nor revives the row. Leaves the
+/// outbox empty, as every case before it does.
+async fn unfinished_rows_stay_due_and_a_stale_finish_changes_nothing(store: &dyn Store) {
+    let inc = sample_incident(fresh_fp("stale-finish"), t0());
+    let d = Delivery::new(
+        inc.id,
+        NotifyKind::Trigger,
+        "log",
+        None,
+        vec![],
+        Some((0, 0)),
+        t0(),
+    );
+    let mut tx = create(&inc);
+    tx.deliveries = vec![d.clone()];
+    store.commit(tx).await.unwrap();
+    for _ in 0..2 {
+        let due = store.deliveries_due(t0(), 10_000).await.unwrap();
+        assert_eq!(due.iter().filter(|x| x.id == d.id).count(), 1);
+    }
+    let retry_at = t0() + chrono::Duration::hours(1);
+    let finish = DeliveryFinish::simple(
+        DeliveryUpdate::Retry {
+            attempt: 1,
+            not_before: retry_at,
+        },
+        entry(t0(), 7),
+    );
+    store.finish_delivery(&d, finish.clone()).await.unwrap();
+    store.finish_delivery(&d, finish).await.unwrap();
+    assert_eq!(
+        store.stats().await.unwrap().outbox,
+        1,
+        "one row, rescheduled"
+    );
+    assert_eq!(store.next_delivery().await.unwrap(), Some(retry_at));
+    assert!(
+        store
+            .deliveries_due(retry_at - chrono::Duration::milliseconds(1), 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.id != d.id)
+    );
+    let due = store.deliveries_due(retry_at, 10_000).await.unwrap();
+    let rows: Vec<_> = due.iter().filter(|x| x.id == d.id).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].attempt, rows[0].not_before), (1, retry_at));
+    let row = rows[0].clone();
+    store
+        .finish_delivery(
+            &row,
+            DeliveryFinish::simple(DeliveryUpdate::Done, entry(t0(), 8)),
+        )
+        .await
+        .unwrap();
+    // The first attempt's record arrives once more, late: the row stays finished.
+    store
+        .finish_delivery(
+            &d,
+            DeliveryFinish::simple(
+                DeliveryUpdate::Retry {
+                    attempt: 1,
+                    not_before: retry_at,
+                },
+                entry(t0(), 9),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.stats().await.unwrap().outbox, 0);
+    assert_eq!(store.next_delivery().await.unwrap(), None);
+    assert!(
+        store
+            .deliveries_due(retry_at, 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Every record is on the timeline, replays included: it is the audit trail.
+    assert_eq!(store.timeline(inc.id).await.unwrap().len(), 5);
+}
+
+async fn incidents_are_listed_newest_first(store: &dyn Store) {
+    // Later than every other incident of the suite, so it is the newest of all.
+    let later = t0() + chrono::Duration::days(365);
+    let older = sample_incident(fresh_fp("list-old"), later);
+    let newer = sample_incident(fresh_fp("list-new"), later + chrono::Duration::seconds(1));
+    store.commit(create(&older)).await.unwrap();
+    store.commit(create(&newer)).await.unwrap();
+    let ids: Vec<IncidentId> = store
+        .incidents(Some(IncidentStatus::Triggered), usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    let pos = |id| ids.iter().position(|x| *x == id).unwrap();
+    assert!(pos(newer.id) < pos(older.id), "newest first");
+    let first = store.incidents(None, 1).await.unwrap();
+    assert_eq!(
+        first.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![newer.id]
+    );
+    let mut acked = older.clone();
+    acked.version = 2;
+    acked.status = IncidentStatus::Acknowledged;
+    acked.next_due = None;
+    store
+        .commit(Transition {
+            guard: Some(Guard::Version(older.id, 1)),
+            incident: Some(acked),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let triggered = store
+        .incidents(Some(IncidentStatus::Triggered), usize::MAX)
+        .await
+        .unwrap();
+    assert!(triggered.iter().all(|i| i.id != older.id), "moved out");
+    let acknowledged = store
+        .incidents(Some(IncidentStatus::Acknowledged), usize::MAX)
+        .await
+        .unwrap();
+    assert!(acknowledged.iter().any(|i| i.id == older.id), "moved in");
+    assert!(store.incidents(None, 0).await.unwrap().is_empty());
+}
+
+async fn timeline_for_appends_without_an_incident(store: &dyn Store) {
+    let inc = sample_incident(fresh_fp("timeline-for"), t0());
+    store.commit(create(&inc)).await.unwrap();
+    store
+        .commit(Transition {
+            timeline: vec![entry(t0(), 1), entry(t0(), 2)],
+            timeline_for: Some(inc.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.timeline(inc.id).await.unwrap(),
+        vec![entry(t0(), 0), entry(t0(), 1), entry(t0(), 2)]
+    );
+    assert_eq!(
+        store.incident(inc.id).await.unwrap().map(|i| i.version),
+        Some(1),
+        "the incident itself is untouched"
+    );
 }

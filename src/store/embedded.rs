@@ -576,6 +576,18 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
+    async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(OUTBOX).map_err(unavailable)?;
+        let found = t
+            .get((ms(delivery.not_before), delivery.id.into()))
+            .map_err(unavailable)?;
+        Ok(match found {
+            Some(v) => decode::<Delivery>(v.value())?.attempt == delivery.attempt,
+            None => false,
+        })
+    }
+
     async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let rx = self.db.begin_read().map_err(unavailable)?;
         let t = rx.open_table(OUTBOX).map_err(unavailable)?;

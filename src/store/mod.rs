@@ -1,6 +1,6 @@
 //! Durable state: incidents, their timelines, the due-index of escalation timers, and the outbox
-//! of deliveries. `Store` is the contract; `embedded` (redb, the default) implements it, and a Redis
-//! implementation must pass the same `contract` suite.
+//! of deliveries. `Store` is the contract; `embedded` (redb, the default) and `redis` (for several
+//! replicas) implement it, and both pass the same `contract` suite.
 //!
 //! Every change is a `Transition`: an optimistic, version-guarded write of one incident together
 //! with its timeline entries, outbox rows and due time, applied atomically or not at all. Callers
@@ -10,12 +10,14 @@
 
 pub mod contract;
 pub mod embedded;
+pub mod redis;
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Fingerprint, IncidentId};
 use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
 
+pub use self::redis::{RedisOptions, RedisStore};
 pub use embedded::EmbeddedStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +143,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError>;
 
-    /// The earliest `not_before` in the outbox.
+    /// Whether `delivery` is still in the outbox at the attempt it was read at. The worker asks
+    /// right before sending, holding its in-flight slot for the row: a row another task finished
+    /// meanwhile is then not sent twice.
+    async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError>;
+
+    /// The earliest `not_before` in the outbox. A backend that leases rows to replicas (Redis)
+    /// counts only rows not yet handed out: a handed-out row is the holder's until it is
+    /// finished or its lease runs out, and must not keep every other replica's worker awake.
     async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Records the end of one attempt, atomically: updates or removes the outbox row, appends

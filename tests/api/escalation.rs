@@ -45,9 +45,19 @@ fn minutes(m: u64) -> Duration {
 
 #[tokio::test]
 async fn critical_alarm_escalates_on_time_and_an_ack_stops_it() {
+    critical_alarm_escalates_and_an_ack_stops_it(false).await;
+}
+
+#[tokio::test]
+async fn critical_alarm_escalates_on_time_and_an_ack_stops_it_on_redis() {
+    critical_alarm_escalates_and_an_ack_stops_it(true).await;
+}
+
+async fn critical_alarm_escalates_and_an_ack_stops_it(redis: bool) {
     let sink = sink().await;
     let app = spawn_app_with(Options {
         policy: Some(Box::new(webhook_policy(&sink.uri()))),
+        redis,
         ..Default::default()
     })
     .await;
@@ -172,6 +182,15 @@ async fn unacknowledged_critical_pages_all_three_steps_and_the_source_resolves_i
 
 #[tokio::test]
 async fn failing_webhook_is_retried_with_backoff_then_recorded_as_failed() {
+    failing_webhook_is_retried_then_recorded_as_failed(false).await;
+}
+
+#[tokio::test]
+async fn failing_webhook_is_retried_with_backoff_then_recorded_as_failed_on_redis() {
+    failing_webhook_is_retried_then_recorded_as_failed(true).await;
+}
+
+async fn failing_webhook_is_retried_then_recorded_as_failed(redis: bool) {
     let sink = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "0"))
@@ -179,6 +198,7 @@ async fn failing_webhook_is_retried_with_backoff_then_recorded_as_failed() {
         .await;
     let app = spawn_app_with(Options {
         policy: Some(Box::new(webhook_policy(&sink.uri()))),
+        redis,
         ..Default::default()
     })
     .await;

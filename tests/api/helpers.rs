@@ -14,7 +14,7 @@ use vigil::app::{App, AppHandle};
 use vigil::clock::ManualClock;
 use vigil::ingest::{CertFetcher, IngestError, SnsEnvelope};
 use vigil::settings::{Secret, Settings};
-use vigil::store::EmbeddedStore;
+use vigil::store::{EmbeddedStore, RedisStore, Store};
 use wiremock::MockServer;
 
 pub const INGEST_TOKEN: &str = "test-ingest-token";
@@ -115,6 +115,9 @@ pub struct Options {
     pub channels: Option<vigil::notify::ChannelSettings>,
     pub slack_signing_secret: Option<String>,
     pub pagerduty_webhook_secret: Option<String>,
+    /// Run on the Redis store (the server `scripts/test` starts, a fresh key prefix) instead of
+    /// the embedded one.
+    pub redis: bool,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -156,7 +159,15 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     settings.retry.max_delay = Duration::from_millis(50);
     settings.retry.max_attempts = 3;
     let clock = Arc::new(ManualClock::new(t0()));
-    let store = Arc::new(EmbeddedStore::open(&dir.path().join("data")).unwrap());
+    let store: Arc<dyn Store> = if opts.redis {
+        let url = std::env::var("VIGIL_TEST_REDIS_URL").unwrap_or_else(|_| {
+            panic!("VIGIL_TEST_REDIS_URL is not set: run scripts/test, which starts redis-server")
+        });
+        let prefix = format!("api-{}", ulid::Ulid::new());
+        Arc::new(RedisStore::connect(&url, &prefix).await.unwrap())
+    } else {
+        Arc::new(EmbeddedStore::open(&dir.path().join("data")).unwrap())
+    };
     let app = App::build_with_store(settings, clock.clone(), store, Some(Arc::new(FixtureCerts)))
         .await
         .expect("app builds");

@@ -1,0 +1,1427 @@
+//! The Redis store (`--redis URL`): the same `Store` contract as `embedded`, for several vigil
+//! replicas sharing one Redis. Replicas coordinate only through Redis: every write is one Lua
+//! script, so the version guard, the indexes, the timeline and the outbox change together or not
+//! at all, and two replicas racing the same step cannot both commit it.
+//!
+//! # Key layout
+//!
+//! Every key is `{<prefix>}:<name>` (default prefix `vigil`). The braces are a Redis Cluster hash
+//! tag: all of vigil's keys hash to one slot, so every script may touch every key it needs
+//! (vigil's data is small; it gains nothing from sharding, and it needs multi-key atomicity).
+//! Scripts name all fixed keys in `KEYS`; the per-incident keys they touch are built from the
+//! same tag, so they stay in the declared slot.
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `meta` | hash | `schema` → layout version (`SCHEMA_VERSION`) |
+//! | `inc:<id>` | hash | `data` (incident JSON), `version`, `status` |
+//! | `open` | hash | fingerprint → id of its open incident |
+//! | `lastchange` | hash | fingerprint → the source's latest state-change time (ms) |
+//! | `idx:all`, `idx:<status>` | zset | incident ids, score 0: lexical order = ULID = creation order |
+//! | `tl:<id>` | list | timeline entries (JSON), oldest first |
+//! | `due` | zset | incident id, score = `next_due` (ms): the due-index (one row per incident) |
+//! | `seen:<delivery id>` | string | a transport delivery id already applied; expires after `SEEN_TTL` |
+//! | `refs:<id>` | hash | channel name → provider reference (first one kept) |
+//! | `outbox` | hash | delivery id → delivery JSON: every outbox row (`stats().outbox` = its length) |
+//! | `outbox:tok` | hash | delivery id → `<attempt>:<not_before ms>`: which attempt the row is at |
+//! | `outbox:delayed` | zset | delivery id, score = `not_before` (ms): rows not yet handed out |
+//! | `outbox:stream` | stream | entries `d` = delivery id, `nb` = not_before ms; consumer group `workers` |
+//! | `outbox:sid` | hash | delivery id → its current stream entry id |
+//! | `outbox:cursor` | string | where the next `XAUTOCLAIM` scan of the group's pending list starts |
+//!
+//! # The outbox
+//!
+//! Every new row — from `commit`, a retry, or a follow-up — goes first to `outbox:delayed`. The
+//! `Transition` carries no clock, and the store must not consult its own (tests and replicas run on
+//! an injected one), so only `deliveries_due(now)` decides that a row is due: it promotes rows
+//! with `not_before ≤ now` into the stream (`ZRANGEBYSCORE` → `XADD` → `ZREM`, one script), and in
+//! the same script hands this replica its share with the consumer group:
+//! 1. its own pending entries again (`XREADGROUP … 0`): a row stays due to the replica holding it
+//!    until it is finished, as in the embedded store, and re-reading resets the entry's idle time,
+//!    so a live replica's polling (at least once a second) renews its lease;
+//! 2. entries idle longer than the lease (`XAUTOCLAIM`): a dead replica's rows move to a live one;
+//! 3. new entries (`XREADGROUP … >`).
+//!
+//! The stream entry id is not kept in process: `outbox:sid` maps a delivery id to its entry, so
+//! any replica (or this one after a restart) can finish any delivery. `finish_delivery` acts on the
+//! row only if `outbox:tok` still holds the attempt the caller was given; a replayed or stale
+//! finish (a second replica that reclaimed the row and sent it too) only appends its timeline
+//! entries and the first-wins reference, exactly as the embedded store does.
+//!
+//! # Guarantees
+//!
+//! - A version-guarded transition commits at most once across all replicas (the check and the
+//!   write are one script). A transport delivery id is applied at most once within `SEEN_TTL`.
+//! - A delivery is sent at least once while Redis keeps its data; it is sent more than once only
+//!   when a replica stops polling for longer than the lease while its send is in flight, or dies
+//!   between sending and recording the attempt.
+//! - Durability is Redis's: with AOF `appendfsync everysec` a crash of Redis loses about the
+//!   last second of commits (DESIGN.md §7). `Committed` means applied on the primary.
+//! - When Redis is unreachable every call fails with `StoreError::Unavailable` within
+//!   `RedisOptions::timeout`; the connection manager reconnects by itself once Redis is back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, RedisError, Script};
+use arc_swap::ArcSwap;
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::{
+    CommitOutcome, DeliveryFinish, DeliveryUpdate, FingerprintState, Guard, Store, StoreError,
+    StoreStats, Transition,
+};
+use crate::domain::{Fingerprint, IncidentId};
+use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
+
+/// Bump when the key layout changes incompatibly; a store with another version is refused.
+const SCHEMA_VERSION: u64 = 1;
+/// The consumer group every replica reads the outbox stream in.
+const GROUP: &str = "workers";
+/// How long a transport delivery id is remembered (SNS and EventBridge redeliver within minutes
+/// to hours; a week is far beyond any retry window).
+const SEEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Consecutive timeouts after which the connection is replaced: a timeout alone does not make
+/// the connection manager reconnect, and a half-open TCP connection would otherwise time out
+/// forever.
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
+/// Consumers with nothing pending and idle this long are removed from the group at connect (each
+/// replica start adds one).
+const STALE_CONSUMER: Duration = Duration::from_secs(24 * 3600);
+
+/// How a `RedisStore` connects and leases.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// This replica's name in the consumer group; unique per process.
+    pub consumer: String,
+    /// How long a delivery handed to a replica stays its own without that replica polling again;
+    /// after that any replica may take it over.
+    pub lease: Duration,
+    /// The bound on every store call (connect and response), so an unreachable Redis is reported
+    /// as `Unavailable` instead of hanging the scheduler or the worker.
+    pub timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            consumer: default_consumer(),
+            lease: Duration::from_secs(60),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `hostname-pid-random`: readable in `XINFO CONSUMERS`, and unique even when two replicas share
+/// a host name and a pid (containers).
+pub fn default_consumer() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "vigil".to_string());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+pub struct RedisStore {
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// Replaced after repeated timeouts (see `TIMEOUTS_BEFORE_RECONNECT`). The manager is cloned
+    /// out for each call, so no connection is held across an `.await` of another call.
+    conn: ArcSwap<ConnectionManager>,
+    timeouts: AtomicU32,
+    keys: Keys,
+    options: RedisOptions,
+    scripts: Arc<Scripts>,
+}
+
+/// Key names, all under one hash tag.
+#[derive(Debug, Clone)]
+struct Keys {
+    tag: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self {
+            tag: format!("{{{prefix}}}"),
+        }
+    }
+
+    fn k(&self, name: &str) -> String {
+        format!("{}:{name}", self.tag)
+    }
+
+    fn incident(&self, id: IncidentId) -> String {
+        self.k(&format!("inc:{id}"))
+    }
+
+    fn timeline(&self, id: IncidentId) -> String {
+        self.k(&format!("tl:{id}"))
+    }
+
+    fn refs(&self, id: IncidentId) -> String {
+        self.k(&format!("refs:{id}"))
+    }
+
+    fn seen(&self, delivery_id: &str) -> String {
+        self.k(&format!("seen:{delivery_id}"))
+    }
+
+    fn status(&self, status: IncidentStatus) -> String {
+        self.k(&format!("idx:{}", status.as_str()))
+    }
+
+    /// Named in `KEYS` where a script takes a key it does not use this time.
+    fn none(&self) -> String {
+        self.k("none")
+    }
+}
+
+struct Scripts {
+    commit: Script,
+    finish: Script,
+    deliveries_due: Script,
+    next_delivery: Script,
+    incidents: Script,
+    fingerprint: Script,
+    prune_consumers: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            commit: Script::new(COMMIT_LUA),
+            finish: Script::new(FINISH_LUA),
+            deliveries_due: Script::new(DELIVERIES_DUE_LUA),
+            next_delivery: Script::new(NEXT_DELIVERY_LUA),
+            incidents: Script::new(INCIDENTS_LUA),
+            fingerprint: Script::new(FINGERPRINT_LUA),
+            prune_consumers: Script::new(PRUNE_CONSUMERS_LUA),
+        }
+    }
+}
+
+/// One transition, all or nothing. Returns `duplicate`, `conflict` or `committed`.
+///
+/// KEYS: 1 seen, 2 open, 3 lastchange, 4 due, 5 outbox:delayed, 6 outbox, 7 outbox:tok,
+/// 8 idx:all, 9 idx:triggered, 10 idx:acknowledged, 11 idx:resolved, 12 guarded incident,
+/// 13 written incident, 14 timeline.
+/// ARGV: 1 has delivery id, 2 seen ttl (s), 3 now (ms), 4 guard kind (none|open|version),
+/// 5 guard fingerprint or version, 6 has incident, 7 id, 8 JSON, 9 version, 10 status,
+/// 11 fingerprint, 12 next_due ms or '', 13 last_change fingerprint or '', 14 last_change ms,
+/// 15 n timeline entries, the entries, then n deliveries, each (id, token, not_before ms, JSON).
+const COMMIT_LUA: &str = r#"
+local function idx(status)
+  if status == 'triggered' then return KEYS[9] end
+  if status == 'acknowledged' then return KEYS[10] end
+  return KEYS[11]
+end
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 'duplicate' end
+if ARGV[4] == 'open' then
+  if redis.call('HEXISTS', KEYS[2], ARGV[5]) == 1 then return 'conflict' end
+elseif ARGV[4] == 'version' then
+  if redis.call('HGET', KEYS[12], 'version') ~= ARGV[5] then return 'conflict' end
+end
+if ARGV[6] == '1' then
+  local id, status, fp = ARGV[7], ARGV[10], ARGV[11]
+  local prev = redis.call('HGET', KEYS[13], 'status')
+  redis.call('ZREM', KEYS[4], id)
+  if ARGV[12] ~= '' then redis.call('ZADD', KEYS[4], ARGV[12], id) end
+  if status ~= 'resolved' then
+    redis.call('HSET', KEYS[2], fp, id)
+  elseif redis.call('HGET', KEYS[2], fp) == id then
+    redis.call('HDEL', KEYS[2], fp)
+  end
+  if prev then redis.call('ZREM', idx(prev), id) end
+  redis.call('ZADD', idx(status), 0, id)
+  redis.call('ZADD', KEYS[8], 0, id)
+  redis.call('HSET', KEYS[13], 'data', ARGV[8], 'version', ARGV[9], 'status', status)
+end
+local i = 15
+local n = tonumber(ARGV[i])
+for j = 1, n do redis.call('RPUSH', KEYS[14], ARGV[i + j]) end
+i = i + n + 1
+n = tonumber(ARGV[i])
+for j = 0, n - 1 do
+  local o = i + 1 + j * 4
+  redis.call('HSET', KEYS[6], ARGV[o], ARGV[o + 3])
+  redis.call('HSET', KEYS[7], ARGV[o], ARGV[o + 1])
+  redis.call('ZADD', KEYS[5], ARGV[o + 2], ARGV[o])
+end
+if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2]) end
+if ARGV[13] ~= '' then
+  local old = redis.call('HGET', KEYS[3], ARGV[13])
+  if (not old) or tonumber(old) < tonumber(ARGV[14]) then
+    redis.call('HSET', KEYS[3], ARGV[13], ARGV[14])
+  end
+end
+return 'committed'
+"#;
+
+/// The end of one attempt. Returns 1 when the row was still at the caller's attempt (and was
+/// acknowledged, removed or rescheduled), 0 for a replayed or stale finish.
+///
+/// KEYS: 1 outbox, 2 outbox:tok, 3 outbox:sid, 4 outbox:delayed, 5 outbox:stream, 6 timeline,
+/// 7 refs.
+/// ARGV: 1 delivery id, 2 its token, 3 group, 4 done|retry, 5 retry token, 6 retry not_before ms,
+/// 7 retry JSON, 8 channel, 9 has reference, 10 reference, 11 n entries, the entries, then
+/// n follow-ups, each (id, token, not_before ms, JSON).
+const FINISH_LUA: &str = r#"
+local id = ARGV[1]
+local current = redis.call('HGET', KEYS[2], id) == ARGV[2]
+if current then
+  local sid = redis.call('HGET', KEYS[3], id)
+  if sid then
+    redis.call('XACK', KEYS[5], ARGV[3], sid)
+    redis.call('XDEL', KEYS[5], sid)
+    redis.call('HDEL', KEYS[3], id)
+  end
+  redis.call('ZREM', KEYS[4], id)
+  if ARGV[4] == 'retry' then
+    redis.call('HSET', KEYS[1], id, ARGV[7])
+    redis.call('HSET', KEYS[2], id, ARGV[5])
+    redis.call('ZADD', KEYS[4], ARGV[6], id)
+  else
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+  end
+end
+local i = 11
+local n = tonumber(ARGV[i])
+for j = 1, n do redis.call('RPUSH', KEYS[6], ARGV[i + j]) end
+i = i + n + 1
+n = tonumber(ARGV[i])
+if current then
+  for j = 0, n - 1 do
+    local o = i + 1 + j * 4
+    redis.call('HSET', KEYS[1], ARGV[o], ARGV[o + 3])
+    redis.call('HSET', KEYS[2], ARGV[o], ARGV[o + 1])
+    redis.call('ZADD', KEYS[4], ARGV[o + 2], ARGV[o])
+  end
+end
+if ARGV[9] == '1' then redis.call('HSETNX', KEYS[7], ARGV[8], ARGV[10]) end
+if current then return 1 end
+return 0
+"#;
+
+/// Promotes due rows into the stream and hands this consumer its share. Returns delivery JSONs.
+///
+/// KEYS: 1 outbox:delayed, 2 outbox, 3 outbox:sid, 4 outbox:stream, 5 outbox:cursor.
+/// ARGV: 1 now ms, 2 limit, 3 group, 4 consumer, 5 lease ms.
+const DELIVERIES_DUE_LUA: &str = r#"
+local limit, group, consumer = tonumber(ARGV[2]), ARGV[3], ARGV[4]
+redis.pcall('XGROUP', 'CREATE', KEYS[4], group, '0', 'MKSTREAM')
+local ready = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, limit)
+for j = 1, #ready, 2 do
+  local id = ready[j]
+  redis.call('ZREM', KEYS[1], id)
+  if redis.call('HEXISTS', KEYS[2], id) == 1 then
+    local sid = redis.call('XADD', KEYS[4], '*', 'd', id, 'nb', ready[j + 1])
+    redis.call('HSET', KEYS[3], id, sid)
+  end
+end
+local out = {}
+-- An entry whose row is gone or has moved on (finished, or rescheduled under a newer entry) is
+-- dropped from the stream instead of being handed out.
+local function take(entries)
+  for _, e in ipairs(entries) do
+    local sid, fields, id = e[1], e[2], nil
+    if type(fields) == 'table' then
+      for k = 1, #fields, 2 do
+        if fields[k] == 'd' then id = fields[k + 1] end
+      end
+    end
+    local row = false
+    if id and redis.call('HGET', KEYS[3], id) == sid then
+      row = redis.call('HGET', KEYS[2], id)
+    end
+    if row then
+      table.insert(out, row)
+    else
+      redis.call('XACK', KEYS[4], group, sid)
+      redis.call('XDEL', KEYS[4], sid)
+    end
+  end
+end
+local function entries_of(reply)
+  if type(reply) == 'table' and reply[1] then return reply[1][2] end
+  return {}
+end
+take(entries_of(redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', limit, 'STREAMS', KEYS[4], '0')))
+if #out < limit then
+  local cursor = redis.call('GET', KEYS[5]) or '0-0'
+  local claimed = redis.call('XAUTOCLAIM', KEYS[4], group, consumer, ARGV[5], cursor, 'COUNT', limit - #out)
+  redis.call('SET', KEYS[5], claimed[1])
+  take(claimed[2])
+end
+if #out < limit then
+  take(entries_of(redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', limit - #out, 'STREAMS', KEYS[4], '>')))
+end
+return out
+"#;
+
+/// The earliest `not_before` among rows waiting to be handed out: the delayed set's first score,
+/// or the first stream entry no consumer has read yet. Rows already handed to a replica are its
+/// business (and reach another one through the lease), so they do not make every worker poll.
+///
+/// KEYS: 1 outbox:delayed, 2 outbox:stream. ARGV: 1 group.
+const NEXT_DELIVERY_LUA: &str = r#"
+local best = false
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first == 2 then best = tonumber(first[2]) end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local last = '0-0'
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
+    local name, delivered = nil, nil
+    for k = 1, #g, 2 do
+      if g[k] == 'name' then name = g[k + 1] end
+      if g[k] == 'last-delivered-id' then delivered = g[k + 1] end
+    end
+    if name == ARGV[1] then last = delivered end
+  end
+  local fresh = redis.call('XRANGE', KEYS[2], '(' .. last, '+', 'COUNT', 1)
+  if #fresh == 1 then
+    local fields = fresh[1][2]
+    for k = 1, #fields, 2 do
+      if fields[k] == 'nb' then
+        local nb = tonumber(fields[k + 1])
+        if (not best) or nb < best then best = nb end
+      end
+    end
+  end
+end
+return best
+"#;
+
+/// Newest first, from one index, read in one snapshot. KEYS: 1 index. ARGV: 1 last rank, 2 the
+/// incident key prefix (`{tag}:inc:`).
+const INCIDENTS_LUA: &str = r#"
+local out = {}
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, ARGV[1])) do
+  local data = redis.call('HGET', ARGV[2] .. id, 'data')
+  if data then table.insert(out, data) end
+end
+return out
+"#;
+
+/// The open incident (JSON or '') and the last change (ms or '') of a fingerprint.
+/// KEYS: 1 open, 2 lastchange. ARGV: 1 fingerprint, 2 the incident key prefix.
+const FINGERPRINT_LUA: &str = r#"
+local data = ''
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if id then data = redis.call('HGET', ARGV[2] .. id, 'data') or '' end
+local lc = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+return {data, lc}
+"#;
+
+/// Removes consumers that hold nothing and have been idle longer than ARGV[2] ms.
+/// KEYS: 1 outbox:stream. ARGV: 1 group, 2 idle ms.
+const PRUNE_CONSUMERS_LUA: &str = r#"
+local removed = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending, idle = nil, 0, 0
+  for k = 1, #c, 2 do
+    if c[k] == 'name' then name = c[k + 1] end
+    if c[k] == 'pending' then pending = c[k + 1] end
+    if c[k] == 'idle' then idle = c[k + 1] end
+  end
+  if name and pending == 0 and idle > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    removed = removed + 1
+  end
+end
+return removed
+"#;
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// Sorted-set scores come back as decimal strings; ours are whole milliseconds.
+fn score_ms(s: &str) -> Result<i64, StoreError> {
+    s.parse::<f64>()
+        .map(|f| f as i64)
+        .map_err(|e| StoreError::Corrupt(format!("score {s:?}: {e}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> String {
+    // Serializing our own plain data types cannot fail (no maps with non-string keys).
+    serde_json::to_string(v).expect("store records serialize to JSON")
+}
+
+/// Which attempt an outbox row is at; a finish applies only to the attempt it was given.
+fn token(d: &Delivery) -> String {
+    format!("{}:{}", d.attempt, ms(d.not_before))
+}
+
+/// The largest count passed to Redis. Counts go through Lua numbers (doubles), which print
+/// large values in exponent form that Redis refuses; callers asking for "all" pass `usize::MAX`.
+const MAX_COUNT: usize = 1_000_000_000;
+
+/// `limit` as a count for Redis.
+fn count(limit: usize) -> i64 {
+    limit.min(MAX_COUNT) as i64
+}
+
+impl RedisStore {
+    /// Connects with default options (lease 60 s, calls bounded by 2 s, a fresh consumer name).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, prefix, RedisOptions::default()).await
+    }
+
+    /// Connects, checks the layout version and makes sure the consumer group exists. Fails with
+    /// `Unavailable` when Redis cannot be reached within `options.timeout`.
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
+            return Err(unavailable(format!(
+                "redis prefix {prefix:?} must be non-empty and contain no braces"
+            )));
+        }
+        // The URL may carry a password: it never goes into an error message.
+        let client = Client::open(url)
+            .map_err(|e| unavailable(format!("invalid redis URL ({:?})", e.kind())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            // Reconnect attempts inside one call stay short; the next call tries again.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+            .map_err(unavailable)?;
+        let store = Self {
+            client,
+            config,
+            conn: ArcSwap::from_pointee(conn),
+            timeouts: AtomicU32::new(0),
+            keys: Keys::new(prefix),
+            options,
+            scripts: Arc::new(Scripts::new()),
+        };
+        store.init().await?;
+        Ok(store)
+    }
+
+    /// This replica's consumer name.
+    pub fn consumer(&self) -> &str {
+        &self.options.consumer
+    }
+
+    async fn init(&self) -> Result<(), StoreError> {
+        let meta = self.keys.k("meta");
+        let stream = self.keys.k("outbox:stream");
+        self.run(|mut c| async move {
+            let _: bool = ::redis::cmd("HSETNX")
+                .arg(&meta)
+                .arg("schema")
+                .arg(SCHEMA_VERSION)
+                .query_async(&mut c)
+                .await?;
+            let found: Option<u64> = ::redis::cmd("HGET")
+                .arg(&meta)
+                .arg("schema")
+                .query_async(&mut c)
+                .await?;
+            let created: Result<(), RedisError> = ::redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut c)
+                .await;
+            if let Err(e) = created
+                && e.code() != Some("BUSYGROUP")
+            {
+                return Err(e);
+            }
+            Ok(found)
+        })
+        .await
+        .and_then(|found| match found {
+            Some(SCHEMA_VERSION) => Ok(()),
+            other => Err(StoreError::Corrupt(format!(
+                "redis store schema version {other:?}, this vigil reads {SCHEMA_VERSION}"
+            ))),
+        })?;
+        let stream = self.keys.k("outbox:stream");
+        let pruned: i64 = self
+            .run(|mut c| {
+                let scripts = self.scripts.clone();
+                let stream = stream.clone();
+                async move {
+                    scripts
+                        .prune_consumers
+                        .key(&stream)
+                        .arg(GROUP)
+                        .arg(STALE_CONSUMER.as_millis() as u64)
+                        .invoke_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        if pruned > 0 {
+            tracing::info!(
+                pruned,
+                "Removed idle outbox consumers left by earlier replicas."
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs one call on a clone of the connection, bounded by the timeout; every failure is
+    /// `Unavailable`.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let conn = (**self.conn.load()).clone();
+        // A little above the per-request timeout, which covers the request; this also bounds
+        // waiting for a (re)connection.
+        let bound = self.options.timeout + Duration::from_millis(500);
+        let timed_out = match tokio::time::timeout(bound, f(conn)).await {
+            Ok(Ok(v)) => {
+                self.timeouts.store(0, Ordering::Relaxed);
+                return Ok(v);
+            }
+            Ok(Err(e)) => {
+                if !e.is_timeout() {
+                    return Err(unavailable(format!("redis: {e}")));
+                }
+                unavailable(format!("redis: {e}"))
+            }
+            Err(_) => unavailable(format!("redis did not answer within {bound:?}")),
+        };
+        if self.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_BEFORE_RECONNECT {
+            self.timeouts.store(0, Ordering::Relaxed);
+            if let Ok(fresh) =
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            {
+                tracing::warn!("Redis keeps timing out; opening a new connection.");
+                self.conn.store(Arc::new(fresh));
+            }
+        }
+        Err(timed_out)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn commit(&self, tx: Transition) -> Result<CommitOutcome, StoreError> {
+        let k = &self.keys;
+        let none = k.none();
+        let seen_key = tx
+            .delivery_id
+            .as_deref()
+            .map_or(none.clone(), |d| k.seen(d));
+        let guarded = match &tx.guard {
+            Some(Guard::Version(id, _)) => k.incident(*id),
+            _ => none.clone(),
+        };
+        let written = tx
+            .incident
+            .as_ref()
+            .map_or(none.clone(), |i| k.incident(i.id));
+        let timeline_id = tx.incident.as_ref().map(|i| i.id).or(tx.timeline_for);
+        let timeline_key = timeline_id.map_or(none.clone(), |id| k.timeline(id));
+        let mut inv = self.scripts.commit.prepare_invoke();
+        inv.key(seen_key)
+            .key(k.k("open"))
+            .key(k.k("lastchange"))
+            .key(k.k("due"))
+            .key(k.k("outbox:delayed"))
+            .key(k.k("outbox"))
+            .key(k.k("outbox:tok"))
+            .key(k.k("idx:all"))
+            .key(k.status(IncidentStatus::Triggered))
+            .key(k.status(IncidentStatus::Acknowledged))
+            .key(k.status(IncidentStatus::Resolved))
+            .key(guarded)
+            .key(written)
+            .key(timeline_key);
+        inv.arg(if tx.delivery_id.is_some() { "1" } else { "0" })
+            .arg(SEEN_TTL.as_secs())
+            .arg(Utc::now().timestamp_millis());
+        match &tx.guard {
+            None => inv.arg("none").arg(""),
+            Some(Guard::NoOpenIncident(fp)) => inv.arg("open").arg(fp.as_str()),
+            Some(Guard::Version(_, v)) => inv.arg("version").arg(v.to_string()),
+        };
+        match &tx.incident {
+            Some(inc) => inv
+                .arg("1")
+                .arg(inc.id.to_string())
+                .arg(encode(inc))
+                .arg(inc.version.to_string())
+                .arg(inc.status.as_str())
+                .arg(inc.fingerprint.as_str())
+                .arg(inc.next_due.map(|d| ms(d).to_string()).unwrap_or_default()),
+            None => inv.arg("0").arg("").arg("").arg("").arg("").arg("").arg(""),
+        };
+        match &tx.last_change {
+            Some((fp, at)) => inv.arg(fp.as_str()).arg(ms(*at)),
+            None => inv.arg("").arg(0),
+        };
+        // Entries with nowhere to go are dropped, as in the embedded store.
+        let entries: &[TimelineEntry] = if timeline_id.is_some() {
+            &tx.timeline
+        } else {
+            &[]
+        };
+        inv.arg(entries.len());
+        for e in entries {
+            inv.arg(encode(e));
+        }
+        inv.arg(tx.deliveries.len());
+        for d in &tx.deliveries {
+            inv.arg(d.id.to_string())
+                .arg(token(d))
+                .arg(ms(d.not_before))
+                .arg(encode(d));
+        }
+        let outcome: String = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        match outcome.as_str() {
+            "committed" => Ok(CommitOutcome::Committed),
+            "conflict" => Ok(CommitOutcome::Conflict),
+            "duplicate" => Ok(CommitOutcome::Duplicate),
+            other => Err(StoreError::Corrupt(format!(
+                "commit script answered {other:?}"
+            ))),
+        }
+    }
+
+    async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        let key = self.keys.incident(id);
+        let data: Option<String> = self
+            .run(|mut c| async move {
+                ::redis::cmd("HGET")
+                    .arg(&key)
+                    .arg("data")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        data.as_deref().map(decode).transpose()
+    }
+
+    async fn fingerprint(&self, fp: &Fingerprint) -> Result<FingerprintState, StoreError> {
+        let mut inv = self.scripts.fingerprint.prepare_invoke();
+        inv.key(self.keys.k("open"))
+            .key(self.keys.k("lastchange"))
+            .arg(fp.as_str())
+            .arg(self.keys.k("inc:"));
+        let (data, lc): (String, String) = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let open = if data.is_empty() {
+            None
+        } else {
+            Some(decode::<Incident>(&data)?).filter(|i| i.status.is_open())
+        };
+        let last_change = if lc.is_empty() {
+            None
+        } else {
+            Some(from_ms(lc.parse().map_err(|e| {
+                StoreError::Corrupt(format!("last change {lc:?}: {e}"))
+            })?))
+        };
+        Ok(FingerprintState { open, last_change })
+    }
+
+    async fn incidents(
+        &self,
+        status: Option<IncidentStatus>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let index = match status {
+            Some(s) => self.keys.status(s),
+            None => self.keys.k("idx:all"),
+        };
+        let mut inv = self.scripts.incidents.prepare_invoke();
+        let last = if limit > MAX_COUNT {
+            -1
+        } else {
+            limit as i64 - 1
+        };
+        inv.key(index).arg(last).arg(self.keys.k("inc:"));
+        let rows: Vec<String> = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let inc: Incident = decode(&row)?;
+            if status.is_none_or(|s| s == inc.status) {
+                out.push(inc);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
+        let key = self.keys.timeline(id);
+        let rows: Vec<String> = self
+            .run(|mut c| async move {
+                ::redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        rows.iter().map(|r| decode(r)).collect()
+    }
+
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(DateTime<Utc>, IncidentId)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self.keys.k("due");
+        let rows: Vec<(String, String)> = self
+            .run(|mut c| async move {
+                ::redis::cmd("ZRANGEBYSCORE")
+                    .arg(&key)
+                    .arg("-inf")
+                    .arg(ms(now))
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(count(limit))
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(id, score)| {
+                let id = IncidentId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((from_ms(score_ms(&score)?), id))
+            })
+            .collect()
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let key = self.keys.k("due");
+        let first: Vec<(String, String)> = self
+            .run(|mut c| async move {
+                ::redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        first
+            .first()
+            .map(|(_, score)| score_ms(score).map(from_ms))
+            .transpose()
+    }
+
+    async fn deliveries_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let k = &self.keys;
+        let mut inv = self.scripts.deliveries_due.prepare_invoke();
+        inv.key(k.k("outbox:delayed"))
+            .key(k.k("outbox"))
+            .key(k.k("outbox:sid"))
+            .key(k.k("outbox:stream"))
+            .key(k.k("outbox:cursor"))
+            .arg(ms(now))
+            .arg(count(limit))
+            .arg(GROUP)
+            .arg(&self.options.consumer)
+            .arg(self.options.lease.as_millis() as u64);
+        let rows: Vec<String> = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| decode::<Delivery>(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|d| (d.not_before, d.id));
+        Ok(out)
+    }
+
+    async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError> {
+        let key = self.keys.k("outbox:tok");
+        let id = delivery.id.to_string();
+        let tok: Option<String> = self
+            .run(|mut c| async move {
+                ::redis::cmd("HGET")
+                    .arg(&key)
+                    .arg(&id)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(tok.as_deref() == Some(token(delivery).as_str()))
+    }
+
+    async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut inv = self.scripts.next_delivery.prepare_invoke();
+        inv.key(self.keys.k("outbox:delayed"))
+            .key(self.keys.k("outbox:stream"))
+            .arg(GROUP);
+        let at: Option<i64> = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(at.map(from_ms))
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        finish: DeliveryFinish,
+    ) -> Result<(), StoreError> {
+        let k = &self.keys;
+        let mut inv = self.scripts.finish.prepare_invoke();
+        inv.key(k.k("outbox"))
+            .key(k.k("outbox:tok"))
+            .key(k.k("outbox:sid"))
+            .key(k.k("outbox:delayed"))
+            .key(k.k("outbox:stream"))
+            .key(k.timeline(delivery.incident))
+            .key(k.refs(delivery.incident));
+        inv.arg(delivery.id.to_string())
+            .arg(token(delivery))
+            .arg(GROUP);
+        match &finish.update {
+            DeliveryUpdate::Done => inv.arg("done").arg("").arg(0).arg(""),
+            DeliveryUpdate::Retry {
+                attempt,
+                not_before,
+            } => {
+                let mut next = delivery.clone();
+                next.attempt = *attempt;
+                next.not_before = *not_before;
+                inv.arg("retry")
+                    .arg(token(&next))
+                    .arg(ms(*not_before))
+                    .arg(encode(&next))
+            }
+        };
+        inv.arg(delivery.channel.as_str());
+        match &finish.remember {
+            Some(r) => inv.arg("1").arg(r.as_str()),
+            None => inv.arg("0").arg(""),
+        };
+        inv.arg(finish.entries.len());
+        for e in &finish.entries {
+            inv.arg(encode(e));
+        }
+        inv.arg(finish.follow_ups.len());
+        for f in &finish.follow_ups {
+            inv.arg(f.id.to_string())
+                .arg(token(f))
+                .arg(ms(f.not_before))
+                .arg(encode(f));
+        }
+        let _current: i64 = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn references(&self, id: IncidentId) -> Result<BTreeMap<String, String>, StoreError> {
+        let key = self.keys.refs(id);
+        self.run(|mut c| async move { ::redis::cmd("HGETALL").arg(&key).query_async(&mut c).await })
+            .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let k = &self.keys;
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("HLEN")
+            .arg(k.k("open"))
+            .cmd("HLEN")
+            .arg(k.k("outbox"))
+            .cmd("ZCARD")
+            .arg(k.k("due"));
+        let (open_incidents, outbox, timers): (u64, u64, u64) = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        Ok(StoreStats {
+            open_incidents,
+            outbox,
+            timers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::incident::{DeliveryOutcome, NotifyKind, TimelineEvent};
+    use crate::store::contract::sample_incident;
+
+    /// The server `scripts/test` starts. Without it these tests fail rather than pass silently.
+    fn redis_url() -> String {
+        std::env::var("VIGIL_TEST_REDIS_URL").unwrap_or_else(|_| {
+            panic!("VIGIL_TEST_REDIS_URL is not set: run scripts/test, which starts redis-server")
+        })
+    }
+
+    /// A key prefix no other test uses.
+    fn fresh_prefix() -> String {
+        format!("test-{}", ulid::Ulid::new())
+    }
+
+    async fn replica(prefix: &str, name: &str, lease: Duration) -> RedisStore {
+        RedisStore::connect_with(
+            &redis_url(),
+            prefix,
+            RedisOptions {
+                consumer: format!("{name}-{}", ulid::Ulid::new()),
+                lease,
+                timeout: Duration::from_secs(2),
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    fn fp(tag: &str) -> Fingerprint {
+        Fingerprint::parse(format!("redis/{tag}/{}", ulid::Ulid::new())).unwrap()
+    }
+
+    /// Now, to the millisecond the store keeps.
+    fn now() -> DateTime<Utc> {
+        from_ms(ms(Utc::now()))
+    }
+
+    fn opened(inc: &Incident, deliveries: Vec<Delivery>) -> Transition {
+        Transition {
+            guard: Some(Guard::NoOpenIncident(inc.fingerprint.clone())),
+            incident: Some(inc.clone()),
+            deliveries,
+            ..Default::default()
+        }
+    }
+
+    fn attempt_entry(d: &Delivery, outcome: DeliveryOutcome) -> TimelineEntry {
+        TimelineEntry {
+            at: d.not_before,
+            event: TimelineEvent::Delivery {
+                delivery: d.id.to_string(),
+                channel: d.channel.clone(),
+                kind: d.kind.as_str().into(),
+                target: None,
+                attempt: d.attempt + 1,
+                outcome,
+                detail: String::new(),
+                reference: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_store_passes_the_contract() {
+        let store = RedisStore::connect(&redis_url(), &fresh_prefix())
+            .await
+            .unwrap();
+        super::super::contract::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn two_replicas_racing_one_step_commit_it_once() {
+        let prefix = fresh_prefix();
+        let a = replica(&prefix, "a", Duration::from_secs(60)).await;
+        let b = replica(&prefix, "b", Duration::from_secs(60)).await;
+        for round in 0..10 {
+            let inc = sample_incident(fp("race"), now());
+            assert_eq!(
+                a.commit(opened(&inc, vec![])).await.unwrap(),
+                CommitOutcome::Committed
+            );
+            let step = |n: u32| {
+                let mut next = inc.clone();
+                next.version = 2;
+                next.step = n;
+                Transition {
+                    guard: Some(Guard::Version(inc.id, 1)),
+                    incident: Some(next),
+                    deliveries: vec![Delivery::new(
+                        inc.id,
+                        NotifyKind::Escalate,
+                        "log",
+                        None,
+                        vec![],
+                        Some((0, n)),
+                        inc.opened_at,
+                    )],
+                    ..Default::default()
+                }
+            };
+            // Each replica fires the step several times concurrently, as two scheduler passes
+            // and a retry after a timeout would.
+            let from_a = futures::future::join_all((1..=4).map(|n| a.commit(step(n))));
+            let from_b = futures::future::join_all((5..=8).map(|n| b.commit(step(n))));
+            let (ra, rb) = futures::join!(from_a, from_b);
+            let outcomes: Vec<CommitOutcome> =
+                ra.into_iter().chain(rb).map(|r| r.unwrap()).collect();
+            let won = outcomes
+                .iter()
+                .filter(|o| **o == CommitOutcome::Committed)
+                .count();
+            assert_eq!(won, 1, "round {round}: {outcomes:?}");
+            let stored = b.incident(inc.id).await.unwrap().unwrap();
+            assert_eq!(stored.version, 2);
+            let rows = b.deliveries_due(inc.opened_at, 100).await.unwrap();
+            assert_eq!(
+                rows.iter().map(|d| d.step).collect::<Vec<_>>(),
+                vec![Some((0, stored.step))],
+                "only the winner's delivery is in the outbox"
+            );
+            for d in rows {
+                b.finish_delivery(
+                    &d,
+                    DeliveryFinish::simple(
+                        DeliveryUpdate::Done,
+                        attempt_entry(&d, DeliveryOutcome::Sent),
+                    ),
+                )
+                .await
+                .unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_delivery_moves_to_another_replica_after_the_lease() {
+        let lease = Duration::from_millis(400);
+        let prefix = fresh_prefix();
+        let a = replica(&prefix, "a", lease).await;
+        let b = replica(&prefix, "b", lease).await;
+        let inc = sample_incident(fp("lease"), now());
+        let d = Delivery::new(
+            inc.id,
+            NotifyKind::Trigger,
+            "log",
+            None,
+            vec![],
+            Some((0, 0)),
+            now(),
+        );
+        a.commit(opened(&inc, vec![d.clone()])).await.unwrap();
+        let t = now();
+        assert_eq!(a.deliveries_due(t, 10).await.unwrap(), vec![d.clone()]);
+        assert_eq!(
+            a.deliveries_due(t, 10).await.unwrap(),
+            vec![d.clone()],
+            "still due to the replica that holds it"
+        );
+        assert!(
+            b.deliveries_due(t, 10).await.unwrap().is_empty(),
+            "another replica's lease"
+        );
+        // Real time must pass: the lease is Redis's idle time. A polls halfway, which renews it.
+        tokio::time::sleep(lease / 2 + Duration::from_millis(100)).await;
+        assert_eq!(a.deliveries_due(t, 10).await.unwrap(), vec![d.clone()]);
+        tokio::time::sleep(lease / 2 + Duration::from_millis(100)).await;
+        assert!(
+            b.deliveries_due(t, 10).await.unwrap().is_empty(),
+            "A renewed its lease by polling"
+        );
+        // A stops polling (it died): after the lease, B takes the delivery over.
+        tokio::time::sleep(lease + Duration::from_millis(100)).await;
+        assert_eq!(b.deliveries_due(t, 10).await.unwrap(), vec![d.clone()]);
+        assert!(
+            a.deliveries_due(t, 10).await.unwrap().is_empty(),
+            "A no longer holds it"
+        );
+        b.finish_delivery(
+            &d,
+            DeliveryFinish::simple(
+                DeliveryUpdate::Done,
+                attempt_entry(&d, DeliveryOutcome::Sent),
+            ),
+        )
+        .await
+        .unwrap();
+        // A comes back and records its own (stale) attempt: the row stays finished.
+        a.finish_delivery(
+            &d,
+            DeliveryFinish::simple(
+                DeliveryUpdate::Retry {
+                    attempt: 1,
+                    not_before: t,
+                },
+                attempt_entry(&d, DeliveryOutcome::Retrying),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.stats().await.unwrap().outbox, 0);
+        assert!(a.deliveries_due(t, 10).await.unwrap().is_empty());
+        assert!(b.deliveries_due(t, 10).await.unwrap().is_empty());
+        assert_eq!(b.timeline(inc.id).await.unwrap().len(), 2, "both attempts");
+    }
+
+    #[tokio::test]
+    async fn a_retry_is_handed_out_at_its_time_and_not_before() {
+        let prefix = fresh_prefix();
+        let a = replica(&prefix, "a", Duration::from_secs(60)).await;
+        let b = replica(&prefix, "b", Duration::from_secs(60)).await;
+        let t = now();
+        let inc = sample_incident(fp("retry"), t);
+        let d = Delivery::new(
+            inc.id,
+            NotifyKind::Trigger,
+            "log",
+            None,
+            vec![],
+            Some((0, 0)),
+            t,
+        );
+        a.commit(opened(&inc, vec![d.clone()])).await.unwrap();
+        assert_eq!(a.next_delivery().await.unwrap(), Some(d.not_before));
+        let got = a.deliveries_due(t, 10).await.unwrap();
+        assert_eq!(got, vec![d.clone()]);
+        assert_eq!(
+            a.next_delivery().await.unwrap(),
+            None,
+            "handed out: no other worker needs to wake for it"
+        );
+        let retry_at = t + chrono::Duration::seconds(30);
+        a.finish_delivery(
+            &d,
+            DeliveryFinish::simple(
+                DeliveryUpdate::Retry {
+                    attempt: 1,
+                    not_before: retry_at,
+                },
+                attempt_entry(&d, DeliveryOutcome::Retrying),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.next_delivery().await.unwrap(), Some(retry_at));
+        for early in [t, retry_at - chrono::Duration::milliseconds(1)] {
+            assert!(a.deliveries_due(early, 10).await.unwrap().is_empty());
+            assert!(b.deliveries_due(early, 10).await.unwrap().is_empty());
+        }
+        let row = b.deliveries_due(retry_at, 10).await.unwrap();
+        assert_eq!(row.len(), 1);
+        assert_eq!(
+            (row[0].id, row[0].attempt, row[0].not_before),
+            (d.id, 1, retry_at)
+        );
+        assert!(
+            a.deliveries_due(retry_at, 10).await.unwrap().is_empty(),
+            "B holds it"
+        );
+        b.finish_delivery(
+            &row[0],
+            DeliveryFinish::simple(
+                DeliveryUpdate::Done,
+                attempt_entry(&row[0], DeliveryOutcome::Sent),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.stats().await.unwrap().outbox, 0);
+        assert_eq!(b.next_delivery().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn keys_carry_the_prefix_and_one_hash_tag() {
+        let prefix = fresh_prefix();
+        let store = replica(&prefix, "a", Duration::from_secs(60)).await;
+        let inc = sample_incident(fp("keys"), now());
+        let d = Delivery::new(
+            inc.id,
+            NotifyKind::Trigger,
+            "log",
+            None,
+            vec![],
+            None,
+            now(),
+        );
+        let mut tx = opened(&inc, vec![d]);
+        tx.delivery_id = Some("sns-1".into());
+        tx.timeline = vec![attempt_entry(&tx.deliveries[0], DeliveryOutcome::Sent)];
+        store.commit(tx).await.unwrap();
+        store.deliveries_due(now(), 10).await.unwrap();
+        let client = Client::open(redis_url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg(format!("*{prefix}*"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(keys.len() >= 8, "{keys:?}");
+        assert!(
+            keys.iter()
+                .all(|k| k.starts_with(&format!("{{{prefix}}}:"))),
+            "{keys:?}"
+        );
+        let ttl: i64 = ::redis::cmd("TTL")
+            .arg(format!("{{{prefix}}}:seen:sns-1"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(
+            ttl > 0 && ttl <= SEEN_TTL.as_secs() as i64,
+            "seen ids expire"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_is_unavailable_quickly() {
+        let store = RedisStore::connect_with(
+            // A port nothing listens on (reserved, and connections are refused at once).
+            "redis://127.0.0.1:1/",
+            "vigil",
+            RedisOptions {
+                timeout: Duration::from_millis(300),
+                ..RedisOptions::default()
+            },
+        );
+        let started = std::time::Instant::now();
+        let err = store.await.err().expect("no server there");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    /// A `redis-server` of this test's own, so it can be killed and restarted.
+    struct OwnServer {
+        port: u16,
+        child: std::process::Child,
+    }
+
+    impl OwnServer {
+        fn start(port: u16) -> Self {
+            let bin = std::env::var("VIGIL_TEST_REDIS_SERVER")
+                .unwrap_or_else(|_| "redis-server".to_string());
+            let child = std::process::Command::new(bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server is installed: run scripts/test");
+            Self { port, child }
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
+
+        /// Waits (bounded) until the server accepts connections: a real process starting.
+        async fn ready(&self) {
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("redis-server did not start on port {}", self.port);
+        }
+    }
+
+    impl Drop for OwnServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_redis_is_unavailable_quickly_and_the_store_recovers_when_it_returns() {
+        // Fail like the other Redis tests when the harness did not run.
+        redis_url();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = OwnServer::start(port);
+        server.ready().await;
+        let store = RedisStore::connect_with(
+            &server.url(),
+            "vigil",
+            RedisOptions {
+                timeout: Duration::from_millis(500),
+                ..RedisOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let inc = sample_incident(fp("outage"), now());
+        store.commit(opened(&inc, vec![])).await.unwrap();
+        drop(server);
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            let err = store.incident(inc.id).await.expect_err("Redis is gone");
+            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        // Redis returns (empty: no persistence in this test); the same store works again
+        // without being rebuilt. The first call may still see the failed connection.
+        let server = OwnServer::start(port);
+        server.ready().await;
+        let mut recovered = false;
+        for _ in 0..20 {
+            if store.stats().await.is_ok() {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(recovered, "the store reconnects by itself");
+        let inc = sample_incident(fp("after"), now());
+        assert_eq!(
+            store.commit(opened(&inc, vec![])).await.unwrap(),
+            CommitOutcome::Committed
+        );
+    }
+}
