@@ -105,6 +105,31 @@ pub async fn run_all(store: &dyn Store) {
     unfinished_rows_stay_due_and_a_stale_finish_changes_nothing(store).await;
     incidents_are_listed_newest_first(store).await;
     timeline_for_appends_without_an_incident(store).await;
+    records_are_kept_by_kind_and_id(store).await;
+}
+
+async fn records_are_kept_by_kind_and_id(store: &dyn Store) {
+    let kind = format!("contract-{}", ulid::Ulid::new());
+    store.put_record(&kind, "a", b"1".to_vec()).await.unwrap();
+    store.put_record(&kind, "b", b"2".to_vec()).await.unwrap();
+    store.put_record(&kind, "a", b"3".to_vec()).await.unwrap();
+    store
+        .put_record(&format!("{kind}x"), "c", b"4".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.records(&kind).await.unwrap(),
+        vec![
+            ("a".to_string(), b"3".to_vec()),
+            ("b".to_string(), b"2".to_vec())
+        ]
+    );
+    assert!(store.delete_record(&kind, "a").await.unwrap());
+    assert!(
+        !store.delete_record(&kind, "a").await.unwrap(),
+        "nothing left to delete"
+    );
+    assert_eq!(store.records(&kind).await.unwrap().len(), 1);
 }
 
 async fn create_and_read_back(store: &dyn Store) {

@@ -40,6 +40,8 @@ const OUTBOX: TableDefinition<(i64, u128), &[u8]> = TableDefinition::new("outbox
 const SEEN: TableDefinition<&str, i64> = TableDefinition::new("seen");
 /// (incident id, channel name) → provider reference (Slack `channel:ts`).
 const REFS: TableDefinition<(u128, &str), &str> = TableDefinition::new("refs");
+/// (kind, id) → operator-managed record (silences, overrides, heartbeats).
+const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 /// schema version; see `SCHEMA_VERSION`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -49,6 +51,10 @@ const SCHEMA_VERSION: u64 = 1;
 const MAX_BATCH: usize = 512;
 
 enum Op {
+    Record(
+        Box<(String, String, Option<Vec<u8>>)>,
+        oneshot::Sender<Result<CommitOutcome, StoreError>>,
+    ),
     Commit(
         Box<Transition>,
         oneshot::Sender<Result<CommitOutcome, StoreError>>,
@@ -188,6 +194,7 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         w.open_table(OUTBOX).map_err(unavailable)?;
         w.open_table(SEEN).map_err(unavailable)?;
         w.open_table(REFS).map_err(unavailable)?;
+        w.open_table(RECORDS).map_err(unavailable)?;
         let mut meta = w.open_table(META).map_err(unavailable)?;
         let found = meta.get("schema").map_err(unavailable)?.map(|v| v.value());
         match found {
@@ -263,6 +270,7 @@ impl Writer {
                     outbox: w.open_table(OUTBOX).map_err(unavailable)?,
                     seen: w.open_table(SEEN).map_err(unavailable)?,
                     refs: w.open_table(REFS).map_err(unavailable)?,
+                    records: w.open_table(RECORDS).map_err(unavailable)?,
                 };
                 for op in &batch {
                     let r = match op {
@@ -271,6 +279,27 @@ impl Writer {
                             let (d, finish) = &**f;
                             self.finish(&mut tables, d, finish)?;
                             CommitOutcome::Committed
+                        }
+                        Op::Record(r, _) => {
+                            let (kind, id, value) = &**r;
+                            let existed = match value {
+                                Some(v) => tables
+                                    .records
+                                    .insert((kind.as_str(), id.as_str()), v.as_slice())
+                                    .map_err(unavailable)?
+                                    .is_some(),
+                                None => tables
+                                    .records
+                                    .remove((kind.as_str(), id.as_str()))
+                                    .map_err(unavailable)?
+                                    .is_some(),
+                            };
+                            // Conflict here means "there was nothing to delete".
+                            if existed || value.is_some() {
+                                CommitOutcome::Committed
+                            } else {
+                                CommitOutcome::Conflict
+                            }
                         }
                     };
                     results.push(r);
@@ -292,7 +321,7 @@ impl Writer {
                 }
                 for (op, r) in batch.into_iter().zip(results) {
                     let reply = match op {
-                        Op::Commit(_, reply) | Op::Finish(_, reply) => reply,
+                        Op::Commit(_, reply) | Op::Finish(_, reply) | Op::Record(_, reply) => reply,
                     };
                     let _ = reply.send(Ok(r));
                 }
@@ -301,7 +330,7 @@ impl Writer {
                 tracing::error!(error.message = %e, "Store commit failed; the batch is refused.");
                 for op in batch {
                     let reply = match op {
-                        Op::Commit(_, reply) | Op::Finish(_, reply) => reply,
+                        Op::Commit(_, reply) | Op::Finish(_, reply) | Op::Record(_, reply) => reply,
                     };
                     let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
                 }
@@ -464,6 +493,7 @@ struct Tables<'w> {
     outbox: redb::Table<'w, (i64, u128), &'static [u8]>,
     seen: redb::Table<'w, &'static str, i64>,
     refs: redb::Table<'w, (u128, &'static str), &'static str>,
+    records: redb::Table<'w, (&'static str, &'static str), &'static [u8]>,
 }
 
 #[async_trait::async_trait]
@@ -618,6 +648,34 @@ impl Store for EmbeddedStore {
         for row in t.range((k, "")..(k + 1, "")).map_err(unavailable)? {
             let (key, v) = row.map_err(unavailable)?;
             out.insert(key.value().1.to_string(), v.value().to_string());
+        }
+        Ok(out)
+    }
+
+    async fn put_record(&self, kind: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let job = Box::new((kind.to_string(), id.to_string(), Some(value)));
+        self.submit(|reply| Op::Record(job, reply))
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let job = Box::new((kind.to_string(), id.to_string(), None));
+        let out = self.submit(|reply| Op::Record(job, reply)).await?;
+        Ok(out == CommitOutcome::Committed)
+    }
+
+    async fn records(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(RECORDS).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in t.range((kind, "")..).map_err(unavailable)? {
+            let (k, v) = row.map_err(unavailable)?;
+            let (k_kind, id) = k.value();
+            if k_kind != kind {
+                break;
+            }
+            out.push((id.to_string(), v.value().to_vec()));
         }
         Ok(out)
     }

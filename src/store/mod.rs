@@ -168,6 +168,16 @@ pub trait Store: Send + Sync + 'static {
         id: IncidentId,
     ) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
 
+    /// Stores a small operator-managed record (an API silence, an on-call override, a
+    /// heartbeat's last beat) under `kind`/`id`, replacing any, durably.
+    async fn put_record(&self, kind: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError>;
+
+    /// Deletes a record; `false` when there was none.
+    async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Every record of `kind`, by id.
+    async fn records(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
     /// Counts for readiness and metrics: (open incidents, outbox rows, due timers).
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 }

@@ -898,6 +898,43 @@ impl Store for RedisStore {
         Ok(tok.as_deref() == Some(token(delivery).as_str()))
     }
 
+    async fn put_record(&self, kind: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let key = self.keys.k(&format!("rec:{kind}"));
+        let id = id.to_string();
+        self.run(|mut c| async move {
+            ::redis::cmd("HSET")
+                .arg(&key)
+                .arg(&id)
+                .arg(value)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let key = self.keys.k(&format!("rec:{kind}"));
+        let id = id.to_string();
+        let n: u64 = self
+            .run(|mut c| async move {
+                ::redis::cmd("HDEL")
+                    .arg(&key)
+                    .arg(&id)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn records(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let key = self.keys.k(&format!("rec:{kind}"));
+        let all: BTreeMap<String, Vec<u8>> = self
+            .run(|mut c| async move { ::redis::cmd("HGETALL").arg(&key).query_async(&mut c).await })
+            .await?;
+        Ok(all.into_iter().collect())
+    }
+
     async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut inv = self.scripts.next_delivery.prepare_invoke();
         inv.key(self.keys.k("outbox:delayed"))

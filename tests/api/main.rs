@@ -5,6 +5,7 @@ mod ack_link;
 mod bad_input;
 mod channels;
 mod cli;
+mod deploy;
 mod escalation;
 mod fixtures;
 mod helpers;
