@@ -5,6 +5,8 @@
 //! incident key). Rules are evaluated top to bottom and the first match wins; the policy's final
 //! catch-all guarantees a match.
 
+use std::time::Duration;
+
 use crate::config::{CompiledRule, Policy};
 use crate::domain::{Alert, Fingerprint, Labels, Severity};
 
@@ -23,6 +25,9 @@ pub struct Classification {
     pub fingerprint: Fingerprint,
     /// Whether `severity` came from the alert rather than the rule (shown on the timeline).
     pub severity_overridden: bool,
+    /// The rule's `group_window`: how long alerts of this group (same fingerprint) are collected
+    /// together. `None` when the rule has no `group_by` or no window.
+    pub group_window: Option<Duration>,
 }
 
 /// Classifies `alert` with the first matching rule of `policy`.
@@ -65,6 +70,7 @@ pub fn classify(policy: &Policy, alert: &Alert) -> Classification {
         fingerprint: fingerprint(rule, alert, &labels),
         labels,
         severity_overridden,
+        group_window: rule.group_window,
     }
 }
 
@@ -242,6 +248,71 @@ mod tests {
         assert_eq!(c.rule, "exchange-rate-limited");
     }
 
+    #[test]
+    fn a_regional_health_check_inhibits_that_regions_other_alarms_in_the_shipped_policy() {
+        let p = shipped();
+        let down = classify(
+            &p,
+            &alert(
+                Source::Sns,
+                &[
+                    ("source", "cloudwatch"),
+                    ("kind", "route53_health_check"),
+                    ("alarm_name", "route53-hc-ap-southeast-1-api"),
+                    ("region", "us-east-1"),
+                ],
+            ),
+        );
+        assert_eq!(down.rule, "route53-health-check-ap-southeast-1");
+        assert_eq!(down.severity, Severity::Critical);
+        assert_eq!(down.labels["region"], "ap-southeast-1");
+        assert_eq!(down.labels["alarm_region"], "us-east-1");
+        let alarm = |name: &str, region: &str| {
+            classify(
+                &p,
+                &alert(
+                    Source::Sns,
+                    &[
+                        ("source", "cloudwatch"),
+                        ("kind", "cloudwatch_alarm"),
+                        ("alarm_name", name),
+                        ("region", region),
+                    ],
+                ),
+            )
+            .labels
+        };
+        assert!(p.inhibits(&down.labels, &alarm("eks-node-cpu", "ap-southeast-1")));
+        assert!(p.inhibits(&down.labels, &alarm("rds-free-storage", "ap-southeast-1")));
+        assert!(!p.inhibits(&down.labels, &alarm("rds-free-storage", "eu-west-1")));
+        // A health check not tied to a region (the fixture's) stays critical but inhibits
+        // nothing: its `region` is only where Route 53 keeps its alarms.
+        let global = classify(
+            &p,
+            &alert(
+                Source::Sns,
+                &[
+                    ("source", "cloudwatch"),
+                    ("kind", "route53_health_check"),
+                    ("alarm_name", "route53-hc-api-example-com-unhealthy"),
+                    ("region", "us-east-1"),
+                ],
+            ),
+        );
+        assert_eq!(global.rule, "route53-health-check");
+        assert!(!p.inhibits(&global.labels, &alarm("eks-node-cpu", "us-east-1")));
+        // A missed heartbeat is named by its own rule.
+        let hb = &p.heartbeats["trading-bot"];
+        let mut missed = alert(Source::Heartbeat, &[]);
+        missed.labels = hb.alert_labels();
+        missed.severity_override = Some(hb.severity);
+        let c = classify(&p, &missed);
+        assert_eq!(
+            (c.rule.as_str(), c.severity),
+            ("heartbeat-missed", Severity::Critical)
+        );
+    }
+
     fn write_policy(rules: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -278,6 +349,7 @@ rules:
     policy: loud
     labels: { team: platform, alarm_name: overridden }
     group_by: [team, region]
+    group_window: 2m
   - name: catch-all
     matchers: []
     severity: low
@@ -297,6 +369,7 @@ rules:
         ]
         .into();
         assert_eq!(c.fingerprint, Fingerprint::from_labels("disk", &want));
+        assert_eq!(c.group_window, Some(Duration::from_secs(120)));
         // Another alarm of the same group folds into the same incident.
         let b = alert(Source::Sns, &[("alarm_name", "disk-b")]);
         assert_eq!(classify(&p, &b).fingerprint, c.fingerprint);
@@ -307,5 +380,6 @@ rules:
             ("catch-all", Severity::Low, "quiet")
         );
         assert_eq!(other.fingerprint.as_str(), "test/fp");
+        assert_eq!(other.group_window, None);
     }
 }

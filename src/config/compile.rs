@@ -11,8 +11,15 @@
 //! schedule, all of its members, since any of them may be on call when the step fires; `repeat`
 //! has a `repeat_delay`; rule matchers parse, rule names are unique and the last rule is a
 //! catch-all; environment variable names and SNS topic ARNs are well-formed; and the **desk
-//! invariant**: every step of every policy that critical alerts can use reaches people through
-//! at least two different channel types among pagerduty, sms, phone, email and slack.
+//! invariants**: every step of every policy that critical alerts can use reaches people through
+//! at least two different channel types among pagerduty, sms, phone, email and slack; every
+//! schedule such a step targets has someone on call at every hour of the week (its layers'
+//! restrictions leave no gap); and business-hours deferral is never set on critical.
+//!
+//! Also checked: a schedule has either `rotation` or `layers`, layer names are unique, windows
+//! and calendar times are `HH:MM`, overrides and silences end after they start, silences have a
+//! matcher that needs a label value, a `group_window` comes with `group_by`, durations that must
+//! be positive (`ack_timeout`, `group_window`, heartbeat `interval`, flapping `cooldown`) are.
 //!
 //! Also here: label [`Matcher`]s (Alertmanager syntax) and [`CompiledRule`], which `classify` uses.
 
@@ -25,14 +32,18 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use regex::Regex;
 
+use super::calendar::{Calendar, Days, WeeklyWindow, parse_date, parse_hhmm};
+use super::heartbeat::{Heartbeat, RESERVED_LABELS, is_heartbeat_name};
 use super::locate::{PathSeg, line_of};
 use super::routing::{
-    ChannelConfig, ChannelType, PersonConfig, PolicyConfig, RoutingFile, RuleConfig,
-    ScheduleConfig, SeverityConfig, SourcesConfig,
+    BusinessHoursConfig, ChannelConfig, ChannelType, DayConfig, FlappingConfig, HeartbeatConfig,
+    InhibitRuleConfig, PersonConfig, PolicyConfig, RestrictConfig, RoutingFile, RuleConfig,
+    ScheduleConfig, SeverityConfig, SilenceConfig, SourcesConfig,
 };
+use super::suppress::{InhibitRule, Problem, Silence};
 use super::{
-    ChannelSpec, ConfigError, EscalationPolicy, Person, Policy, Rotation, Schedule, SeverityPolicy,
-    Step, Target,
+    ChannelSpec, ConfigError, EscalationPolicy, Layer, Override, Person, Policy, Rotation,
+    Schedule, SeverityPolicy, Step, Target,
 };
 use crate::domain::{Labels, Severity};
 
@@ -154,6 +165,12 @@ struct Merged<'a> {
     policies: BTreeMap<&'a str, From<'a, PolicyConfig>>,
     /// (file, index within that file's `rules`, rule), in evaluation order.
     rules: Vec<(usize, usize, &'a RuleConfig)>,
+    business_hours: Option<From<'a, BusinessHoursConfig>>,
+    flapping: Option<From<'a, FlappingConfig>>,
+    /// (file, index within that file's list, entry), in file order.
+    silences: Vec<(usize, usize, &'a SilenceConfig)>,
+    inhibit_rules: Vec<(usize, usize, &'a InhibitRuleConfig)>,
+    heartbeats: BTreeMap<&'a str, From<'a, HeartbeatConfig>>,
 }
 
 fn merge<'a>(ctx: &mut Ctx<'_>, docs: &'a [RoutingFile]) -> Merged<'a> {
@@ -167,34 +184,23 @@ fn merge<'a>(ctx: &mut Ctx<'_>, docs: &'a [RoutingFile]) -> Merged<'a> {
         channels: BTreeMap::new(),
         policies: BTreeMap::new(),
         rules: Vec::new(),
+        business_hours: None,
+        flapping: None,
+        silences: Vec::new(),
+        inhibit_rules: Vec::new(),
+        heartbeats: BTreeMap::new(),
     };
     for (fi, doc) in docs.iter().enumerate() {
-        if let Some(tz) = &doc.timezone {
-            match m.timezone {
-                Some((first, _)) => {
-                    let at = ctx.place(first, path!["timezone"]);
-                    ctx.err(
-                        fi,
-                        path!["timezone"],
-                        format!("timezone is already set in {at}; set it in one file only"),
-                    );
-                }
-                None => m.timezone = Some((fi, tz)),
-            }
-        }
-        if let Some(src) = &doc.sources {
-            match m.sources {
-                Some((first, _)) => {
-                    let at = ctx.place(first, path!["sources"]);
-                    ctx.err(
-                        fi,
-                        path!["sources"],
-                        format!("sources are already set in {at}; set them in one file only"),
-                    );
-                }
-                None => m.sources = Some((fi, src)),
-            }
-        }
+        set_once(ctx, &mut m.timezone, "timezone", fi, doc.timezone.as_ref());
+        set_once(ctx, &mut m.sources, "sources", fi, doc.sources.as_ref());
+        set_once(
+            ctx,
+            &mut m.business_hours,
+            "business_hours",
+            fi,
+            doc.business_hours.as_ref(),
+        );
+        set_once(ctx, &mut m.flapping, "flapping", fi, doc.flapping.as_ref());
         if let Some(sev) = &doc.severities {
             m.severities_file.get_or_insert(fi);
             for (k, v) in sev {
@@ -216,8 +222,39 @@ fn merge<'a>(ctx: &mut Ctx<'_>, docs: &'a [RoutingFile]) -> Merged<'a> {
         for (ri, rule) in doc.rules.iter().flatten().enumerate() {
             m.rules.push((fi, ri, rule));
         }
+        for (i, s) in doc.silences.iter().flatten().enumerate() {
+            m.silences.push((fi, i, s));
+        }
+        for (i, r) in doc.inhibit_rules.iter().flatten().enumerate() {
+            m.inhibit_rules.push((fi, i, r));
+        }
+        for (k, v) in doc.heartbeats.iter().flatten() {
+            insert_once(ctx, &mut m.heartbeats, "heartbeats", fi, k.as_str(), k, v);
+        }
     }
     m
+}
+
+/// Takes a top-level key that at most one file may set.
+fn set_once<'a, V>(
+    ctx: &mut Ctx<'_>,
+    slot: &mut Option<From<'a, V>>,
+    key: &str,
+    fi: usize,
+    value: Option<&'a V>,
+) {
+    let Some(value) = value else { return };
+    match slot {
+        Some((first, _)) => {
+            let at = ctx.place(*first, path![key]);
+            ctx.err(
+                fi,
+                path![key],
+                format!("{key} is already set in {at}; set it in one file only"),
+            );
+        }
+        None => *slot = Some((fi, value)),
+    }
 }
 
 /// Adds a named entry unless another file already defined the name.
@@ -262,8 +299,24 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
     let policies = build_policies(ctx, m);
     let severities = build_severities(ctx, m);
     let rules = build_rules(ctx, m);
-    check_critical_paths(ctx, m);
+    let critical = critical_policies(m);
+    check_critical_paths(ctx, m, &critical);
+    check_schedule_coverage(ctx, m, &schedules, &critical);
     let sns_allowed_topics = build_sources(ctx, m);
+    let business_hours = build_business_hours(ctx, m, timezone);
+    let silences = build_silences(ctx, m, timezone);
+    let inhibit_rules = build_inhibit_rules(ctx, m);
+    let heartbeats = build_heartbeats(ctx, m);
+    let flap_cooldown = m.flapping.map(|(fi, f)| {
+        if f.cooldown.is_zero() {
+            ctx.err(
+                fi,
+                path!["flapping", "cooldown"],
+                "cooldown must be more than 0 (leave flapping out to page afresh every time)",
+            );
+        }
+        f.cooldown
+    });
 
     let digest = {
         use sha2::{Digest, Sha256};
@@ -283,6 +336,11 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
         policies,
         rules,
         sns_allowed_topics,
+        business_hours,
+        silences,
+        inhibit_rules,
+        heartbeats,
+        flap_cooldown,
         digest,
     }
 }
@@ -313,15 +371,32 @@ fn build_severities(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> BTreeMap<Severity, Sev
         if !m.policies.contains_key(cfg.policy.as_str()) {
             ctx.err(
                 fi,
-                [base, path!["policy"]].concat(),
+                [base.clone(), path!["policy"]].concat(),
                 format!("unknown policy {:?}", cfg.policy),
             );
+        }
+        if cfg.business_hours {
+            let at = [base, path!["business_hours"]].concat();
+            if sev == Severity::Critical {
+                ctx.err(
+                    fi,
+                    at,
+                    "business-hours deferral never applies to critical: a critical alert pages at once, day or night",
+                );
+            } else if m.business_hours.is_none() {
+                ctx.err(
+                    fi,
+                    at,
+                    "business_hours: true needs the top-level business_hours calendar (days, from, to, holidays)",
+                );
+            }
         }
         out.insert(
             sev,
             SeverityPolicy {
                 respond_within: cfg.respond_within,
                 policy: cfg.policy.clone(),
+                business_hours: cfg.business_hours && sev != Severity::Critical,
             },
         );
     }
@@ -357,6 +432,90 @@ fn build_people(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> BTreeMap<String, Person> {
     out
 }
 
+/// One layer as written: a `rotation:` or an entry of `layers:`.
+struct LayerSource<'a> {
+    /// Key path of the layer (`schedules.x.rotation` or `schedules.x.layers[1]`).
+    base: Vec<PathSeg>,
+    name: &'a str,
+    members: &'a [String],
+    every: Duration,
+    start: &'a str,
+    restrict: Option<&'a RestrictConfig>,
+}
+
+/// The layers of a schedule as written, or an error when it has neither or both forms.
+fn layer_sources<'a>(
+    ctx: &mut Ctx<'_>,
+    fi: usize,
+    id: &str,
+    s: &'a ScheduleConfig,
+) -> Vec<LayerSource<'a>> {
+    match (&s.rotation, &s.layers) {
+        (Some(r), None) => vec![LayerSource {
+            base: path!["schedules", id, "rotation"],
+            name: "rotation",
+            members: &r.members,
+            every: r.every,
+            start: &r.start,
+            restrict: None,
+        }],
+        (None, Some(layers)) => {
+            if layers.is_empty() {
+                ctx.err(
+                    fi,
+                    path!["schedules", id, "layers"],
+                    "a schedule needs at least one layer",
+                );
+            }
+            layers
+                .iter()
+                .enumerate()
+                .map(|(li, l)| LayerSource {
+                    base: path!["schedules", id, "layers", li],
+                    name: &l.name,
+                    members: &l.members,
+                    every: l.every,
+                    start: &l.start,
+                    restrict: l.restrict.as_ref(),
+                })
+                .collect()
+        }
+        (Some(_), Some(_)) => {
+            ctx.err(
+                fi,
+                path!["schedules", id, "layers"],
+                "a schedule has either `rotation` (one layer) or `layers`, not both",
+            );
+            Vec::new()
+        }
+        (None, None) => {
+            ctx.err(
+                fi,
+                path!["schedules", id],
+                "a schedule needs `rotation` or `layers`",
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Every person a schedule can put on call: its layers' members and its overrides' people.
+fn schedule_people(s: &ScheduleConfig) -> Vec<&str> {
+    let members = s
+        .rotation
+        .iter()
+        .flat_map(|r| r.members.iter())
+        .chain(s.layers.iter().flatten().flat_map(|l| l.members.iter()))
+        .chain(s.overrides.iter().map(|o| &o.person));
+    let mut out: Vec<&str> = Vec::new();
+    for id in members {
+        if !out.contains(&id.as_str()) {
+            out.push(id);
+        }
+    }
+    out
+}
+
 fn build_schedules(
     ctx: &mut Ctx<'_>,
     m: &Merged<'_>,
@@ -364,41 +523,285 @@ fn build_schedules(
 ) -> BTreeMap<String, Schedule> {
     let mut out = BTreeMap::new();
     for (&id, &(fi, s)) in &m.schedules {
-        let r = &s.rotation;
-        let base = path!["schedules", id, "rotation"];
-        let at = |rest: Vec<PathSeg>| [base.clone(), rest].concat();
-        if r.members.is_empty() {
-            ctx.err(
-                fi,
-                at(path!["members"]),
-                "a rotation needs at least one member",
-            );
-        }
-        for (i, member) in r.members.iter().enumerate() {
-            if !m.people.contains_key(member.as_str()) {
+        let mut layers = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        for src in layer_sources(ctx, fi, id, s) {
+            let at = |rest: Vec<PathSeg>| [src.base.clone(), rest].concat();
+            if src.name.trim().is_empty() {
+                ctx.err(fi, at(path!["name"]), "a layer name must not be empty");
+            } else if names.contains(&src.name) {
                 ctx.err(
                     fi,
-                    at(path!["members", i]),
-                    format!("unknown person {member:?}"),
+                    at(path!["name"]),
+                    format!("duplicate layer name {:?} in schedule {id:?}", src.name),
                 );
             }
+            names.push(src.name);
+            if src.members.is_empty() {
+                ctx.err(
+                    fi,
+                    at(path!["members"]),
+                    "a rotation needs at least one member",
+                );
+            }
+            for (i, member) in src.members.iter().enumerate() {
+                if !m.people.contains_key(member.as_str()) {
+                    ctx.err(
+                        fi,
+                        at(path!["members", i]),
+                        format!("unknown person {member:?}"),
+                    );
+                }
+            }
+            if src.every.is_zero() {
+                ctx.err(fi, at(path!["every"]), "every must be more than 0");
+            }
+            let start = parse_start(src.start, tz).unwrap_or_else(|msg| {
+                ctx.err(fi, at(path!["start"]), msg);
+                DateTime::<Utc>::UNIX_EPOCH
+            });
+            let restrict = src.restrict.and_then(|r| {
+                window_of(
+                    ctx,
+                    fi,
+                    at(path!["restrict"]),
+                    &r.days,
+                    &r.from,
+                    &r.to,
+                    true,
+                )
+            });
+            layers.push(Layer {
+                name: src.name.to_string(),
+                rotation: Rotation {
+                    members: src.members.to_vec(),
+                    every: src.every,
+                    start,
+                    timezone: tz,
+                },
+                restrict,
+            });
         }
-        if r.every.is_zero() {
-            ctx.err(fi, at(path!["every"]), "every must be more than 0");
+        let mut overrides = Vec::with_capacity(s.overrides.len());
+        for (oi, o) in s.overrides.iter().enumerate() {
+            let at = |k: &str| path!["schedules", id, "overrides", oi, k];
+            if !m.people.contains_key(o.person.as_str()) {
+                ctx.err(fi, at("person"), format!("unknown person {:?}", o.person));
+            }
+            let start = parse_start(&o.start, tz).map_err(|msg| ctx.err(fi, at("start"), msg));
+            let end = parse_start(&o.end, tz).map_err(|msg| ctx.err(fi, at("end"), msg));
+            if let (Ok(start), Ok(end)) = (start, end) {
+                if end <= start {
+                    ctx.err(
+                        fi,
+                        at("end"),
+                        format!("end ({end}) must be after start ({start})"),
+                    );
+                }
+                overrides.push(Override {
+                    schedule: id.to_string(),
+                    person: o.person.clone(),
+                    start,
+                    end,
+                    author: None,
+                });
+            }
         }
-        let start = parse_start(&r.start, tz).unwrap_or_else(|msg| {
-            ctx.err(fi, at(path!["start"]), msg);
-            DateTime::<Utc>::UNIX_EPOCH
-        });
         out.insert(
             id.to_string(),
             Schedule {
                 id: id.to_string(),
-                rotation: Rotation {
-                    members: r.members.clone(),
-                    every: r.every,
-                    start,
-                },
+                layers,
+                overrides,
+            },
+        );
+    }
+    out
+}
+
+/// Days and `HH:MM` times of a layer restriction or the business-hours calendar. Only a
+/// restriction may run overnight (`to` not after `from`).
+fn window_of(
+    ctx: &mut Ctx<'_>,
+    fi: usize,
+    base: Vec<PathSeg>,
+    days: &[DayConfig],
+    from: &str,
+    to: &str,
+    overnight_ok: bool,
+) -> Option<WeeklyWindow> {
+    let at = |k: &str| [base.clone(), path![k]].concat();
+    if days.is_empty() {
+        ctx.err(
+            fi,
+            at("days"),
+            "days must name at least one day (mon .. sun)",
+        );
+    }
+    let from = parse_hhmm(from).map_err(|msg| ctx.err(fi, at("from"), msg));
+    let to = parse_hhmm(to).map_err(|msg| ctx.err(fi, at("to"), msg));
+    let (Ok(from), Ok(to)) = (from, to) else {
+        return None;
+    };
+    if !overnight_ok && to <= from {
+        ctx.err(
+            fi,
+            at("to"),
+            format!(
+                "to ({}) must be after from ({}); business hours do not run overnight",
+                to.format("%H:%M"),
+                from.format("%H:%M")
+            ),
+        );
+        return None;
+    }
+    (!days.is_empty()).then(|| WeeklyWindow {
+        days: Days::of(days.iter().map(|d| d.weekday())),
+        from,
+        to,
+    })
+}
+
+fn build_business_hours(ctx: &mut Ctx<'_>, m: &Merged<'_>, tz: chrono_tz::Tz) -> Option<Calendar> {
+    let (fi, c) = m.business_hours?;
+    let hours = window_of(
+        ctx,
+        fi,
+        path!["business_hours"],
+        &c.days,
+        &c.from,
+        &c.to,
+        false,
+    );
+    let mut holidays = BTreeSet::new();
+    for (i, text) in c.holidays.iter().enumerate() {
+        match parse_date(text) {
+            Ok(d) => {
+                holidays.insert(d);
+            }
+            Err(msg) => ctx.err(fi, path!["business_hours", "holidays", i], msg),
+        }
+    }
+    Some(Calendar {
+        timezone: tz,
+        hours: hours?,
+        holidays,
+    })
+}
+
+/// Reports problems found by a shared builder under `base` in file `fi`.
+fn report(ctx: &mut Ctx<'_>, fi: usize, base: Vec<PathSeg>, problems: Vec<Problem>) {
+    for (rest, message) in problems {
+        ctx.err(fi, [base.clone(), rest].concat(), message);
+    }
+}
+
+fn build_silences(ctx: &mut Ctx<'_>, m: &Merged<'_>, tz: chrono_tz::Tz) -> Vec<Silence> {
+    let mut out: Vec<Silence> = Vec::with_capacity(m.silences.len());
+    let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
+    for &(fi, si, s) in &m.silences {
+        let base = path!["silences", si];
+        let at = |k: &str| [base.clone(), path![k]].concat();
+        let start = parse_start(&s.start, tz).map_err(|msg| ctx.err(fi, at("start"), msg));
+        let end = parse_start(&s.end, tz).map_err(|msg| ctx.err(fi, at("end"), msg));
+        let window_ok = start.is_ok() && end.is_ok();
+        // With a broken start or end, still check the rest against a placeholder window.
+        let start = start.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let end = end.unwrap_or(start + chrono::TimeDelta::seconds(1));
+        match Silence::build(
+            s.id.as_deref(),
+            &s.matchers,
+            start,
+            end,
+            &s.author,
+            &s.comment,
+        ) {
+            Ok(silence) if window_ok => {
+                if let Some(&(ffi, fsi)) = seen.get(&silence.id) {
+                    let first = ctx.place(ffi, path!["silences", fsi]);
+                    ctx.err(
+                        fi,
+                        if s.id.is_some() {
+                            at("id")
+                        } else {
+                            base.clone()
+                        },
+                        format!("duplicate silence id {:?} (first at {first})", silence.id),
+                    );
+                } else {
+                    seen.insert(silence.id.clone(), (fi, si));
+                }
+                out.push(silence);
+            }
+            Ok(_) => {}
+            Err(problems) => report(ctx, fi, base, problems),
+        }
+    }
+    out
+}
+
+fn build_inhibit_rules(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Vec<InhibitRule> {
+    let mut out = Vec::with_capacity(m.inhibit_rules.len());
+    for &(fi, ri, r) in &m.inhibit_rules {
+        match InhibitRule::build(&r.source_matchers, &r.target_matchers, &r.equal) {
+            Ok(rule) => out.push(rule),
+            Err(problems) => report(ctx, fi, path!["inhibit_rules", ri], problems),
+        }
+    }
+    out
+}
+
+fn build_heartbeats(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> BTreeMap<String, Heartbeat> {
+    let mut out = BTreeMap::new();
+    for (&name, &(fi, h)) in &m.heartbeats {
+        let at = |k: &str| path!["heartbeats", name, k];
+        if !is_heartbeat_name(name) {
+            ctx.err(
+                fi,
+                path!["heartbeats", name],
+                format!("{name:?} is not a heartbeat name (1 to 64 of a-z, 0-9, - and _)"),
+            );
+        }
+        if h.interval.is_zero() {
+            ctx.err(fi, at("interval"), "interval must be more than 0");
+        }
+        if h.summary.as_ref().is_some_and(|s| s.trim().is_empty()) {
+            ctx.err(
+                fi,
+                at("summary"),
+                "summary must not be empty; leave it out for the default",
+            );
+        }
+        for key in h.labels.keys() {
+            if !is_label_name(key) {
+                ctx.err(
+                    fi,
+                    path!["heartbeats", name, "labels", key.as_str()],
+                    format!("{key:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+                );
+            } else if RESERVED_LABELS.contains(&key.as_str()) {
+                ctx.err(
+                    fi,
+                    path!["heartbeats", name, "labels", key.as_str()],
+                    format!("{key:?} is set by vigil on heartbeat alerts and cannot be changed"),
+                );
+            }
+        }
+        let summary = h.summary.clone().unwrap_or_else(|| {
+            format!(
+                "No heartbeat from {name} for {}",
+                humantime::format_duration(h.interval + h.grace)
+            )
+        });
+        out.insert(
+            name.to_string(),
+            Heartbeat {
+                name: name.to_string(),
+                interval: h.interval,
+                grace: h.grace,
+                severity: h.severity,
+                summary,
+                labels: h.labels.clone(),
             },
         );
     }
@@ -664,12 +1067,20 @@ fn build_policies(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> BTreeMap<String, Escalat
                 Some(_) => {}
             }
         }
+        if p.ack_timeout.is_some_and(|d| d.is_zero()) {
+            ctx.err(
+                fi,
+                at(path!["ack_timeout"]),
+                "ack_timeout must be more than 0 (leave it out so acknowledgements do not expire)",
+            );
+        }
         out.insert(
             name.to_string(),
             EscalationPolicy {
                 steps,
                 repeat: p.repeat,
                 repeat_delay: p.repeat_delay,
+                ack_timeout: p.ack_timeout,
             },
         );
     }
@@ -696,7 +1107,7 @@ fn check_contacts(
                 Some((_, sc)) => (
                     format!("schedule {s:?} member "),
                     "schedule",
-                    sc.rotation.members.iter().map(String::as_str).collect(),
+                    schedule_people(sc),
                 ),
                 None => continue,
             },
@@ -729,12 +1140,10 @@ fn check_contacts(
     }
 }
 
-/// The desk invariant: a critical alert must reach a human through two independent channel types
-/// at every step, so one provider outage (PagerDuty down, SMS throttled) never leaves it unseen.
-/// Checked for every policy critical alerts can use: the severity table's, and any rule's
-/// explicit policy on a critical rule. (A critical *override* on a non-critical rule uses the
-/// severity table's policy; see `classify`.)
-fn check_critical_paths(ctx: &mut Ctx<'_>, m: &Merged<'_>) {
+/// The policies critical alerts can use: the severity table's, and any rule's explicit policy on
+/// a critical rule. (A critical *override* on a non-critical rule uses the severity table's
+/// policy; see `classify`.)
+fn critical_policies<'a>(m: &Merged<'a>) -> BTreeSet<&'a str> {
     let mut used: BTreeSet<&str> = BTreeSet::new();
     if let Some((_, s)) = m.severities.get(&Severity::Critical) {
         used.insert(s.policy.as_str());
@@ -748,7 +1157,58 @@ fn check_critical_paths(ctx: &mut Ctx<'_>, m: &Merged<'_>) {
             }
         }
     }
-    for name in used {
+    used
+}
+
+/// The desk invariant "no step points at an empty schedule", for critical paths: a schedule a
+/// critical step targets must have someone on call at every minute of the week, i.e. an
+/// unrestricted layer or restrictions that together cover the week. (Overrides do not count:
+/// they end.) Schedules only quieter severities use may have gaps (a weekday-only schedule).
+fn check_schedule_coverage(
+    ctx: &mut Ctx<'_>,
+    m: &Merged<'_>,
+    schedules: &BTreeMap<String, Schedule>,
+    critical: &BTreeSet<&str>,
+) {
+    let mut targeted: BTreeMap<&str, &str> = BTreeMap::new();
+    for &name in critical {
+        let Some((_, p)) = m.policies.get(name) else {
+            continue;
+        };
+        for t in p.steps.iter().flat_map(|s| &s.targets) {
+            if let (Some(s), None) = (&t.schedule, &t.person) {
+                targeted.entry(s.as_str()).or_insert(name);
+            }
+        }
+    }
+    for (id, policy) in targeted {
+        let (Some(&(fi, _)), Some(schedule)) = (m.schedules.get(id), schedules.get(id)) else {
+            continue;
+        };
+        if schedule.layers.is_empty() || schedule.layers.iter().any(|l| l.restrict.is_none()) {
+            continue;
+        }
+        let windows: Vec<WeeklyWindow> =
+            schedule.layers.iter().filter_map(|l| l.restrict).collect();
+        if let Some((day, time)) = WeeklyWindow::first_gap(&windows) {
+            ctx.err(
+                fi,
+                path!["schedules", id, "layers"],
+                format!(
+                    "schedule {id:?} is paged for critical alerts (policy {policy:?}) but nobody is on call from {} {} local time; add an unrestricted layer as the first (lowest) one, or widen the restrictions",
+                    day.to_string().to_lowercase(),
+                    time.format("%H:%M")
+                ),
+            );
+        }
+    }
+}
+
+/// The desk invariant: a critical alert must reach a human through two independent channel types
+/// at every step, so one provider outage (PagerDuty down, SMS throttled) never leaves it unseen.
+/// Checked for every policy critical alerts can use ([`critical_policies`]).
+fn check_critical_paths(ctx: &mut Ctx<'_>, m: &Merged<'_>, used: &BTreeSet<&str>) {
+    for &name in used {
         let Some(&(fi, p)) = m.policies.get(name) else {
             continue;
         };
@@ -854,6 +1314,21 @@ fn build_rules(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Vec<CompiledRule> {
                 );
             }
         }
+        if let Some(window) = rule.group_window {
+            if rule.group_by.is_empty() {
+                ctx.err(
+                    fi,
+                    at(path!["group_window"]),
+                    "group_window needs group_by (the labels that make alerts one group)",
+                );
+            } else if window.is_zero() {
+                ctx.err(
+                    fi,
+                    at(path!["group_window"]),
+                    "group_window must be more than 0",
+                );
+            }
+        }
         out.push(CompiledRule {
             name: rule.name.clone(),
             matchers,
@@ -861,6 +1336,7 @@ fn build_rules(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Vec<CompiledRule> {
             policy: rule.policy.clone(),
             labels: rule.labels.clone(),
             group_by: rule.group_by.clone(),
+            group_window: rule.group_window,
         });
     }
     match m.rules.last() {
@@ -957,6 +1433,8 @@ pub struct CompiledRule {
     pub labels: Labels,
     /// Labels whose values (with the rule name) form the fingerprint, when non-empty.
     pub group_by: Vec<String>,
+    /// How long alerts of one group are collected together; only with `group_by`.
+    pub group_window: Option<Duration>,
 }
 
 impl CompiledRule {
@@ -1071,6 +1549,13 @@ impl Matcher {
             MatchOp::Regex(re) => re.is_match(v),
             MatchOp::NotRegex(re) => !re.is_match(v),
         }
+    }
+}
+
+/// Two matchers are equal when they are written the same (same name, operator and value).
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
     }
 }
 

@@ -10,19 +10,23 @@
 //! 2. **parse** each one into a [`routing::RoutingFile`] (unknown keys, bad durations, bad phone
 //!    numbers fail here, located by the YAML parser);
 //! 3. **merge** the files into one policy: the maps (`severities`, `people`, `schedules`,
-//!    `channels`, `policies`) are unioned and a name defined in two files is an error naming
-//!    both; `timezone` and `sources` may appear in at most one file; `rules` are concatenated
-//!    in file-name order (so `10-rules.yaml` is evaluated before `20-rules.yaml`);
+//!    `channels`, `policies`, `heartbeats`) are unioned and a name defined in two files is an
+//!    error naming both; `timezone`, `sources`, `business_hours` and `flapping` may appear in at
+//!    most one file; `rules` are concatenated in file-name order (so `10-rules.yaml` is
+//!    evaluated before `20-rules.yaml`), and so are `silences` and `inhibit_rules`;
 //! 4. **compile**: resolve every name, check the desk's invariants, compile matchers.
 //!
 //! All errors are collected before returning. When any file fails to parse, the semantic checks
 //! are skipped: they would run against a policy with a file missing and report noise ("unknown
 //! channel" for every channel of the broken file) that hides the real error.
 
+pub mod calendar;
 pub mod compile;
+pub mod heartbeat;
 pub mod locate;
 pub mod reload;
 pub mod routing;
+pub mod suppress;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,9 +38,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{EmailAddress, PhoneNumber, Severity};
 
+pub use calendar::{Calendar, Days, WeeklyWindow};
 pub use compile::{CompiledRule, MatchOp, Matcher, MatcherError};
+pub use heartbeat::Heartbeat;
 pub use locate::{PathSeg, line_of};
 pub use reload::{PolicyHandle, ReloadOutcome};
+pub use suppress::{InhibitRule, Silence, SilenceSpec};
 
 /// One problem with the routing policy, located for the operator who has to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,9 +104,72 @@ pub struct Policy {
     pub rules: Vec<CompiledRule>,
     /// SNS topic ARNs whose subscription confirmations are accepted automatically.
     pub sns_allowed_topics: Vec<String>,
+    /// The business-hours calendar; always `Some` when a severity uses business hours.
+    pub business_hours: Option<Calendar>,
+    /// Silences written in `routing/` (API-made ones are stored and passed in by the caller).
+    pub silences: Vec<Silence>,
+    /// Inhibition rules, in file order (any one inhibiting is enough).
+    pub inhibit_rules: Vec<InhibitRule>,
+    /// Heartbeats by name.
+    pub heartbeats: BTreeMap<String, Heartbeat>,
+    /// An alarm that fires again within this long after its incident resolved reopens that
+    /// incident instead of opening a new one; `None` = never (every firing after a resolve pages
+    /// afresh).
+    pub flap_cooldown: Option<Duration>,
     /// sha256 (hex) of the policy files' contents in load order, to tell in logs which policy
     /// version was running.
     pub digest: String,
+}
+
+impl Policy {
+    /// When an incident of `severity` that triggers at `at` should notify: `at`, or for a
+    /// severity marked `business_hours` the next business-hours opening (`at` itself when the
+    /// desk is open). Critical is never held.
+    pub fn notify_at(&self, severity: Severity, at: DateTime<Utc>) -> DateTime<Utc> {
+        let held = self
+            .severities
+            .get(&severity)
+            .is_some_and(|s| s.business_hours);
+        match &self.business_hours {
+            Some(calendar) if held && severity != Severity::Critical => calendar.next_open(at),
+            _ => at,
+        }
+    }
+
+    /// The first silence, of the policy's own and then `extra` (the API-made ones), that
+    /// silences an alert with `labels` at `at`.
+    pub fn silenced_by<'a>(
+        &'a self,
+        labels: &crate::domain::Labels,
+        at: DateTime<Utc>,
+        extra: &'a [Silence],
+    ) -> Option<&'a Silence> {
+        self.silences
+            .iter()
+            .chain(extra)
+            .find(|s| s.silences(labels, at))
+    }
+
+    /// Whether an open incident with `source` labels inhibits an alert with `target` labels
+    /// under any of the policy's inhibition rules.
+    pub fn inhibits(&self, source: &crate::domain::Labels, target: &crate::domain::Labels) -> bool {
+        self.inhibit_rules
+            .iter()
+            .any(|r| r.inhibits(source, target))
+    }
+
+    /// Whether an alarm firing at `at` for an incident that resolved at `resolved_at` is a flap
+    /// that reopens that incident: `resolved_at <= at < resolved_at + cooldown`. Exactly at the
+    /// end of the cool-down it pages afresh. Always `false` without `flapping`.
+    pub fn reopens_after_flap(&self, resolved_at: DateTime<Utc>, at: DateTime<Utc>) -> bool {
+        let Some(cooldown) = self.flap_cooldown else {
+            return false;
+        };
+        let Ok(cooldown) = chrono::TimeDelta::from_std(cooldown) else {
+            return true;
+        };
+        resolved_at <= at && at.signed_duration_since(resolved_at) < cooldown
+    }
 }
 
 /// One row of the escalation matrix.
@@ -109,6 +179,8 @@ pub struct SeverityPolicy {
     pub respond_within: Duration,
     /// The escalation policy used unless a rule names another.
     pub policy: String,
+    /// Whether notifications wait for [`Policy::business_hours`] (never for critical).
+    pub business_hours: bool,
 }
 
 /// A person who can be paged. Contact details are looked up when a step fires, so a reload that
@@ -127,13 +199,27 @@ pub struct Person {
     pub slack: Option<String>,
 }
 
-/// An on-call schedule.
+/// An on-call schedule: layers, and planned overrides that win over them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     /// The schedule's name.
     pub id: String,
-    /// Who is on call when.
+    /// Lowest first; the last layer that covers an instant decides (a `rotation:` is one
+    /// unrestricted layer named `rotation`). Never empty.
+    pub layers: Vec<Layer>,
+    /// Overrides written in `routing/`; `schedule` is this schedule's id, `author` is `None`.
+    pub overrides: Vec<Override>,
+}
+
+/// One layer of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// Unique within the schedule.
+    pub name: String,
+    /// Who takes which turn.
     pub rotation: Rotation,
+    /// The part of the week the layer applies to; `None` = always.
+    pub restrict: Option<WeeklyWindow>,
 }
 
 /// Members take turns of length `every`, the first from `start`.
@@ -141,10 +227,40 @@ pub struct Schedule {
 pub struct Rotation {
     /// Person ids in hand-off order; never empty.
     pub members: Vec<String>,
-    /// Shift length; never zero.
+    /// Shift length; never zero. A whole number of days hands off at the same local wall-clock
+    /// time in `timezone` (across daylight-saving changes); anything else every `every` of
+    /// elapsed time.
     pub every: Duration,
     /// The first hand-off, as an instant (converted from the policy's time zone at load).
     pub start: DateTime<Utc>,
+    /// The policy's zone, for wall-clock hand-offs.
+    pub timezone: chrono_tz::Tz,
+}
+
+/// "`person` is on call on `schedule` from `start` until `end`", winning over the layers. Made
+/// in `routing/` or through `POST /v1/overrides` (the caller stores those and passes them to
+/// [`Policy::on_call_at`]); check an API-made one with [`Policy::check_override`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// Schedule name.
+    pub schedule: String,
+    /// Person id.
+    pub person: String,
+    /// First instant covered.
+    pub start: DateTime<Utc>,
+    /// First instant no longer covered; after `start`.
+    pub end: DateTime<Utc>,
+    /// Who made it (API overrides); `None` for overrides written in `routing/`.
+    #[serde(default)]
+    pub author: Option<String>,
+}
+
+impl Override {
+    /// Whether the override covers `at`: `start <= at < end`.
+    pub fn covers(&self, at: DateTime<Utc>) -> bool {
+        self.start <= at && at < self.end
+    }
 }
 
 /// A named destination, checked at load. Tokens are referenced by environment variable name and
@@ -217,6 +333,11 @@ pub struct EscalationPolicy {
     /// `repeat` > 0.
     #[serde(default, with = "humantime_serde")]
     pub repeat_delay: Option<Duration>,
+    /// An acknowledged incident not resolved this long after its acknowledgement is triggered
+    /// again. `None` = acknowledgements do not expire. Defaulted so snapshots written before the
+    /// field existed still read.
+    #[serde(default, with = "humantime_serde")]
+    pub ack_timeout: Option<Duration>,
 }
 
 /// One escalation step.
@@ -438,8 +559,8 @@ policies:
             let kinds: Vec<&str> = step.via.iter().map(|v| p.channels[v].kind()).collect();
             assert_eq!(kinds, ["pagerduty", "sms", "phone"]);
         }
-        assert_eq!(p.schedules["primary"].rotation.members.len(), 3);
-        assert_eq!(p.schedules["secondary"].rotation.members.len(), 3);
+        assert_eq!(p.schedules["primary"].layers[0].rotation.members.len(), 3);
+        assert_eq!(p.schedules["secondary"].layers[0].rotation.members.len(), 3);
         assert_eq!(
             p.sns_allowed_topics,
             [
@@ -810,6 +931,442 @@ policies:
                 format_errors(&errors)
             );
         }
+    }
+
+    /// Loads the base policy plus `extra.yaml` (or with `file` replaced) and returns the single
+    /// error it must produce.
+    fn single_error(file: &str, text: &str) -> (tempfile::TempDir, ConfigError) {
+        let (dir, result) = load_with(&[(file, text)]);
+        let mut errors = result.err().unwrap_or_else(|| panic!("loaded:\n{text}"));
+        assert_eq!(errors.len(), 1, "{}", format_errors(&errors));
+        (dir, errors.remove(0))
+    }
+
+    const EXTRA_OK: &str = r#"business_hours:
+  days: [mon, tue, wed, thu, fri]
+  from: "09:00"
+  to: "18:00"
+  holidays: [2026-12-25, "2027-01-01"]
+silences:
+  - matchers: ['region="ap-southeast-1"', 'alarm_name=~"rds-.*"']
+    start: "2026-11-28T02:00:00"
+    end: "2026-11-28T04:00:00"
+    author: mei
+    comment: RDS upgrade, CHG-1234
+inhibit_rules:
+  - source_matchers: ['kind="route53_health_check"']
+    target_matchers: ['kind="cloudwatch_alarm"']
+    equal: [region]
+heartbeats:
+  trading-bot: { interval: 1m, grace: 30s, severity: critical }
+flapping:
+  cooldown: 10m
+"#;
+
+    #[test]
+    fn the_new_sections_compile() {
+        let (_dir, result) = load_with(&[("extra.yaml", EXTRA_OK)]);
+        let p = result.unwrap_or_else(|e| panic!("{}", format_errors(&e)));
+        let cal = p.business_hours.as_ref().unwrap();
+        assert_eq!(cal.timezone, chrono_tz::Asia::Singapore);
+        assert_eq!(cal.holidays.len(), 2);
+        assert_eq!(p.silences.len(), 1);
+        assert_eq!(
+            p.silences[0].start,
+            "2026-11-27T18:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(p.silences[0].author, "mei");
+        assert_eq!(p.inhibit_rules[0].equal, ["region"]);
+        let hb = &p.heartbeats["trading-bot"];
+        assert_eq!(hb.severity, Severity::Critical);
+        assert_eq!(hb.summary, "No heartbeat from trading-bot for 1m 30s");
+        assert_eq!(p.flap_cooldown, Some(Duration::from_secs(600)));
+        // Without the sections: nothing silenced, no calendar, no flap handling.
+        let (_dir, base) = load_with(&[]);
+        let base = base.unwrap();
+        assert!(base.business_hours.is_none() && base.silences.is_empty());
+        assert!(base.heartbeats.is_empty() && base.flap_cooldown.is_none());
+    }
+
+    #[test]
+    fn new_sections_report_file_line_key_and_reason() {
+        let with_low_bh = POLICY.replace(
+            "low: { respond_within: 4h, policy: calm }",
+            "low: { respond_within: 4h, policy: calm, business_hours: true }",
+        );
+        let extra = |from: &str, to: &str| {
+            assert!(EXTRA_OK.contains(from), "{from}");
+            EXTRA_OK.replacen(from, to, 1)
+        };
+        let cases = [
+            case(
+                "business hours on critical",
+                "policy.yaml",
+                POLICY.replace(
+                    "critical: { respond_within: 5m, policy: critical }",
+                    "critical: { respond_within: 5m, policy: critical, business_hours: true }",
+                ),
+                "business_hours: true",
+                "severities.critical.business_hours",
+                "never applies to critical",
+            ),
+            case(
+                "business hours without a calendar",
+                "policy.yaml",
+                with_low_bh.clone(),
+                "business_hours: true",
+                "severities.low.business_hours",
+                "needs the top-level business_hours calendar",
+            ),
+            case(
+                "silence without end",
+                "extra.yaml",
+                extra("    end: \"2026-11-28T04:00:00\"\n", ""),
+                "- matchers: ['region",
+                "silences[0]",
+                "missing field `end`",
+            ),
+            case(
+                "silence ending before it starts",
+                "extra.yaml",
+                extra("end: \"2026-11-28T04:00:00\"", "end: \"2026-11-28T02:00:00\""),
+                "end: \"2026-11-28T02",
+                "silences[0].end",
+                "must be after start",
+            ),
+            case(
+                "silence without matchers",
+                "extra.yaml",
+                extra(
+                    "['region=\"ap-southeast-1\"', 'alarm_name=~\"rds-.*\"']",
+                    "[]",
+                ),
+                "matchers: []",
+                "silences[0].matchers",
+                "silence of everything is refused",
+            ),
+            case(
+                "silence with a bad matcher",
+                "extra.yaml",
+                extra("'alarm_name=~\"rds-.*\"'", "'alarm_name=~rds'"),
+                "alarm_name=~rds",
+                "silences[0].matchers[1]",
+                "double quotes",
+            ),
+            case(
+                "unknown key in a silence",
+                "extra.yaml",
+                extra("    author: mei\n", "    author: mei\n    ends_at: tomorrow\n"),
+                "ends_at",
+                "silences[0].ends_at",
+                "unknown field `ends_at`",
+            ),
+            case(
+                "unknown key in business hours",
+                "extra.yaml",
+                extra("  holidays:", "  hollidays:"),
+                "hollidays",
+                "business_hours.hollidays",
+                "unknown field `hollidays`",
+            ),
+            case(
+                "closing before opening",
+                "extra.yaml",
+                extra("to: \"18:00\"", "to: \"08:00\""),
+                "to: \"08:00\"",
+                "business_hours.to",
+                "must be after from",
+            ),
+            case(
+                "a holiday that is not a date",
+                "extra.yaml",
+                extra("2026-12-25", "2026-12-32"),
+                "2026-12-32",
+                "business_hours.holidays[0]",
+                "not a date",
+            ),
+            case(
+                "a day that does not exist",
+                "extra.yaml",
+                extra("days: [mon,", "days: [mun,"),
+                "days: [mun,",
+                "business_hours.days[0]",
+                "unknown variant `mun`",
+            ),
+            case(
+                "inhibit rule with a bad equal label",
+                "extra.yaml",
+                extra("equal: [region]", "equal: [aws-region]"),
+                "equal: [aws-region]",
+                "inhibit_rules[0].equal[0]",
+                "not a label name",
+            ),
+            case(
+                "heartbeat with a zero interval",
+                "extra.yaml",
+                extra("interval: 1m", "interval: 0s"),
+                "trading-bot:",
+                "heartbeats.trading-bot.interval",
+                "interval must be more than 0",
+            ),
+            case(
+                "heartbeat with an unknown key",
+                "extra.yaml",
+                extra("grace: 30s", "grace: 30s, sevrity: low"),
+                "trading-bot:",
+                "heartbeats.trading-bot.sevrity",
+                "unknown field `sevrity`",
+            ),
+            case(
+                "flapping without a cooldown",
+                "extra.yaml",
+                extra("cooldown: 10m", "cooldown: 0s"),
+                "cooldown: 0s",
+                "flapping.cooldown",
+                "more than 0",
+            ),
+            case(
+                "group_window without group_by",
+                "rules.yaml",
+                RULES.replace(
+                    "    severity: high\n",
+                    "    severity: high\n    group_window: 5m\n",
+                ),
+                "group_window: 5m",
+                "rules[0].group_window",
+                "group_window needs group_by",
+            ),
+            case(
+                "a zero ack_timeout",
+                "policy.yaml",
+                POLICY.replace("  calm:\n", "  calm:\n    ack_timeout: 0s\n"),
+                "ack_timeout: 0s",
+                "policies.calm.ack_timeout",
+                "ack_timeout must be more than 0",
+            ),
+            case(
+                "an override ending before it starts",
+                "people.yaml",
+                PEOPLE.replace(
+                    "    rotation: { members: [mei, raj], every: 1w, start: \"2026-11-02T09:00:00\" }\n",
+                    "    rotation: { members: [mei, raj], every: 1w, start: \"2026-11-02T09:00:00\" }\n    overrides:\n      - person: raj\n        start: \"2026-12-24T18:00:00\"\n        end: \"2026-12-24T09:00:00\"\n",
+                ),
+                "end: \"2026-12-24T09",
+                "schedules.primary.overrides[0].end",
+                "must be after start",
+            ),
+            case(
+                "an override without end",
+                "people.yaml",
+                PEOPLE.replace(
+                    "    rotation: { members: [mei, raj], every: 1w, start: \"2026-11-02T09:00:00\" }\n",
+                    "    rotation: { members: [mei, raj], every: 1w, start: \"2026-11-02T09:00:00\" }\n    overrides:\n      - { person: raj, start: \"2026-12-24T18:00:00\" }\n",
+                ),
+                "- { person: raj",
+                "schedules.primary.overrides[0]",
+                "missing field `end`",
+            ),
+            case(
+                "an unknown key in a layer",
+                "people.yaml",
+                PEOPLE.replace(
+                    "    rotation: { members: [mei, raj], every: 1w, start: \"2026-11-02T09:00:00\" }\n",
+                    "    layers:\n      - name: weekly\n        members: [mei, raj]\n        every: 1w\n        start: \"2026-11-02T09:00:00\"\n        restirct: { days: [sat], from: \"09:00\", to: \"18:00\" }\n",
+                ),
+                "restirct",
+                "schedules.primary.layers[0].restirct",
+                "unknown field `restirct`",
+            ),
+            case(
+                "rotation and layers together",
+                "people.yaml",
+                PEOPLE.replace(
+                    "    rotation: { members: [mei, raj], every: 1w, start: \"2026-11-02T09:00:00\" }\n",
+                    "    rotation: { members: [mei, raj], every: 1w, start: \"2026-11-02T09:00:00\" }\n    layers:\n      - { name: weekly, members: [mei], every: 1w, start: \"2026-11-02T09:00:00\" }\n",
+                ),
+                "layers:",
+                "schedules.primary.layers",
+                "either `rotation` (one layer) or `layers`",
+            ),
+            case(
+                "a restriction time that is not HH:MM",
+                "people.yaml",
+                PEOPLE.replace(
+                    "    rotation: { members: [mei, raj], every: 1w, start: \"2026-11-02T09:00:00\" }\n",
+                    "    layers:\n      - { name: weekly, members: [mei, raj], every: 1w, start: \"2026-11-02T09:00:00\" }\n      - name: office\n        members: [cto]\n        every: 1w\n        start: \"2026-11-02T09:00:00\"\n        restrict:\n          days: [mon]\n          from: 9am\n          to: \"18:00\"\n",
+                ),
+                "from: 9am",
+                "schedules.primary.layers[1].restrict.from",
+                "not a time of day",
+            ),
+            case(
+                "a critical schedule with a gap",
+                "people.yaml",
+                PEOPLE.replace(
+                    "    rotation: { members: [mei, raj], every: 1w, start: \"2026-11-02T09:00:00\" }\n",
+                    "    layers:\n      - name: office\n        members: [mei, raj]\n        every: 1w\n        start: \"2026-11-02T09:00:00\"\n        restrict: { days: [mon, tue, wed, thu, fri, sat, sun], from: \"08:00\", to: \"02:00\" }\n",
+                ),
+                "layers:",
+                "schedules.primary.layers",
+                "nobody is on call from mon 02:00 local time",
+            ),
+        ];
+        for c in &cases {
+            let (dir, e) = single_error(c.file, &c.text);
+            assert_eq!(e.file, dir.path().join(c.file), "{}: {e}", c.what);
+            assert_eq!(e.line, Some(line_with(&c.text, c.at)), "{}: {e}", c.what);
+            assert_eq!(e.key, c.key, "{}: {e}", c.what);
+            assert!(e.message.contains(c.message), "{}: {e}", c.what);
+        }
+
+        // The same calendar makes business hours on low valid.
+        let (_dir, result) = load_with(&[("policy.yaml", &with_low_bh), ("extra.yaml", EXTRA_OK)]);
+        let p = result.unwrap_or_else(|e| panic!("{}", format_errors(&e)));
+        assert!(p.severities[&Severity::Low].business_hours);
+        assert!(!p.severities[&Severity::Critical].business_hours);
+    }
+
+    #[test]
+    fn a_calendar_or_flapping_set_in_two_files_names_both() {
+        let (dir, result) = load_with(&[
+            ("extra.yaml", EXTRA_OK),
+            (
+                "zz.yaml",
+                "# again\nbusiness_hours: { days: [sat], from: \"10:00\", to: \"12:00\" }\nflapping: { cooldown: 5m }\n",
+            ),
+        ]);
+        let errors = result.unwrap_err();
+        assert_eq!(errors.len(), 2, "{}", format_errors(&errors));
+        for (e, key, line) in [
+            (&errors[0], "business_hours", 2),
+            (&errors[1], "flapping", 3),
+        ] {
+            assert_eq!(e.file, dir.path().join("zz.yaml"));
+            assert_eq!((e.key.as_str(), e.line), (key, Some(line)));
+            let first = format!(
+                "{}:{}",
+                dir.path().join("extra.yaml").display(),
+                line_with(EXTRA_OK, &format!("{key}:"))
+            );
+            assert!(e.message.contains(&first), "{e}");
+        }
+    }
+
+    #[test]
+    fn duplicate_silence_ids_are_refused() {
+        let text = r#"silences:
+  - id: s1
+    matchers: ['a="b"']
+    start: "2026-11-28T02:00:00"
+    end: "2026-11-28T04:00:00"
+    author: mei
+    comment: first
+  - id: s1
+    matchers: ['a="c"']
+    start: "2026-11-28T02:00:00"
+    end: "2026-11-28T04:00:00"
+    author: raj
+    comment: second
+"#;
+        let (_dir, e) = single_error("extra.yaml", text);
+        assert_eq!((e.key.as_str(), e.line), ("silences[1].id", Some(8)));
+        assert!(e.message.contains(r#"duplicate silence id "s1""#), "{e}");
+        assert!(e.message.contains("extra.yaml:2"), "{e}");
+    }
+
+    #[test]
+    fn old_policy_snapshots_without_ack_timeout_still_read() {
+        let old = r#"{"steps":[{"after":"0s","targets":[{"person":"mei"}],"via":["sms"]}],"repeat":0,"repeat_delay":null}"#;
+        let p: EscalationPolicy = serde_json::from_str(old).unwrap();
+        assert_eq!(p.ack_timeout, None);
+        let mut with = p.clone();
+        with.ack_timeout = Some(Duration::from_secs(1800));
+        let json = serde_json::to_string(&with).unwrap();
+        assert!(json.contains(r#""ack_timeout":"30m""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<EscalationPolicy>(&json).unwrap(),
+            with
+        );
+    }
+
+    #[test]
+    fn the_shipped_policy_holds_low_for_business_hours_and_ships_the_new_sections() {
+        let p = load_dir(&tests_support::shipped_routing_dir())
+            .unwrap_or_else(|e| panic!("{}", format_errors(&e)));
+        let sg = |s: &str| {
+            chrono::TimeZone::from_local_datetime(
+                &chrono_tz::Asia::Singapore,
+                &chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap(),
+            )
+            .unwrap()
+            .with_timezone(&Utc)
+        };
+        // Friday 27 Nov 2026 19:00 → Monday 09:00 for low; critical and high at once.
+        let friday = sg("2026-11-27 19:00");
+        assert_eq!(p.notify_at(Severity::Low, friday), sg("2026-11-30 09:00"));
+        assert_eq!(p.notify_at(Severity::Critical, friday), friday);
+        assert_eq!(p.notify_at(Severity::High, friday), friday);
+        // Christmas Eve evening → Monday 28 Dec (25th is a holiday, then the weekend).
+        assert_eq!(
+            p.notify_at(Severity::Low, sg("2026-12-24 18:00")),
+            sg("2026-12-28 09:00")
+        );
+        assert!(!p.severities[&Severity::Critical].business_hours);
+        assert_eq!(
+            p.policies["critical"].ack_timeout,
+            Some(Duration::from_secs(1800))
+        );
+        let bot = &p.heartbeats["trading-bot"];
+        assert_eq!(
+            (bot.interval, bot.grace, bot.severity),
+            (
+                Duration::from_secs(60),
+                Duration::from_secs(30),
+                Severity::Critical
+            )
+        );
+        assert_eq!(
+            bot.deadline(friday),
+            friday + chrono::TimeDelta::seconds(90)
+        );
+        assert_eq!(p.flap_cooldown, Some(Duration::from_secs(600)));
+        assert!(p.reopens_after_flap(friday, friday + chrono::TimeDelta::minutes(9)));
+        assert!(!p.reopens_after_flap(friday, friday + chrono::TimeDelta::minutes(10)));
+        assert!(!p.reopens_after_flap(friday, friday - chrono::TimeDelta::minutes(1)));
+        assert_eq!(p.inhibit_rules.len(), 1);
+        assert!(p.silences.is_empty());
+    }
+
+    #[test]
+    fn policy_silences_and_api_silences_are_both_consulted() {
+        let (_dir, result) = load_with(&[("extra.yaml", EXTRA_OK)]);
+        let p = result.unwrap();
+        let rds: crate::domain::Labels = [
+            ("region".to_string(), "ap-southeast-1".to_string()),
+            ("alarm_name".to_string(), "rds-cpu".to_string()),
+        ]
+        .into();
+        let during = "2026-11-27T19:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let after = "2026-11-27T20:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            p.silenced_by(&rds, during, &[]).map(|s| s.comment.as_str()),
+            Some("RDS upgrade, CHG-1234")
+        );
+        assert!(p.silenced_by(&rds, after, &[]).is_none());
+        let api = Silence::parse_api(SilenceSpec {
+            id: Some("api-1".into()),
+            matchers: vec![r#"alarm_name="rds-cpu""#.into()],
+            start: after,
+            end: after + chrono::TimeDelta::hours(1),
+            author: "raj".into(),
+            comment: "failover test".into(),
+        })
+        .unwrap();
+        let extra = [api];
+        assert_eq!(
+            p.silenced_by(&rds, after, &extra).map(|s| s.id.as_str()),
+            Some("api-1")
+        );
     }
 
     #[test]

@@ -47,6 +47,26 @@ pub struct RoutingFile {
     /// are concatenated in file-name order.
     #[serde(default)]
     pub rules: Option<Vec<RuleConfig>>,
+    /// The desk's working week, in the policy's `timezone`: severities marked
+    /// `business_hours: true` are held until it next opens. At most one file.
+    #[serde(default)]
+    pub business_hours: Option<BusinessHoursConfig>,
+    /// Maintenance windows: alerts matching a silence while it is active open no page. Silences
+    /// of several files are concatenated.
+    #[serde(default)]
+    pub silences: Option<Vec<SilenceConfig>>,
+    /// While an incident matching a rule's source side is open, alerts matching its target side
+    /// (with equal values for the `equal` labels) attach to it without paging. Concatenated
+    /// across files.
+    #[serde(default)]
+    pub inhibit_rules: Option<Vec<InhibitRuleConfig>>,
+    /// Dead-man switches, by name: a sender that stops beating opens an incident.
+    #[serde(default)]
+    pub heartbeats: Option<BTreeMap<String, HeartbeatConfig>>,
+    /// How an alarm that fires again shortly after its incident resolved is treated. At most one
+    /// file.
+    #[serde(default)]
+    pub flapping: Option<FlappingConfig>,
 }
 
 /// Settings for the ingest sources.
@@ -77,6 +97,10 @@ pub struct SeverityConfig {
     pub respond_within: Duration,
     /// The escalation policy incidents of this severity follow unless their rule names another.
     pub policy: String,
+    /// Hold notifications for incidents of this severity until the top-level `business_hours`
+    /// calendar next opens (then notify). Never allowed on `critical`.
+    #[serde(default)]
+    pub business_hours: bool,
 }
 
 /// A person who can be paged.
@@ -96,12 +120,21 @@ pub struct PersonConfig {
     pub slack: Option<String>,
 }
 
-/// An on-call schedule.
+/// An on-call schedule: exactly one of `rotation` (a single layer) or `layers`, plus optional
+/// `overrides`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
-    /// The rotation that decides who is on call when.
-    pub rotation: RotationConfig,
+    /// Shorthand for a schedule with one unrestricted layer (named `rotation`).
+    #[serde(default)]
+    pub rotation: Option<RotationConfig>,
+    /// Layers, lowest first. At an instant the highest layer (the last listed) whose restriction
+    /// covers it decides who is on call, as in PagerDuty.
+    #[serde(default)]
+    pub layers: Option<Vec<LayerConfig>>,
+    /// Planned swaps ("Raj covers Mei's Christmas"): they win over every layer while they last.
+    #[serde(default)]
+    pub overrides: Vec<OverrideConfig>,
 }
 
 /// A simple rotation: `members` take turns, each for `every`, starting at `start`.
@@ -110,13 +143,181 @@ pub struct ScheduleConfig {
 pub struct RotationConfig {
     /// Person ids in hand-off order; the first is on call from `start`.
     pub members: Vec<String>,
-    /// Length of one shift (`1w`, `12h`).
+    /// Length of one shift (`1w`, `1d`, `12h`, `3d`: any length).
     #[serde(with = "humantime_serde")]
     pub every: Duration,
     /// The first hand-off: a local date-time in the policy's `timezone`
-    /// (`2026-11-02T09:00:00`) or an RFC 3339 instant with an offset. Later hand-offs follow
-    /// every `every` from it (so, like PagerDuty, a `1w` shift is exactly 168 hours).
+    /// (`2026-11-02T09:00:00`) or an RFC 3339 instant with an offset. When `every` is a whole
+    /// number of days, later hand-offs happen at the same local wall-clock time (09:00 stays
+    /// 09:00 across a daylight-saving change); otherwise every `every` of elapsed time.
     pub start: String,
+}
+
+/// One layer of a schedule: a rotation, optionally restricted to part of the week.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    /// Unique within the schedule; shown by `GET /v1/oncall` as what decided.
+    pub name: String,
+    /// Person ids in hand-off order; the first is on call from `start`.
+    pub members: Vec<String>,
+    /// Length of one shift (see [`RotationConfig::every`]).
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    /// The first hand-off (see [`RotationConfig::start`]).
+    pub start: String,
+    /// When set, the layer only counts inside this weekly window; outside it the layers below
+    /// decide.
+    #[serde(default)]
+    pub restrict: Option<RestrictConfig>,
+}
+
+/// A weekly window in the policy's time zone, e.g. weekdays 09:00–18:00. When `to` is not after
+/// `from` the window runs overnight into the next day (`from: "22:00"`, `to: "06:00"`), and
+/// `days` are the days it starts on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictConfig {
+    /// Days the window starts on: `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun`.
+    pub days: Vec<DayConfig>,
+    /// Local start time, `HH:MM`.
+    pub from: String,
+    /// Local end time, `HH:MM` (exclusive).
+    pub to: String,
+}
+
+/// A day of the week as written in YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DayConfig {
+    /// Monday.
+    #[serde(alias = "monday")]
+    Mon,
+    /// Tuesday.
+    #[serde(alias = "tuesday")]
+    Tue,
+    /// Wednesday.
+    #[serde(alias = "wednesday")]
+    Wed,
+    /// Thursday.
+    #[serde(alias = "thursday")]
+    Thu,
+    /// Friday.
+    #[serde(alias = "friday")]
+    Fri,
+    /// Saturday.
+    #[serde(alias = "saturday")]
+    Sat,
+    /// Sunday.
+    #[serde(alias = "sunday")]
+    Sun,
+}
+
+impl DayConfig {
+    /// The chrono weekday.
+    pub fn weekday(self) -> chrono::Weekday {
+        use chrono::Weekday as W;
+        match self {
+            Self::Mon => W::Mon,
+            Self::Tue => W::Tue,
+            Self::Wed => W::Wed,
+            Self::Thu => W::Thu,
+            Self::Fri => W::Fri,
+            Self::Sat => W::Sat,
+            Self::Sun => W::Sun,
+        }
+    }
+}
+
+/// A planned override: `person` is on call on this schedule from `start` until `end`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideConfig {
+    /// Person id.
+    pub person: String,
+    /// Local date-time in the policy's zone, or RFC 3339 with an offset.
+    pub start: String,
+    /// Required, after `start` (an open-ended override would silently outlive its reason).
+    pub end: String,
+}
+
+/// The business-hours calendar.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessHoursConfig {
+    /// Working days: `mon` .. `sun`.
+    pub days: Vec<DayConfig>,
+    /// Local opening time, `HH:MM`.
+    pub from: String,
+    /// Local closing time, `HH:MM` (exclusive), after `from`.
+    pub to: String,
+    /// Local dates (`2026-12-25`) on which the desk is closed all day.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+}
+
+/// A silence (maintenance window) written in the policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceConfig {
+    /// Stable id (shown on the timeline of silenced alerts); derived from the content when
+    /// absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Alertmanager matchers, all of which must hold; at least one, and not all of them may
+    /// match an alert with no labels (a silence of everything is refused).
+    pub matchers: Vec<String>,
+    /// Local date-time in the policy's zone, or RFC 3339 with an offset.
+    pub start: String,
+    /// Required, after `start`.
+    pub end: String,
+    /// Who asked for the silence.
+    pub author: String,
+    /// Why (the change ticket, the maintenance).
+    pub comment: String,
+}
+
+/// An inhibition rule (Alertmanager semantics).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRuleConfig {
+    /// Matchers the open (inhibiting) incident's labels must satisfy; at least one.
+    pub source_matchers: Vec<String>,
+    /// Matchers the inhibited alert's labels must satisfy; at least one.
+    pub target_matchers: Vec<String>,
+    /// Labels that must have the same value on both sides (missing on both counts as equal).
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+/// A heartbeat (dead-man switch).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// How often the sender beats.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Extra time allowed after a missed beat before an incident opens.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// Severity of the incident a missed heartbeat opens.
+    pub severity: Severity,
+    /// One line for the pager; a default naming the heartbeat when absent.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// Extra labels on the incident (rules and inhibition see them).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Flap handling.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlappingConfig {
+    /// An alarm that fires again within this long after its incident resolved reopens that
+    /// incident instead of paging afresh.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
 }
 
 /// A named destination: `type` plus the keys that type takes. Secrets are never written here,
@@ -209,6 +410,10 @@ pub struct PolicyConfig {
     /// `repeat` > 0.
     #[serde(default, with = "humantime_serde")]
     pub repeat_delay: Option<Duration>,
+    /// An acknowledged incident that is not resolved this long after the acknowledgement is
+    /// triggered again (the acknowledger forgot it). Optional; more than 0.
+    #[serde(default, with = "humantime_serde")]
+    pub ack_timeout: Option<Duration>,
 }
 
 /// One escalation step.
@@ -261,6 +466,10 @@ pub struct RuleConfig {
     /// instead of by the alert's own fingerprint (e.g. one incident per `alarm_name`).
     #[serde(default)]
     pub group_by: Vec<String>,
+    /// With `group_by`: how long alerts of one group (same rule and `group_by` values) are
+    /// collected into one incident and notification after the group's first alert.
+    #[serde(default, with = "humantime_serde")]
+    pub group_window: Option<Duration>,
 }
 
 /// Reads an optional domain type (`PhoneNumber`, `EmailAddress`) from a YAML string through its

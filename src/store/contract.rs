@@ -40,6 +40,7 @@ pub fn sample_incident(fp: Fingerprint, now: DateTime<Utc>) -> Incident {
             }],
             repeat: 0,
             repeat_delay: None,
+            ack_timeout: None,
         },
         source: Source::Bot,
         summary: "contract incident".into(),
