@@ -2,6 +2,7 @@
 //! fingerprint, or resolves it; operators and integrations acknowledge and resolve. `model` holds
 //! the records, `transition` the pure decisions, `service` the read → decide → commit loop.
 
+pub mod extras;
 mod model;
 pub mod service;
 pub mod transition;

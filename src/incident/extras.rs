@@ -1,0 +1,77 @@
+//! Operator-made records the incident flow consults, kept in the store (so every replica sees
+//! them): on-call overrides and silences made through the API, and heartbeats' last beats.
+//! Records that no longer parse (a schema change, a person removed) are skipped with a warning,
+//! never fatal.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::config::{Override, Silence};
+use crate::store::{Store, StoreError};
+
+/// Record kinds.
+pub const OVERRIDES: &str = "override";
+pub const SILENCES: &str = "silence";
+pub const HEARTBEATS: &str = "heartbeat";
+
+async fn load<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    kind: &str,
+) -> Result<Vec<(String, T)>, StoreError> {
+    let mut out = Vec::new();
+    for (id, bytes) in store.records(kind).await? {
+        match serde_json::from_slice::<T>(&bytes) {
+            Ok(v) => out.push((id, v)),
+            Err(e) => tracing::warn!(kind, id = %id, error.message = %e, "Stored record skipped."),
+        }
+    }
+    Ok(out)
+}
+
+/// API overrides that have not ended by `now`, oldest start first (later ones win ties).
+pub async fn overrides(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, Override)>, StoreError> {
+    let mut all: Vec<(String, Override)> = load(store, OVERRIDES).await?;
+    all.retain(|(_, o)| o.end > now);
+    all.sort_by_key(|(id, o)| (o.start, id.clone()));
+    Ok(all)
+}
+
+/// API silences that have not ended by `now`.
+pub async fn silences(store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+    let mut all: Vec<Silence> = load::<Silence>(store, SILENCES)
+        .await?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    all.retain(|s| s.end > now);
+    Ok(all)
+}
+
+/// The last beat of heartbeat `name`, if one was recorded.
+pub async fn last_beat(store: &dyn Store, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(store
+        .records(HEARTBEATS)
+        .await?
+        .into_iter()
+        .find(|(id, _)| id == name)
+        .and_then(|(_, v)| String::from_utf8(v).ok())
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single()))
+}
+
+/// Records a beat of heartbeat `name` at `at`.
+pub async fn record_beat(
+    store: &dyn Store,
+    name: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    store
+        .put_record(
+            HEARTBEATS,
+            name,
+            at.timestamp_millis().to_string().into_bytes(),
+        )
+        .await
+}
