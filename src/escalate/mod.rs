@@ -3,13 +3,15 @@
 //! moves the incident to its next step. `scheduler` is the loop that finds due incidents.
 //!
 //! Step timing: loop `L`, step `i` is due at
-//! `opened_at + L × (last step's after + repeat_delay) + steps[i].after`.
+//! `anchor + L × (last step's after + repeat_delay) + steps[i].after`, where the anchor is when
+//! the incident opened, moved later by a business-hours or group-window wait, by a hold
+//! (silence, inhibition) or by an acknowledgement that ran out.
 
 pub mod scheduler;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{ChannelSpec, EscalationPolicy, Policy};
+use crate::config::{ChannelSpec, EscalationPolicy, Override, Policy};
 use crate::incident::{
     Delivery, Incident, IncidentStatus, NotifyKind, TimelineEntry, TimelineEvent,
 };
@@ -82,31 +84,81 @@ pub fn is_personal(spec: &ChannelSpec) -> bool {
     }
 }
 
+/// What else decides a step besides the incident and the policy, read by the caller from the
+/// store: API on-call overrides, and whether something holds the escalation back right now.
+#[derive(Debug, Default)]
+pub struct FireContext<'a> {
+    /// API overrides, oldest start first.
+    pub overrides: &'a [Override],
+    /// A silence or an inhibiting incident: who holds the chain, and until when.
+    pub hold: Option<(String, DateTime<Utc>)>,
+}
+
 /// Fires every step of `inc` that is due at `now`, in order (after an outage several may be),
 /// mutating `inc` and returning the timeline entries and deliveries. Bumps the version once if
-/// anything fired. Does nothing unless the incident is triggered.
+/// anything changed. An acknowledgement that ran out re-triggers first; a held chain is shifted
+/// (not skipped) so that its due step comes when the hold ends.
 pub fn fire_due(
     inc: &mut Incident,
     policy: &Policy,
     now: DateTime<Utc>,
+    ctx: &FireContext<'_>,
 ) -> (Vec<TimelineEntry>, Vec<Delivery>) {
     let mut entries = Vec::new();
     let mut deliveries = Vec::new();
+    let mut changed = false;
+    if inc.status == IncidentStatus::Acknowledged && inc.ack_until.is_some_and(|t| t <= now) {
+        inc.status = IncidentStatus::Triggered;
+        inc.acknowledged = None;
+        inc.ack_until = None;
+        inc.anchor = Some(now);
+        inc.loop_ = 0;
+        inc.step = 0;
+        inc.next_due = due_at(&inc.escalation, now, 0, 0);
+        entries.push(TimelineEntry {
+            at: now,
+            event: TimelineEvent::AckExpired,
+        });
+        changed = true;
+    }
     if inc.status != IncidentStatus::Triggered {
         return (entries, deliveries);
     }
-    let mut fired = false;
     while let Some(due) = inc.next_due {
         if due > now {
             break;
         }
-        fired = true;
-        fire_one(inc, policy, now, &mut entries, &mut deliveries);
+        if let Some((by, until)) = &ctx.hold {
+            inc.anchor = Some(inc.anchor() + (*until - due));
+            inc.next_due = Some(*until);
+            if inc.held_by.as_deref() != Some(by.as_str()) {
+                entries.push(TimelineEntry {
+                    at: now,
+                    event: TimelineEvent::Held {
+                        by: by.clone(),
+                        until: *until,
+                    },
+                });
+                inc.held_by = Some(by.clone());
+            }
+            changed = true;
+            break;
+        }
+        inc.held_by = None;
+        changed = true;
+        fire_one(
+            inc,
+            policy,
+            now,
+            ctx.overrides,
+            &mut entries,
+            &mut deliveries,
+        );
         match next_position(&inc.escalation, inc.loop_, inc.step) {
             Some((l, s)) => {
                 inc.loop_ = l;
                 inc.step = s;
-                inc.next_due = due_at(&inc.escalation, inc.opened_at, l, s);
+                inc.next_due = due_at(&inc.escalation, inc.anchor(), l, s);
             }
             None => {
                 inc.step += 1;
@@ -118,7 +170,7 @@ pub fn fire_due(
             }
         }
     }
-    if fired {
+    if changed {
         inc.version += 1;
     }
     (entries, deliveries)
@@ -128,6 +180,7 @@ fn fire_one(
     inc: &mut Incident,
     policy: &Policy,
     now: DateTime<Utc>,
+    overrides: &[Override],
     entries: &mut Vec<TimelineEntry>,
     deliveries: &mut Vec<Delivery>,
 ) {
@@ -142,7 +195,7 @@ fn fire_one(
     let position = Some((inc.loop_, inc.step));
     let mut people: Vec<String> = Vec::new();
     for target in &step.targets {
-        let found = policy.resolve_targets(std::slice::from_ref(target), now);
+        let found = policy.resolve_targets_with(std::slice::from_ref(target), now, overrides);
         if found.is_empty() {
             entries.push(TimelineEntry {
                 at: now,

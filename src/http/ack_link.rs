@@ -82,7 +82,7 @@ pub async fn confirm(State(s): State<AppState>, Path(token): Path<String>) -> Re
         who: claim.person.clone(),
         origin: Origin::EmailLink,
     };
-    match s.service.acknowledge(claim.incident, actor).await {
+    match s.service.acknowledge(claim.incident, actor, None).await {
         Ok((AckResult::Acknowledged, inc)) => page(
             StatusCode::OK,
             "Acknowledged",

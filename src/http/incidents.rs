@@ -111,25 +111,35 @@ pub async fn show(
 struct ActBody {
     /// Who is acting (free text; defaults to "api").
     by: Option<String>,
+    /// Ack only: acknowledge until this instant (RFC 3339), then re-trigger.
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Ack only: acknowledge for this long (`15m`, `1h`), then re-trigger.
+    #[serde(default, rename = "for", with = "humantime_serde")]
+    for_: Option<std::time::Duration>,
 }
 
-fn actor(body: Result<Bytes, BytesRejection>) -> Result<Actor, ApiError> {
+fn parse_act(body: Result<Bytes, BytesRejection>) -> Result<ActBody, ApiError> {
     let body = body?;
     let parsed: ActBody = if body.iter().all(u8::is_ascii_whitespace) {
         ActBody::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?
     };
-    let who = parsed.by.unwrap_or_else(|| "api".into());
-    if who.is_empty() || who.len() > 200 || who.chars().any(char::is_control) {
+    if let Some(who) = &parsed.by
+        && (who.is_empty() || who.len() > 200 || who.chars().any(char::is_control))
+    {
         return Err(ApiError::bad_request(
             "by: 1 to 200 characters, no control characters",
         ));
     }
-    Ok(Actor {
-        who,
+    Ok(parsed)
+}
+
+fn actor(parsed: &ActBody) -> Actor {
+    Actor {
+        who: parsed.by.clone().unwrap_or_else(|| "api".into()),
         origin: Origin::Api,
-    })
+    }
 }
 
 pub async fn ack(
@@ -144,8 +154,23 @@ pub async fn ack(
         &s.settings.operator_tokens,
     )?;
     let id = parse_id(&raw)?;
-    let actor = actor(body)?;
-    let (result, inc) = s.service.acknowledge(id, actor).await?;
+    let parsed = parse_act(body)?;
+    let now = s.clock.now();
+    let until = match (parsed.until, parsed.for_) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("give either until or for, not both"));
+        }
+        (Some(t), None) => Some(t),
+        (None, Some(d)) => Some(
+            now + chrono::Duration::from_std(d)
+                .map_err(|_| ApiError::bad_request("for: too long"))?,
+        ),
+        (None, None) => None,
+    };
+    if until.is_some_and(|t| t <= now) {
+        return Err(ApiError::bad_request("until: must be in the future"));
+    }
+    let (result, inc) = s.service.acknowledge(id, actor(&parsed), until).await?;
     match result {
         AckResult::AlreadyResolved => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -171,7 +196,10 @@ pub async fn resolve(
         &s.settings.operator_tokens,
     )?;
     let id = parse_id(&raw)?;
-    let actor = actor(body)?;
-    let inc = s.service.resolve(id, actor).await?;
+    let parsed = parse_act(body)?;
+    if parsed.until.is_some() || parsed.for_.is_some() {
+        return Err(ApiError::bad_request("until/for apply to ack only"));
+    }
+    let inc = s.service.resolve(id, actor(&parsed)).await?;
     Ok(Json(json!({ "incident": inc, "changed": true })))
 }

@@ -82,19 +82,19 @@ pub async fn slack(
         origin: Origin::Slack,
     };
     match action {
-        SlackAction::Ack { for_ } => match s.service.acknowledge(id, actor).await {
-            Ok((AckResult::Acknowledged, _)) => {
-                if let Some(d) = for_ {
-                    // Timed acks come with issue 4; until then the ack holds until resolved.
-                    tracing::info!(incident.id = %id, requested = ?d, "Timed ack requested; acknowledged without a time limit.");
-                }
-                Ok((StatusCode::OK, Json(json!({}))))
+        SlackAction::Ack { for_ } => {
+            // "Ack 15m" / "Ack 1h": the incident re-triggers when the time runs out.
+            let until = for_
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .map(|d| s.clock.now() + d);
+            match s.service.acknowledge(id, actor, until).await {
+                Ok((AckResult::Acknowledged, _)) => Ok((StatusCode::OK, Json(json!({})))),
+                Ok((AckResult::AlreadyAcknowledged, _)) => Ok(tell("Already acknowledged.")),
+                Ok((AckResult::AlreadyResolved, _)) => Ok(tell("Already resolved.")),
+                Err(ServiceError::NotFound) => Ok(tell("No such incident.")),
+                Err(e) => Err(e.into()),
             }
-            Ok((AckResult::AlreadyAcknowledged, _)) => Ok(tell("Already acknowledged.")),
-            Ok((AckResult::AlreadyResolved, _)) => Ok(tell("Already resolved.")),
-            Err(ServiceError::NotFound) => Ok(tell("No such incident.")),
-            Err(e) => Err(e.into()),
-        },
+        }
         SlackAction::Resolve => match s.service.resolve(id, actor).await {
             Ok(_) => Ok((StatusCode::OK, Json(json!({})))),
             Err(ServiceError::AlreadyResolved) => Ok(tell("Already resolved.")),
@@ -138,7 +138,7 @@ pub async fn pagerduty(
         origin: Origin::Pagerduty,
     };
     let result = match event.event_type.as_str() {
-        "incident.acknowledged" => s.service.acknowledge(id, actor).await.map(|_| ()),
+        "incident.acknowledged" => s.service.acknowledge(id, actor, None).await.map(|_| ()),
         "incident.resolved" => match s.service.resolve(id, actor).await {
             Err(ServiceError::AlreadyResolved) => Ok(()),
             other => other.map(|_| ()),

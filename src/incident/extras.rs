@@ -12,6 +12,15 @@ use crate::store::{Store, StoreError};
 pub const OVERRIDES: &str = "override";
 pub const SILENCES: &str = "silence";
 pub const HEARTBEATS: &str = "heartbeat";
+/// fingerprint → the incident that last resolved for it, and when (flap detection).
+pub const RESOLVED: &str = "resolved";
+
+/// The incident that last resolved for a fingerprint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LastResolved {
+    pub incident: crate::domain::IncidentId,
+    pub at: DateTime<Utc>,
+}
 
 async fn load<T: serde::de::DeserializeOwned>(
     store: &dyn Store,

@@ -93,6 +93,29 @@ pub struct Incident {
     pub resolved: Option<(Actor, DateTime<Utc>)>,
     /// Every (channel, person) this incident has paged, so acks and resolutions reach them too.
     pub notified: BTreeSet<(String, Option<String>)>,
+    /// The instant escalation deadlines count from: `opened_at`, or later when the first page
+    /// waits (business hours, a group window) or the chain was held (silence, inhibition) or
+    /// restarted (an ack that ran out). `None` in records written before it existed.
+    #[serde(default)]
+    pub anchor: Option<DateTime<Utc>>,
+    /// An acknowledgement that runs out: at this instant the incident re-triggers.
+    #[serde(default)]
+    pub ack_until: Option<DateTime<Utc>>,
+    /// The firing alerts (their own fingerprints) folded in; a grouped incident resolves when the
+    /// last of them resolves.
+    #[serde(default)]
+    pub members: BTreeSet<String>,
+    /// The silence or inhibiting incident currently holding the escalation back (so the timeline
+    /// says so once, not at every check).
+    #[serde(default)]
+    pub held_by: Option<String>,
+}
+
+impl Incident {
+    /// See `anchor`.
+    pub fn anchor(&self) -> DateTime<Utc> {
+        self.anchor.unwrap_or(self.opened_at)
+    }
 }
 
 /// What happened to an incident, when. The audit trail.
@@ -140,9 +163,27 @@ pub enum TimelineEvent {
     },
     /// The chain ran out of steps and repeats.
     Exhausted,
+    /// The first page waits: business hours, or a group window collecting alerts.
+    Deferred {
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    /// A due step was held back: silenced, or inhibited by another open incident.
+    Held {
+        by: String,
+        until: DateTime<Utc>,
+    },
+    /// A timed acknowledgement (or the policy's ack_timeout) ran out: escalation starts again.
+    AckExpired,
+    /// A flapping alarm came back within the cool-down: the same incident reopened.
+    Reopened {
+        resolved_at: DateTime<Utc>,
+    },
     Acknowledged {
         by: String,
         origin: Origin,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<DateTime<Utc>>,
     },
     Resolved {
         by: String,

@@ -8,18 +8,22 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use super::extras;
 use super::transition::{self, AckResult, AlertEffect};
 use super::{Actor, Incident, IncidentStatus, Origin, TimelineEntry, TimelineEvent};
 use crate::classify::classify;
 use crate::clock::Clock;
-use crate::config::PolicyHandle;
+use crate::config::{Override, Policy, PolicyHandle};
 use crate::domain::{Alert, IncidentId};
 use crate::escalate;
+use crate::escalate::FireContext;
 use crate::metrics::Metrics;
 use crate::store::{CommitOutcome, Guard, Store, StoreError, Transition};
 
 /// How often a transition is re-decided after losing a race before giving up.
 const MAX_CONFLICTS: usize = 16;
+/// How often an inhibited incident looks again whether its inhibitor is still open.
+const INHIBIT_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The event kind that resolves open `trading_halted` incidents (DESIGN §3: the runbook's
 /// "Resume Trading").
@@ -45,6 +49,8 @@ pub enum ServiceError {
 pub enum IngestOutcome {
     Opened(IncidentId),
     Updated(IncidentId),
+    /// A flapping alarm reopened its recently resolved incident.
+    Reopened(IncidentId),
     Resolved(Vec<IncidentId>),
     /// The transport delivered this message before.
     Duplicate,
@@ -58,6 +64,7 @@ impl IngestOutcome {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Opened(_) => "opened",
+            Self::Reopened(_) => "reopened",
             Self::Updated(_) => "updated",
             Self::Resolved(_) => "resolved",
             Self::Duplicate => "duplicate",
@@ -68,7 +75,9 @@ impl IngestOutcome {
 
     pub fn incidents(&self) -> Vec<IncidentId> {
         match self {
-            Self::Opened(id) | Self::Updated(id) | Self::Stale(Some(id)) => vec![*id],
+            Self::Opened(id) | Self::Updated(id) | Self::Reopened(id) | Self::Stale(Some(id)) => {
+                vec![*id]
+            }
             Self::Resolved(ids) => ids.clone(),
             _ => vec![],
         }
@@ -118,7 +127,33 @@ impl IncidentService {
     async fn commit(&self, tx: Transition) -> Result<CommitOutcome, ServiceError> {
         let wakes_deliveries = !tx.deliveries.is_empty();
         let wakes_scheduler = tx.incident.as_ref().is_some_and(|i| i.next_due.is_some());
+        let resolved = tx
+            .incident
+            .as_ref()
+            .filter(|i| i.status == IncidentStatus::Resolved)
+            .map(|i| {
+                (
+                    i.fingerprint.clone(),
+                    i.id,
+                    i.resolved.as_ref().map(|(_, at)| *at),
+                )
+            });
         let out = self.store.commit(tx).await?;
+        if out == CommitOutcome::Committed
+            && let Some((fp, id, Some(at))) = resolved
+            && self.policy.current().flap_cooldown.is_some()
+        {
+            // Best effort: flap detection is a convenience, never a reason to fail a resolve.
+            let record = extras::LastResolved { incident: id, at };
+            if let Ok(bytes) = serde_json::to_vec(&record)
+                && let Err(e) = self
+                    .store
+                    .put_record(extras::RESOLVED, fp.as_str(), bytes)
+                    .await
+            {
+                tracing::warn!(error.message = %e, "Could not record the resolve for flap detection.");
+            }
+        }
         if out == CommitOutcome::Committed {
             if wakes_deliveries {
                 self.wake.deliveries.notify_one();
@@ -128,6 +163,42 @@ impl IncidentService {
             }
         }
         Ok(out)
+    }
+
+    /// What escalation needs from the store besides the incident: API on-call overrides, and a
+    /// silence or an open incident that holds back pages for these labels (`me` is the incident
+    /// itself, which never inhibits itself).
+    async fn fire_context(
+        &self,
+        policy: &Policy,
+        labels: &crate::domain::Labels,
+        me: Option<IncidentId>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Override>, Option<(String, DateTime<Utc>)>), ServiceError> {
+        let overrides = extras::overrides(self.store.as_ref(), now)
+            .await?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+        let api_silences = extras::silences(self.store.as_ref(), now).await?;
+        if let Some(s) = policy.silenced_by(labels, now, &api_silences) {
+            return Ok((overrides, Some((format!("silence {}", s.id), s.end))));
+        }
+        // Inhibition needs the open incidents: only look when a rule could apply.
+        if policy
+            .inhibit_rules
+            .iter()
+            .any(|r| r.target_matchers.iter().all(|m| m.matches(labels)))
+        {
+            for src in self.open_incidents().await? {
+                if Some(src.id) != me && policy.inhibits(&src.labels, labels) {
+                    let recheck =
+                        now + chrono::Duration::from_std(INHIBIT_RECHECK).unwrap_or_default();
+                    return Ok((overrides, Some((format!("incident {}", src.id), recheck))));
+                }
+            }
+        }
+        Ok((overrides, None))
     }
 
     /// Classifies `alert` and opens, updates or resolves its incident. Durable when it returns.
@@ -163,13 +234,41 @@ impl IncidentService {
                 alert,
             ) {
                 AlertEffect::Open => {
+                    if let Some(reopened) = self.reopen_flapping(&policy, alert, &fp, now).await? {
+                        return Ok(reopened);
+                    }
                     let esc = policy
                         .policies
                         .get(&cls.policy)
                         .cloned()
                         .ok_or_else(|| ServiceError::MissingPolicy(cls.policy.clone()))?;
-                    let (mut inc, mut timeline) = transition::open(alert, &cls, esc, now);
-                    let (fired, deliveries) = escalate::fire_due(&mut inc, &policy, now);
+                    let window = cls
+                        .group_window
+                        .and_then(|w| chrono::Duration::from_std(w).ok())
+                        .unwrap_or_default();
+                    let start = policy.notify_at(cls.severity, now + window);
+                    let (mut inc, mut timeline) = transition::open(alert, &cls, esc, now, start);
+                    if start > now {
+                        let reason = if start > now + window {
+                            "outside business hours"
+                        } else {
+                            "group window: collecting alerts"
+                        };
+                        timeline.push(TimelineEntry {
+                            at: now,
+                            event: TimelineEvent::Deferred {
+                                until: start,
+                                reason: reason.into(),
+                            },
+                        });
+                    }
+                    let (overrides, hold) =
+                        self.fire_context(&policy, &inc.labels, None, now).await?;
+                    let ctx = FireContext {
+                        overrides: &overrides,
+                        hold,
+                    };
+                    let (fired, deliveries) = escalate::fire_due(&mut inc, &policy, now, &ctx);
                     inc.version = 1;
                     timeline.extend(fired);
                     let id = inc.id;
@@ -256,6 +355,55 @@ impl IncidentService {
         Err(ServiceError::Contention)
     }
 
+    /// A firing alert for a fingerprint whose incident resolved within the flap cool-down
+    /// reopens that incident instead of opening (and paging) a new one.
+    async fn reopen_flapping(
+        &self,
+        policy: &Policy,
+        alert: &Alert,
+        fp: &crate::domain::Fingerprint,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IngestOutcome>, ServiceError> {
+        if policy.flap_cooldown.is_none() {
+            return Ok(None);
+        }
+        let Some(bytes) = self.store.get_record(extras::RESOLVED, fp.as_str()).await? else {
+            return Ok(None);
+        };
+        let Ok(last) = serde_json::from_slice::<extras::LastResolved>(&bytes) else {
+            return Ok(None);
+        };
+        if !policy.reopens_after_flap(last.at, now) {
+            return Ok(None);
+        }
+        let Some(mut inc) = self.store.incident(last.incident).await? else {
+            return Ok(None);
+        };
+        if inc.status != IncidentStatus::Resolved {
+            return Ok(None);
+        }
+        let guard = Guard::Version(inc.id, inc.version);
+        let timeline = transition::reopen(&mut inc, alert, now);
+        let id = inc.id;
+        let tx = Transition {
+            guard: Some(guard),
+            incident: Some(inc),
+            timeline,
+            delivery_id: alert.delivery_id.clone(),
+            last_change: Some((fp.clone(), alert.occurred_at)),
+            ..Default::default()
+        };
+        match self.commit(tx).await? {
+            CommitOutcome::Committed => {
+                tracing::info!(incident.id = %id, fingerprint = %fp, "Flapping alarm reopened its incident.");
+                Ok(Some(IngestOutcome::Reopened(id)))
+            }
+            CommitOutcome::Duplicate => Ok(Some(IngestOutcome::Duplicate)),
+            // Lost a race: decide afresh (the caller opens a new incident if it must).
+            CommitOutcome::Conflict => Ok(None),
+        }
+    }
+
     /// `trading_resumed` resolves every open `trading_halted` incident and tells everyone it paged.
     async fn ingest_resumed(&self, alert: &Alert) -> Result<IngestOutcome, ServiceError> {
         let open = self.open_incidents().await?;
@@ -292,11 +440,14 @@ impl IncidentService {
         Ok(all)
     }
 
-    /// Acknowledges: stops escalation. A repeated ack changes nothing and answers the same.
+    /// Acknowledges: stops escalation. With `until`, only until then (a timed ack); otherwise the
+    /// policy's `ack_timeout`, if any, bounds it. A repeated ack changes nothing and answers the
+    /// same.
     pub async fn acknowledge(
         &self,
         id: IncidentId,
         actor: Actor,
+        until: Option<DateTime<Utc>>,
     ) -> Result<(AckResult, Incident), ServiceError> {
         for _ in 0..MAX_CONFLICTS {
             let now = self.clock.now();
@@ -307,7 +458,7 @@ impl IncidentService {
                 .ok_or(ServiceError::NotFound)?;
             let guard = Guard::Version(inc.id, inc.version);
             let (result, timeline, deliveries) =
-                transition::acknowledge(&mut inc, actor.clone(), now);
+                transition::acknowledge(&mut inc, actor.clone(), now, until);
             if result != AckResult::Acknowledged {
                 return Ok((result, inc));
             }
@@ -383,8 +534,16 @@ impl IncidentService {
             };
             let guard = Guard::Version(inc.id, inc.version);
             let before = (inc.loop_, inc.step);
-            let (timeline, deliveries) = escalate::fire_due(&mut inc, &policy, now);
-            if timeline.is_empty() {
+            let version = inc.version;
+            let (overrides, hold) = self
+                .fire_context(&policy, &inc.labels, Some(inc.id), now)
+                .await?;
+            let ctx = FireContext {
+                overrides: &overrides,
+                hold,
+            };
+            let (timeline, deliveries) = escalate::fire_due(&mut inc, &policy, now, &ctx);
+            if inc.version == version {
                 return Ok(false);
             }
             let tx = Transition {

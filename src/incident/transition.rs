@@ -45,15 +45,17 @@ pub fn effect(
     }
 }
 
-/// A new incident for `alert`, its escalation not yet started (`step` 0 due at
-/// `now + steps[0].after`).
+/// A new incident for `alert`, its escalation not yet started: `step` 0 is due at
+/// `start + steps[0].after`, where `start` is when the first page may go (now, or later for
+/// business hours or a group window; the caller decides).
 pub fn open(
     alert: &Alert,
     cls: &Classification,
     escalation: EscalationPolicy,
     now: DateTime<Utc>,
+    start: DateTime<Utc>,
 ) -> (Incident, Vec<TimelineEntry>) {
-    let next_due = crate::escalate::due_at(&escalation, now, 0, 0);
+    let next_due = crate::escalate::due_at(&escalation, start, 0, 0);
     let inc = Incident {
         id: IncidentId::new(now),
         fingerprint: cls.fingerprint.clone(),
@@ -80,6 +82,10 @@ pub fn open(
         acknowledged: None,
         resolved: None,
         notified: Default::default(),
+        anchor: Some(start),
+        ack_until: None,
+        members: [alert.fingerprint.to_string()].into(),
+        held_by: None,
     };
     let entry = TimelineEntry {
         at: now,
@@ -114,7 +120,16 @@ pub fn fold(
         },
     }];
     let mut deliveries = Vec::new();
-    if alert.status == AlertStatus::Resolved {
+    match alert.status {
+        AlertStatus::Resolved => {
+            inc.members.remove(alert.fingerprint.as_str());
+        }
+        AlertStatus::Firing | AlertStatus::InsufficientData => {
+            inc.members.insert(alert.fingerprint.to_string());
+        }
+    }
+    // A grouped incident stays open while any of its alerts still fires.
+    if alert.status == AlertStatus::Resolved && inc.members.is_empty() {
         let actor = Actor {
             who: alert.source.as_str().to_string(),
             origin: super::Origin::Source,
@@ -134,11 +149,13 @@ pub enum AckResult {
     AlreadyResolved,
 }
 
-/// Acknowledges: stops the escalation and tells everyone who was paged.
+/// Acknowledges: stops the escalation and tells everyone who was paged. With `until` (a timed
+/// ack), or the policy's `ack_timeout`, the incident re-triggers at that instant unless resolved.
 pub fn acknowledge(
     inc: &mut Incident,
     actor: Actor,
     now: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
 ) -> (AckResult, Vec<TimelineEntry>, Vec<Delivery>) {
     match inc.status {
         IncidentStatus::Acknowledged => return (AckResult::AlreadyAcknowledged, vec![], vec![]),
@@ -147,12 +164,21 @@ pub fn acknowledge(
     }
     inc.version += 1;
     inc.status = IncidentStatus::Acknowledged;
-    inc.next_due = None;
+    inc.ack_until = until.or_else(|| {
+        inc.escalation
+            .ack_timeout
+            .and_then(|t| chrono::Duration::from_std(t).ok())
+            .map(|t| now + t)
+    });
+    // The due-index then holds the ack's end instead of the next step.
+    inc.next_due = inc.ack_until;
+    inc.held_by = None;
     let entry = TimelineEntry {
         at: now,
         event: TimelineEvent::Acknowledged {
             by: actor.who.clone(),
             origin: actor.origin,
+            until: inc.ack_until,
         },
     };
     inc.acknowledged = Some((actor, now));
@@ -190,6 +216,59 @@ fn close(
     inc.resolved = Some((actor, now));
     let deliveries = tell_notified(inc, NotifyKind::Resolved, now);
     (vec![entry], deliveries)
+}
+
+/// Reopens a resolved incident whose alarm came back within the flap cool-down: the same
+/// incident, no fresh page; escalation resumes where it stood, its next step due after the same
+/// gap it had from the previous one.
+pub fn reopen(inc: &mut Incident, alert: &Alert, now: DateTime<Utc>) -> Vec<TimelineEntry> {
+    let resolved_at = inc.resolved.as_ref().map(|(_, at)| *at).unwrap_or(now);
+    inc.version += 1;
+    inc.status = IncidentStatus::Triggered;
+    inc.resolved = None;
+    inc.acknowledged = None;
+    inc.ack_until = None;
+    inc.held_by = None;
+    inc.count += 1;
+    inc.last_seen = now;
+    inc.last_change = inc.last_change.max(alert.occurred_at);
+    inc.alert_status = alert.status;
+    inc.details = alert.details.clone();
+    inc.members.insert(alert.fingerprint.to_string());
+    let esc = &inc.escalation;
+    inc.next_due = match crate::escalate::due_at(esc, inc.anchor(), inc.loop_, inc.step) {
+        Some(due) => {
+            let after = |i: u32| {
+                esc.steps
+                    .get(i as usize)
+                    .map(|s| s.after)
+                    .unwrap_or_default()
+            };
+            let gap = after(inc.step).saturating_sub(if inc.step > 0 {
+                after(inc.step - 1)
+            } else {
+                Default::default()
+            });
+            let target = now + chrono::Duration::from_std(gap).unwrap_or_default();
+            inc.anchor = Some(inc.anchor() + (target - due));
+            Some(target)
+        }
+        None => None,
+    };
+    vec![
+        TimelineEntry {
+            at: now,
+            event: TimelineEvent::Reopened { resolved_at },
+        },
+        TimelineEntry {
+            at: now,
+            event: TimelineEvent::Alert {
+                status: alert.status,
+                summary: alert.summary.clone(),
+                occurred_at: alert.occurred_at,
+            },
+        },
+    ]
 }
 
 /// One status update to every (channel, person) the incident paged.

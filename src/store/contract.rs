@@ -59,6 +59,10 @@ pub fn sample_incident(fp: Fingerprint, now: DateTime<Utc>) -> Incident {
         acknowledged: None,
         resolved: None,
         notified: Default::default(),
+        anchor: None,
+        ack_until: None,
+        members: Default::default(),
+        held_by: None,
     }
 }
 
@@ -125,6 +129,11 @@ async fn records_are_kept_by_kind_and_id(store: &dyn Store) {
             ("b".to_string(), b"2".to_vec())
         ]
     );
+    assert_eq!(
+        store.get_record(&kind, "a").await.unwrap(),
+        Some(b"3".to_vec())
+    );
+    assert_eq!(store.get_record(&kind, "zz").await.unwrap(), None);
     assert!(store.delete_record(&kind, "a").await.unwrap());
     assert!(
         !store.delete_record(&kind, "a").await.unwrap(),

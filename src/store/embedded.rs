@@ -659,6 +659,14 @@ impl Store for EmbeddedStore {
             .map(|_| ())
     }
 
+    async fn get_record(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(RECORDS).map_err(unavailable)?;
+        Ok(t.get((kind, id))
+            .map_err(unavailable)?
+            .map(|v| v.value().to_vec()))
+    }
+
     async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
         let job = Box::new((kind.to_string(), id.to_string(), None));
         let out = self.submit(|reply| Op::Record(job, reply)).await?;

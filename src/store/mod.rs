@@ -172,6 +172,9 @@ pub trait Store: Send + Sync + 'static {
     /// heartbeat's last beat) under `kind`/`id`, replacing any, durably.
     async fn put_record(&self, kind: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError>;
 
+    /// One record, if present.
+    async fn get_record(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// Deletes a record; `false` when there was none.
     async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError>;
 

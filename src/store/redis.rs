@@ -912,6 +912,19 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn get_record(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.keys.k(&format!("rec:{kind}"));
+        let id = id.to_string();
+        self.run(|mut c| async move {
+            ::redis::cmd("HGET")
+                .arg(&key)
+                .arg(&id)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
     async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
         let key = self.keys.k(&format!("rec:{kind}"));
         let id = id.to_string();
