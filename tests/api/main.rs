@@ -11,4 +11,5 @@ mod fixtures;
 mod helpers;
 mod reload;
 mod restart;
+mod time;
 mod two_way;
