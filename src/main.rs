@@ -47,6 +47,9 @@ enum Command {
         /// The instant to simulate at (RFC 3339, e.g. 2026-11-28T03:00:00+08:00); default now.
         #[arg(long)]
         at: Option<String>,
+        /// Payloads to treat as already open incidents (shows inhibition); repeatable.
+        #[arg(long = "open")]
+        open: Vec<PathBuf>,
         /// An SNS envelope, EventBridge event, or trading-bot event (or batch) as JSON.
         event: PathBuf,
     },
@@ -185,7 +188,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Ok(std::process::ExitCode::FAILURE)
             }
         },
-        Command::Simulate { config, at, event } => {
+        Command::Simulate {
+            config,
+            at,
+            open,
+            event,
+        } => {
             let policy = match load_dir(&config) {
                 Ok(p) => p,
                 Err(errors) => {
@@ -203,11 +211,24 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 std::fs::read(&event).with_context(|| format!("reading {}", event.display()))?;
             let alerts = vigil::simulate::alerts_from_payload(&body, at)
                 .with_context(|| format!("{} is not a payload vigil accepts", event.display()))?;
+            let mut already_open = Vec::new();
+            for path in &open {
+                let body =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                already_open.extend(
+                    vigil::simulate::alerts_from_payload(&body, at).with_context(|| {
+                        format!("{} is not a payload vigil accepts", path.display())
+                    })?,
+                );
+            }
             for (i, alert) in alerts.iter().enumerate() {
                 if alerts.len() > 1 {
                     println!("── event {} of {} ──", i + 1, alerts.len());
                 }
-                print!("{}", vigil::simulate::report(&policy, alert, at));
+                print!(
+                    "{}",
+                    vigil::simulate::report(&policy, alert, at, &already_open)
+                );
             }
             Ok(std::process::ExitCode::SUCCESS)
         }

@@ -42,11 +42,11 @@ pub fn alerts_from_payload(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Alert>
     ingest::parse_events(body, now)
 }
 
-/// The report for one alert at instant `at`.
-pub fn report(policy: &Policy, alert: &Alert, at: DateTime<Utc>) -> String {
+/// The report for one alert at instant `at`, given alerts assumed already open (`open`, for
+/// inhibition).
+pub fn report(policy: &Policy, alert: &Alert, at: DateTime<Utc>, open: &[Alert]) -> String {
     let mut out = String::new();
     let cls = classify(policy, alert);
-    let local = at.with_timezone(&policy.timezone);
     let _ = writeln!(out, "summary:      {}", alert.summary);
     let _ = writeln!(out, "status:       {}", alert.status.as_str());
     let _ = writeln!(out, "labels:");
@@ -91,14 +91,67 @@ pub fn report(policy: &Policy, alert: &Alert, at: DateTime<Utc>) -> String {
         );
         return out;
     }
+    if let Some(silence) = policy.silenced_by(&cls.labels, at, &[]) {
+        let _ = writeln!(
+            out,
+            "silenced:     by {} until {} ({}: {}); the incident opens, nobody is paged until then",
+            silence.id,
+            silence
+                .end
+                .with_timezone(&policy.timezone)
+                .format("%a %Y-%m-%d %H:%M"),
+            silence.author,
+            silence.comment
+        );
+    }
+    for source in open {
+        let source_labels = classify(policy, source).labels;
+        if policy.inhibits(&source_labels, &cls.labels) {
+            let _ = writeln!(
+                out,
+                "inhibited:    by the open \"{}\"; nobody is paged while it is open",
+                source.summary
+            );
+        }
+    }
+    // The first page waits for a group window, then for business hours.
+    let window = cls
+        .group_window
+        .and_then(|w| chrono::Duration::from_std(w).ok())
+        .unwrap_or_default();
+    if !window.is_zero() {
+        let _ = writeln!(
+            out,
+            "grouping:     alerts with the same {:?} fold in for {} before the first page",
+            policy
+                .rules
+                .iter()
+                .find(|r| r.name == cls.rule)
+                .map(|r| r.group_by.clone())
+                .unwrap_or_default(),
+            humantime::format_duration(window.to_std().unwrap_or_default())
+        );
+    }
+    let start = policy.notify_at(cls.severity, at + window);
+    if start > at + window {
+        let _ = writeln!(
+            out,
+            "deferred:     outside business hours; the first page waits until {}",
+            start
+                .with_timezone(&policy.timezone)
+                .format("%a %Y-%m-%d %H:%M")
+        );
+    }
     let _ = writeln!(
         out,
         "escalation:   policy {} from {} ({})",
         cls.policy,
-        local.format("%a %Y-%m-%d %H:%M"),
+        start
+            .with_timezone(&policy.timezone)
+            .format("%a %Y-%m-%d %H:%M"),
         policy.timezone
     );
-    for (due, l, s) in escalate::plan(esc, at) {
+    for (due, l, s) in escalate::plan(esc, start) {
         let step = &esc.steps[s as usize];
         let people: Vec<String> = step
             .targets
@@ -128,6 +181,17 @@ pub fn report(policy: &Policy, alert: &Alert, at: DateTime<Utc>) -> String {
             step.via.join(", ")
         );
     }
-    let _ = writeln!(out, "  (stops at the first acknowledgement or resolve)");
+    match esc.ack_timeout {
+        Some(t) => {
+            let _ = writeln!(
+                out,
+                "  (stops at the first acknowledgement or resolve; an ack not resolved within {} re-triggers)",
+                humantime::format_duration(t)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  (stops at the first acknowledgement or resolve)");
+        }
+    }
     out
 }

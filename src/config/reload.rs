@@ -5,9 +5,12 @@
 //! to 0.
 //!
 //! Open incidents are not reshaped by a reload: each keeps the snapshot of its escalation steps
-//! taken when it opened (as PagerDuty and Grafana OnCall do). What a reload does change for them
-//! is resolved when their next step fires: who is on call, people's contact details, and the
-//! channels' settings. A step whose channel was removed records that on the timeline.
+//! (and its policy's `ack_timeout`) taken when it opened, as PagerDuty and Grafana OnCall do.
+//! Everything else is read from the live policy when it is used, so a reload does change, for
+//! open incidents too: who is on call (schedules, layers, routing overrides), people's contact
+//! details, channels' settings and templates, silences and inhibition rules (checked each time a
+//! step falls due), the business-hours calendar (for incidents opened after the reload) and the
+//! flap cool-down. A step whose channel was removed records that on the timeline.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

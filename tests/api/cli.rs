@@ -124,3 +124,82 @@ fn simulate_refuses_a_payload_it_cannot_read() {
     assert!(!ok);
     assert!(stderr.contains("not a payload vigil accepts"), "{stderr}");
 }
+
+fn write_event(dir: &std::path::Path, name: &str, body: serde_json::Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body.to_string()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn simulate_applies_business_hours_silences_and_inhibition() {
+    let dir = tempfile::tempdir().unwrap();
+    let routing = dir.path().join("routing");
+    std::fs::create_dir_all(&routing).unwrap();
+    crate::time::policy("http://127.0.0.1:9".into())(&routing);
+    let routing = routing.to_string_lossy().into_owned();
+    let low = write_event(
+        dir.path(),
+        "low.json",
+        serde_json::json!({ "kind": "report", "summary": "weekly report late" }),
+    );
+    let at = |when: &str, file: &str, extra: &[&str]| {
+        let mut args = vec!["simulate", "--config", &routing, "--at", when];
+        args.extend_from_slice(extra);
+        args.push(file);
+        let (ok, stdout, stderr) = vigil(&args);
+        assert!(ok, "{stderr}");
+        stdout
+    };
+    // Saturday 03:00 in Singapore: held until Monday 09:00. Monday 10:00: at once.
+    let saturday = at("2026-11-28T03:00:00+08:00", &low, &[]);
+    assert!(
+        saturday.contains(
+            "deferred:     outside business hours; the first page waits until Mon 2026-11-30 09:00"
+        ),
+        "{saturday}"
+    );
+    assert!(saturday.contains("from Mon 2026-11-30 09:00"), "{saturday}");
+    let monday = at("2026-11-30T10:00:00+08:00", &low, &[]);
+    assert!(!monday.contains("deferred:"), "{monday}");
+    assert!(monday.contains("from Mon 2026-11-30 10:00"), "{monday}");
+    // An active silence shows as such (and not outside its window).
+    let target = write_event(
+        dir.path(),
+        "target.json",
+        serde_json::json!({ "kind": "maintenance_target", "summary": "db failover" }),
+    );
+    let during = at("2026-11-20T02:20:00Z", &target, &[]);
+    assert!(during.contains("silenced:     by window-1"), "{during}");
+    let after = at("2026-11-20T03:00:00Z", &target, &[]);
+    assert!(!after.contains("silenced:"), "{after}");
+    // An inhibited alert shows its inhibitor.
+    let down = write_event(
+        dir.path(),
+        "down.json",
+        serde_json::json!({ "kind": "region_down", "summary": "ap-southeast-1 is down", "labels": { "region": "ap-southeast-1" } }),
+    );
+    let eks = write_event(
+        dir.path(),
+        "eks.json",
+        serde_json::json!({ "kind": "eks_alarm", "summary": "EKS nodes NotReady", "labels": { "region": "ap-southeast-1" } }),
+    );
+    let inhibited = at("2026-11-20T02:20:00Z", &eks, &["--open", &down]);
+    assert!(
+        inhibited.contains("inhibited:    by the open \"ap-southeast-1 is down\""),
+        "{inhibited}"
+    );
+    let alone = at("2026-11-20T02:20:00Z", &eks, &[]);
+    assert!(!alone.contains("inhibited:"), "{alone}");
+    // A grouped rule says how it groups.
+    let storm = write_event(
+        dir.path(),
+        "storm.json",
+        serde_json::json!({ "kind": "storm", "summary": "node down", "labels": { "region": "ap-southeast-1" } }),
+    );
+    let grouped = at("2026-11-20T02:20:00Z", &storm, &[]);
+    assert!(
+        grouped.contains("grouping:") && grouped.contains("2m"),
+        "{grouped}"
+    );
+}

@@ -18,7 +18,7 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 
 /// A policy whose every page is a webhook to `sink` (plus sms/email for the critical rule's
 /// two-channel invariant), in Asia/Singapore, with one silence on `kind="maintenance_target"`.
-fn policy(sink: String) -> impl FnOnce(&Path) {
+pub(crate) fn policy(sink: String) -> impl FnOnce(&Path) {
     move |dir: &Path| {
         let yaml = format!(
             r#"
