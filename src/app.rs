@@ -156,6 +156,7 @@ impl App {
         let health = Arc::new(SchedulerHealth::default());
         let scheduler = Arc::new(Scheduler {
             service: service.clone(),
+            policy: policy.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
             wake: wake.scheduler.clone(),

@@ -1,8 +1,8 @@
 //! Heartbeats (dead-man switches) as the policy defines them. Pure.
 //!
 //! In: the instant of a heartbeat's last beat. Out: the instant after which its silence opens an
-//! incident, and the labels and severity that incident carries. The worker that watches the
-//! deadlines (a row in the due-index per heartbeat) lives with the incident flow, not here.
+//! incident, and the labels and severity that incident carries. The check against the deadlines
+//! runs in every scheduler pass (`escalate::scheduler::heartbeat`), not here.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
-//! The HTTP API (DESIGN §8): ingest endpoints for SNS, EventBridge and the trading bot; the
-//! operator API on incidents; health, readiness, metrics and reload. Handlers parse and check at
-//! the edge and hand domain values to the incident service.
+//! The HTTP API (DESIGN §8): ingest endpoints for SNS, EventBridge, the trading bot and heartbeat
+//! beats; the operator API on incidents, on-call overrides and silences; health, readiness,
+//! metrics and reload. Handlers parse and check at the edge and hand domain values to the
+//! incident service.
 
 mod ack_link;
 mod admin;
@@ -9,12 +10,13 @@ pub mod error;
 mod incidents;
 mod ingest;
 mod integrations;
+mod operations;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::clock::Clock;
 use crate::config::PolicyHandle;
@@ -52,6 +54,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}", get(incidents::show))
         .route("/v1/incidents/{id}/ack", post(incidents::ack))
         .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route(
+            "/v1/overrides",
+            get(operations::list_overrides).post(operations::create_override),
+        )
+        .route("/v1/overrides/{id}", delete(operations::delete_override))
+        .route("/v1/oncall", get(operations::oncall))
+        .route(
+            "/v1/silences",
+            get(operations::list_silences).post(operations::create_silence),
+        )
+        .route("/v1/silences/{id}", delete(operations::delete_silence))
+        .route("/v1/heartbeats/{name}", post(operations::beat))
         .route("/v1/slack/interactions", post(integrations::slack))
         .route("/v1/pagerduty/webhook", post(integrations::pagerduty))
         .route(

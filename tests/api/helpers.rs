@@ -249,6 +249,65 @@ impl TestApp {
         answer(req.send().await.unwrap()).await
     }
 
+    /// A request with `token` (none when `None`) and an optional JSON body.
+    pub async fn send_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn delete_op(&self, path: &str) -> StatusCode {
+        self.send_as(reqwest::Method::DELETE, path, Some(OPERATOR_TOKEN), None)
+            .await
+            .0
+    }
+
+    /// `POST /v1/overrides`.
+    pub async fn post_override(&self, body: Value) -> (StatusCode, Value) {
+        self.post_op("/v1/overrides", body).await
+    }
+
+    /// `GET /v1/oncall`, optionally `?at=`; the schedules by name.
+    pub async fn oncall(&self, at: Option<DateTime<Utc>>) -> serde_json::Map<String, Value> {
+        let path = match at {
+            Some(at) => format!("/v1/oncall?at={}", urlencode(&at.to_rfc3339())),
+            None => "/v1/oncall".to_string(),
+        };
+        let (status, body) = self.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["schedule"].as_str().unwrap().to_string(), e.clone()))
+            .collect()
+    }
+
+    /// `POST /v1/silences`.
+    pub async fn post_silence(&self, body: Value) -> (StatusCode, Value) {
+        self.post_op("/v1/silences", body).await
+    }
+
+    /// `POST /v1/heartbeats/{name}` with the ingest token and no body.
+    pub async fn beat(&self, name: &str) -> (StatusCode, Value) {
+        let req = self
+            .http
+            .post(self.url(&format!("/v1/heartbeats/{name}")))
+            .bearer_auth(INGEST_TOKEN);
+        answer(req.send().await.unwrap()).await
+    }
+
     pub async fn incident(&self, id: &str) -> Value {
         let (status, body) = self.get(&format!("/v1/incidents/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -278,6 +337,18 @@ impl TestApp {
         self.handle.run_due_escalations().await;
         self.handle.run_deliveries().await;
     }
+}
+
+/// Percent-encodes a query value (RFC 3339 times carry `+` and `:`).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub async fn answer(resp: reqwest::Response) -> (StatusCode, Value) {

@@ -9,6 +9,7 @@ mod deploy;
 mod escalation;
 mod fixtures;
 mod helpers;
+mod operations;
 mod reload;
 mod restart;
 mod time;

@@ -1,0 +1,386 @@
+//! The operator API on the desk's operations (DESIGN §8): on-call overrides, who is on call,
+//! silences, and heartbeat beats. Overrides and silences are checked by the policy's own checks
+//! (`Policy::check_override`, `Silence::parse_api`) and kept as store records
+//! (`incident::extras`), so every replica sees them.
+//!
+//! Bodies are JSON objects read field by field, so every 400 names the field at fault; unknown
+//! fields are refused.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::auth::{require_operator, role};
+use super::error::ApiError;
+use crate::classify::classify;
+use crate::config::{Override, Silence, SilenceSpec};
+use crate::domain::AlertStatus;
+use crate::escalate::scheduler::heartbeat::{self, rfc3339};
+use crate::incident::{IngestOutcome, extras};
+
+type JsonResult = Result<(StatusCode, Json<Value>), ApiError>;
+
+fn operator(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    require_operator(
+        headers,
+        &s.settings.ingest_tokens,
+        &s.settings.operator_tokens,
+    )
+}
+
+/// A JSON object body, taken apart one field at a time.
+struct Fields(Map<String, Value>);
+
+impl Fields {
+    fn parse(body: Result<Bytes, BytesRejection>) -> Result<Self, ApiError> {
+        let body = body?;
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => Ok(Self(map)),
+            Ok(_) => Err(ApiError::bad_request("body: expected a JSON object")),
+            Err(e) => Err(ApiError::bad_request(format!("body: {e}"))),
+        }
+    }
+
+    /// An optional field; `null` counts as absent.
+    fn optional<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>, ApiError> {
+        match self.0.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
+        }
+    }
+
+    fn required<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, ApiError> {
+        self.optional(name)?
+            .ok_or_else(|| ApiError::bad_request(format!("{name}: required")))
+    }
+
+    fn optional_time(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.optional::<String>(name)?
+            .map(|raw| parse_time(name, &raw))
+            .transpose()
+    }
+
+    fn required_time(&mut self, name: &str) -> Result<DateTime<Utc>, ApiError> {
+        self.optional_time(name)?
+            .ok_or_else(|| ApiError::bad_request(format!("{name}: required")))
+    }
+
+    /// Refuses whatever fields are left.
+    fn finish(self, expected: &[&str]) -> Result<(), ApiError> {
+        match self.0.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(ApiError::bad_request(format!(
+                "{k}: unknown field (expected {})",
+                expected.join(", ")
+            ))),
+        }
+    }
+}
+
+fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "{name}: {raw:?} is not an RFC 3339 time like 2026-11-20T10:00:00Z ({e})"
+            ))
+        })
+}
+
+/// Free text naming a person (`author`): 1 to 200 characters, no control characters.
+fn check_author(author: &str) -> Result<(), ApiError> {
+    if author.trim().is_empty() || author.len() > 200 || author.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "author: 1 to 200 characters, no control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn new_id(now: DateTime<Utc>) -> String {
+    let ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    ulid::Ulid::from_parts(ms, rand::random::<u128>()).to_string()
+}
+
+fn record_bytes(v: &impl serde::Serialize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(v).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("could not encode the record: {e}"),
+        )
+    })
+}
+
+// ---- overrides -------------------------------------------------------------------------------
+
+const OVERRIDE_FIELDS: [&str; 5] = ["schedule", "person", "start", "end", "author"];
+
+/// `POST /v1/overrides`: `{schedule, person, start?, end, author?}`; `start` defaults to now.
+pub async fn create_override(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> JsonResult {
+    operator(&s, &headers)?;
+    let now = s.clock.now();
+    let mut f = Fields::parse(body)?;
+    let schedule: String = f.required("schedule")?;
+    let person: String = f.required("person")?;
+    let start = f.optional_time("start")?.unwrap_or(now);
+    let end = f.required_time("end")?;
+    let author: Option<String> = f.optional("author")?;
+    f.finish(&OVERRIDE_FIELDS)?;
+    if let Some(a) = &author {
+        check_author(a)?;
+    }
+    let o = Override {
+        schedule,
+        person,
+        start,
+        end,
+        author,
+    };
+    s.policy
+        .current()
+        .check_override(&o)
+        .map_err(ApiError::bad_request)?;
+    if o.end <= now {
+        return Err(ApiError::bad_request(format!(
+            "end: {} is already past",
+            rfc3339(o.end)
+        )));
+    }
+    let id = new_id(now);
+    s.service
+        .store()
+        .put_record(extras::OVERRIDES, &id, record_bytes(&o)?)
+        .await?;
+    tracing::info!(override.id = %id, schedule = %o.schedule, person = %o.person, start = %o.start, end = %o.end, "On-call override created.");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "override": o })),
+    ))
+}
+
+/// `GET /v1/overrides`: API overrides that have not ended, oldest start first.
+pub async fn list_overrides(State(s): State<AppState>, headers: HeaderMap) -> JsonResult {
+    operator(&s, &headers)?;
+    let now = s.clock.now();
+    let list: Vec<Value> = extras::overrides(s.service.store().as_ref(), now)
+        .await?
+        .into_iter()
+        .map(|(id, o)| json!({ "id": id, "active": o.covers(now), "override": o }))
+        .collect();
+    Ok((StatusCode::OK, Json(json!({ "overrides": list }))))
+}
+
+/// `DELETE /v1/overrides/{id}`.
+pub async fn delete_override(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    operator(&s, &headers)?;
+    let deleted = ulid::Ulid::from_string(&id).is_ok()
+        && s.service
+            .store()
+            .delete_record(extras::OVERRIDES, &id)
+            .await?;
+    if !deleted {
+        return Err(ApiError::not_found("no override with that id"));
+    }
+    tracing::info!(override.id = %id, "On-call override deleted.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- on call ---------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnCallQuery {
+    at: Option<String>,
+}
+
+/// `GET /v1/oncall[?at=RFC3339]`: every schedule, who is on call at `at` (default now) and what
+/// decided, API overrides included.
+pub async fn oncall(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<OnCallQuery>, QueryRejection>,
+) -> JsonResult {
+    operator(&s, &headers)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let at = match q.at {
+        Some(raw) => parse_time("at", &raw)?,
+        None => s.clock.now(),
+    };
+    // Overrides not ended by `at`: a past `at` still sees those that have ended since.
+    let extra: Vec<Override> = extras::overrides(s.service.store().as_ref(), at)
+        .await?
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect();
+    let schedules = s.policy.current().schedule_report(at, &extra);
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "at": rfc3339(at), "schedules": schedules })),
+    ))
+}
+
+// ---- silences --------------------------------------------------------------------------------
+
+const SILENCE_FIELDS: [&str; 6] = ["id", "matchers", "start", "end", "author", "comment"];
+
+/// `POST /v1/silences`: a [`SilenceSpec`], with `start` defaulting to now and `author` to "api".
+pub async fn create_silence(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> JsonResult {
+    operator(&s, &headers)?;
+    let now = s.clock.now();
+    let mut f = Fields::parse(body)?;
+    let spec = SilenceSpec {
+        id: f.optional("id")?,
+        matchers: f.required("matchers")?,
+        start: f.optional_time("start")?.unwrap_or(now),
+        end: f.required_time("end")?,
+        author: f.optional("author")?.unwrap_or_else(|| "api".into()),
+        comment: f.required("comment")?,
+    };
+    f.finish(&SILENCE_FIELDS)?;
+    check_author(&spec.author)?;
+    let silence = Silence::parse_api(spec).map_err(ApiError::bad_request)?;
+    if silence.end <= now {
+        return Err(ApiError::bad_request(format!(
+            "end: {} is already past",
+            rfc3339(silence.end)
+        )));
+    }
+    if s.policy
+        .current()
+        .silences
+        .iter()
+        .any(|r| r.id == silence.id)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "id: a silence {:?} is defined in routing/; choose another id",
+                silence.id
+            ),
+        ));
+    }
+    s.service
+        .store()
+        .put_record(extras::SILENCES, &silence.id, record_bytes(&silence)?)
+        .await?;
+    tracing::info!(silence.id = %silence.id, author = %silence.author, start = %silence.start, end = %silence.end, "Silence created.");
+    Ok((
+        StatusCode::CREATED,
+        Json(silence_json(&silence, "api", now)),
+    ))
+}
+
+fn silence_json(silence: &Silence, source: &str, now: DateTime<Utc>) -> Value {
+    let mut v = serde_json::to_value(silence).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("source".into(), json!(source));
+        obj.insert("active".into(), json!(silence.is_active(now)));
+    }
+    v
+}
+
+/// `GET /v1/silences`: the policy's silences, then the API's that have not ended.
+pub async fn list_silences(State(s): State<AppState>, headers: HeaderMap) -> JsonResult {
+    operator(&s, &headers)?;
+    let now = s.clock.now();
+    let policy = s.policy.current();
+    let mut list: Vec<Value> = policy
+        .silences
+        .iter()
+        .map(|r| silence_json(r, "routing", now))
+        .collect();
+    let mut api = extras::silences(s.service.store().as_ref(), now).await?;
+    api.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
+    list.extend(api.iter().map(|a| silence_json(a, "api", now)));
+    Ok((StatusCode::OK, Json(json!({ "silences": list }))))
+}
+
+/// `DELETE /v1/silences/{id}`: API silences only; those in `routing/` are changed there.
+pub async fn delete_silence(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    operator(&s, &headers)?;
+    if s.service
+        .store()
+        .delete_record(extras::SILENCES, &id)
+        .await?
+    {
+        tracing::info!(silence.id = %id, "Silence deleted.");
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if s.policy.current().silences.iter().any(|r| r.id == id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "defined in routing/; edit the policy",
+        ));
+    }
+    Err(ApiError::not_found("no silence with that id"))
+}
+
+// ---- heartbeats ------------------------------------------------------------------------------
+
+/// `POST /v1/heartbeats/{name}` (ingest or operator token): records a beat, and resolves the
+/// heartbeat's open incident if the beat comes late. The body is ignored.
+pub async fn beat(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> JsonResult {
+    role(
+        &headers,
+        &s.settings.ingest_tokens,
+        &s.settings.operator_tokens,
+    )?;
+    let policy = s.policy.current();
+    let hb = policy
+        .heartbeats
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found("no heartbeat with that name in routing/"))?;
+    let now = s.clock.now();
+    let store = s.service.store().as_ref();
+    let last = extras::last_beat(store, &hb.name).await?;
+    extras::record_beat(store, &hb.name, now).await?;
+    let back = heartbeat::alert(hb, AlertStatus::Resolved, last.unwrap_or(now), now);
+    let fp = classify(&policy, &back).fingerprint;
+    let mut resolved = Vec::new();
+    if store.fingerprint(&fp).await?.open.is_some()
+        && let IngestOutcome::Resolved(ids) = s.service.ingest(&back).await?
+    {
+        tracing::info!(heartbeat = %hb.name, incidents = ?ids, "Heartbeat is back; incident resolved.");
+        resolved = ids;
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "heartbeat": hb.name,
+            "resolved": resolved,
+            "next_deadline": rfc3339(hb.deadline(now)),
+        })),
+    ))
+}
