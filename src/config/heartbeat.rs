@@ -2,7 +2,7 @@
 //!
 //! In: the instant of a heartbeat's last beat. Out: the instant after which its silence opens an
 //! incident, and the labels and severity that incident carries. The check against the deadlines
-//! runs in every scheduler pass (`escalate::scheduler::heartbeat`), not here.
+//! runs in every scheduler pass (`escalate::heartbeat`), not here.
 
 use std::time::Duration;
 

@@ -7,6 +7,7 @@
 //! the incident opened, moved later by a business-hours or group-window wait, by a hold
 //! (silence, inhibition) or by an acknowledgement that ran out.
 
+pub mod heartbeat;
 pub mod scheduler;
 
 use chrono::{DateTime, Utc};

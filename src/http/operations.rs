@@ -22,7 +22,7 @@ use super::error::ApiError;
 use crate::classify::classify;
 use crate::config::{Override, Silence, SilenceSpec};
 use crate::domain::AlertStatus;
-use crate::escalate::scheduler::heartbeat::{self, rfc3339};
+use crate::escalate::heartbeat::{self, rfc3339};
 use crate::incident::{IngestOutcome, extras};
 
 type JsonResult = Result<(StatusCode, Json<Value>), ApiError>;
