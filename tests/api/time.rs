@@ -435,3 +435,38 @@ async fn a_flapping_alarm_reopens_its_incident_instead_of_paging_afresh() {
     tick(&app, Duration::ZERO).await;
     assert_eq!(pages(&sink, &fresh).await.len(), 1);
 }
+
+#[tokio::test]
+async fn api_overrides_and_api_silences_change_who_is_paged() {
+    let (sink, app) = setup().await;
+    // cto covers the primary schedule for the next hour.
+    let (status, body) = app
+        .post_override(json!({ "schedule": "primary", "person": "cto", "end": "2026-11-20T03:15:45Z", "author": "ana" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = open(&app, "exchange_error", "covered", json!({})).await;
+    tick(&app, Duration::ZERO).await;
+    let page = received(&sink)
+        .await
+        .into_iter()
+        .find(|b| b["incident"] == id.as_str())
+        .unwrap();
+    assert_eq!(
+        page["people"][0]["id"], "cto",
+        "the override, not the rotation"
+    );
+    // An API silence on this kind: the next incident opens and pages no one.
+    let (status, body) = app
+        .post_silence(json!({ "matchers": ["kind=\"exchange_error\""], "end": "2026-11-20T02:45:45Z", "comment": "exchange maintenance" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let quiet = open(&app, "exchange_error", "during-maintenance", json!({})).await;
+    tick(&app, Duration::ZERO).await;
+    assert!(pages(&sink, &quiet).await.is_empty(), "silenced");
+    tick(&app, minutes(30)).await; // the silence ends at +30m
+    assert_eq!(
+        pages(&sink, &quiet).await.len(),
+        1,
+        "paged when the silence ends"
+    );
+}
