@@ -306,6 +306,47 @@ impl Notifiers {
 pub(crate) mod testkit {
     use super::*;
 
+    /// What a channel must make of one HTTP answer: `Ok(())` success; `Err(Some(ra))` transient
+    /// with that Retry-After; `Err(None)` permanent.
+    pub(crate) type Want = Result<(), Option<Option<Duration>>>;
+
+    /// The status table every HTTP channel shares (STYLE §9): each row is (status, Retry-After
+    /// header, what the channel must make of it). `ok` is how the provider answers a success
+    /// (its body matters to some channels). One request per row, against a fresh fake.
+    pub(crate) async fn assert_status_table<N: Notifier>(
+        make: impl Fn(&str) -> N,
+        ok: impl Fn(u16) -> wiremock::ResponseTemplate,
+        table: &[(u16, Option<&str>, Want)],
+    ) {
+        for (status, retry_after, want) in table {
+            let server = wiremock::MockServer::start().await;
+            let mut resp = if (200..300).contains(status) {
+                ok(*status)
+            } else {
+                wiremock::ResponseTemplate::new(*status)
+            };
+            if let Some(ra) = retry_after {
+                resp = resp.insert_header("Retry-After", *ra);
+            }
+            wiremock::Mock::given(wiremock::matchers::method("POST"))
+                .respond_with(resp)
+                .expect(1)
+                .mount(&server)
+                .await;
+            let got = make(&server.uri())
+                .send(&notification(NotifyKind::Trigger))
+                .await;
+            match (got, want) {
+                (Ok(_), Ok(())) => {}
+                (Err(NotifyError::Transient { retry_after, .. }), Err(Some(ra))) => {
+                    assert_eq!(retry_after, *ra, "HTTP {status}")
+                }
+                (Err(NotifyError::Permanent { .. }), Err(None)) => {}
+                (got, want) => panic!("HTTP {status}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
     pub(crate) const INCIDENT: &str = "01JD4Z8X3K7M2Q9R5T6V8W0Y1A";
 
     pub(crate) fn notification(kind: NotifyKind) -> Notification {

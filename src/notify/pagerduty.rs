@@ -350,42 +350,24 @@ mod tests {
 
     #[tokio::test]
     async fn the_shared_status_table() {
-        for (status, retry_after, want) in [
-            (200, None, Ok(())),
-            (202, None, Ok(())),
-            (429, Some("7"), Err(Some(Some(Duration::from_secs(7))))),
-            (429, None, Err(Some(Some(RATE_LIMITED_HINT)))),
-            (500, None, Err(Some(None))),
-            (502, None, Err(Some(None))),
-            (503, Some("2"), Err(Some(Some(Duration::from_secs(2))))),
-            (400, None, Err(None)),
-            (401, None, Err(None)),
-            (403, None, Err(None)),
-            (404, None, Err(None)),
-        ] {
-            let server = MockServer::start().await;
-            let mut resp = ResponseTemplate::new(status);
-            if let Some(ra) = retry_after {
-                resp = resp.insert_header("Retry-After", ra);
-            }
-            Mock::given(method("POST"))
-                .respond_with(resp)
-                .expect(1)
-                .mount(&server)
-                .await;
-            let got = notifier(&server.uri())
-                .send(&notification(NotifyKind::Trigger))
-                .await;
-            // Err(Some(ra)) = transient with that Retry-After, Err(None) = permanent.
-            match (got, want) {
-                (Ok(_), Ok(())) => {}
-                (Err(NotifyError::Transient { retry_after, .. }), Err(Some(ra))) => {
-                    assert_eq!(retry_after, ra, "HTTP {status}")
-                }
-                (Err(NotifyError::Permanent { .. }), Err(None)) => {}
-                (got, want) => panic!("HTTP {status}: got {got:?}, want {want:?}"),
-            }
-        }
+        crate::notify::testkit::assert_status_table(
+            notifier,
+            ResponseTemplate::new,
+            &[
+                (200, None, Ok(())),
+                (202, None, Ok(())),
+                (429, Some("7"), Err(Some(Some(Duration::from_secs(7))))),
+                (429, None, Err(Some(Some(RATE_LIMITED_HINT)))),
+                (500, None, Err(Some(None))),
+                (502, None, Err(Some(None))),
+                (503, Some("2"), Err(Some(Some(Duration::from_secs(2))))),
+                (400, None, Err(None)),
+                (401, None, Err(None)),
+                (403, None, Err(None)),
+                (404, None, Err(None)),
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -87,3 +87,70 @@ pub(super) fn without_url(e: &reqwest::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use wiremock::ResponseTemplate;
+
+    use super::*;
+    use crate::notify::SecretSource;
+    use crate::notify::testkit::{assert_status_table, notification};
+
+    fn notifier(url: &str) -> WebhookNotifier {
+        let secrets = SecretSource::from_map(
+            [("HOOK_TOKEN".to_string(), "hook-secret-123".to_string())].into(),
+        );
+        WebhookNotifier::new(
+            url.to_string(),
+            Some("HOOK_TOKEN"),
+            &secrets,
+            reqwest::Client::new(),
+            Duration::from_secs(5),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_shared_status_table() {
+        assert_status_table(
+            notifier,
+            ResponseTemplate::new,
+            &[
+                (200, None, Ok(())),
+                (204, None, Ok(())),
+                (429, Some("4"), Err(Some(Some(Duration::from_secs(4))))),
+                (500, None, Err(Some(None))),
+                (503, Some("1"), Err(Some(Some(Duration::from_secs(1))))),
+                (400, None, Err(None)),
+                (401, None, Err(None)),
+                (404, None, Err(None)),
+            ],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn no_secret_in_errors_and_a_missing_token_names_its_variable() {
+        let err = notifier("http://127.0.0.1:9/hook?token=hook-secret-123")
+            .send(&notification(crate::incident::NotifyKind::Trigger))
+            .await
+            .unwrap_err();
+        assert!(
+            !format!("{err} {err:?}").contains("hook-secret-123"),
+            "{err}"
+        );
+        let missing = WebhookNotifier::new(
+            "http://x".into(),
+            Some("NOPE"),
+            &SecretSource::from_map(Default::default()),
+            reqwest::Client::new(),
+            Duration::from_secs(1),
+        );
+        assert_eq!(
+            missing.err().unwrap(),
+            "environment variable NOPE is not set"
+        );
+    }
+}
