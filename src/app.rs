@@ -84,7 +84,12 @@ impl App {
                     ..RedisOptions::default()
                 };
                 let store = RedisStore::connect_with(r.url.expose(), &r.prefix, options).await?;
-                tracing::info!(prefix = %r.prefix, consumer = %store.consumer(), "Using the Redis store.");
+                tracing::info!(
+                    prefix = %r.prefix,
+                    consumer = %store.consumer(),
+                    cluster = store.is_cluster(),
+                    "Using the Redis store."
+                );
                 Arc::new(store)
             }
             None => Arc::new(EmbeddedStore::open(&settings.data_dir)?),

@@ -78,8 +78,10 @@ struct ServeArgs {
     /// Directory of the embedded store.
     #[arg(long, env = "VIGIL_DATA", default_value = "data")]
     data: PathBuf,
-    /// Keep state in Redis instead (redis://[user:password@]host:port[/db]), so several replicas
-    /// can share it; --data is then unused.
+    /// Keep state in Redis instead, so several replicas can share it; --data is then unused.
+    /// One server: redis://[user:password@]host:port[/db]. Redis Cluster:
+    /// redis+cluster://[user:password@]host:port[,host:port…] (seed nodes; one reachable node is
+    /// enough, the others are discovered; all keys live in the one slot of --redis-prefix).
     #[arg(long, env = "VIGIL_REDIS_URL", hide_env_values = true)]
     redis: Option<String>,
     /// Prefix (and Redis Cluster hash tag) of every key vigil writes to Redis.

@@ -107,8 +107,9 @@ impl Settings {
 /// Where the Redis store lives.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS is not built in); a secret,
-    /// since it may carry a password.
+    /// `redis://[user:password@]host:port[/db]` for one server, or
+    /// `redis+cluster://[user:password@]host:port[,host:port…]` for a Redis Cluster (seed nodes);
+    /// `rediss://` for TLS is not built in. A secret, since it may carry a password.
     pub url: Secret,
     /// Starts every key (as the hash tag `{prefix}`), so several vigil deployments can share one
     /// Redis.
