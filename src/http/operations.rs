@@ -165,6 +165,7 @@ pub async fn create_override(
         .store()
         .put_record(extras::OVERRIDES, &id, record_bytes(&o)?)
         .await?;
+    s.service.forget_extras();
     tracing::info!(override.id = %id, schedule = %o.schedule, person = %o.person, start = %o.start, end = %o.end, "On-call override created.");
     Ok((
         StatusCode::CREATED,
@@ -199,6 +200,7 @@ pub async fn delete_override(
     if !deleted {
         return Err(ApiError::not_found("no override with that id"));
     }
+    s.service.forget_extras();
     tracing::info!(override.id = %id, "On-call override deleted.");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -286,6 +288,7 @@ pub async fn create_silence(
         .store()
         .put_record(extras::SILENCES, &silence.id, record_bytes(&silence)?)
         .await?;
+    s.service.forget_extras();
     tracing::info!(silence.id = %silence.id, author = %silence.author, start = %silence.start, end = %silence.end, "Silence created.");
     Ok((
         StatusCode::CREATED,
@@ -330,6 +333,7 @@ pub async fn delete_silence(
         .delete_record(extras::SILENCES, &id)
         .await?
     {
+        s.service.forget_extras();
         tracing::info!(silence.id = %id, "Silence deleted.");
         return Ok(StatusCode::NO_CONTENT);
     }

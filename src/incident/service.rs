@@ -91,7 +91,21 @@ pub struct Wakers {
     pub deliveries: Arc<Notify>,
 }
 
+/// API overrides and silences as last read from the store. They change rarely and are consulted
+/// for every new incident and every due step, so a process reads them at most once per
+/// `EXTRAS_TTL`; a write through this process's API clears the copy at once, and other replicas
+/// see it within the TTL.
+#[derive(Default)]
+struct ExtrasCache {
+    read_at: Option<std::time::Instant>,
+    overrides: Arc<Vec<Override>>,
+    silences: Arc<Vec<crate::config::Silence>>,
+}
+
+const EXTRAS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct IncidentService {
+    extras: std::sync::Mutex<ExtrasCache>,
     store: Arc<dyn Store>,
     policy: Arc<PolicyHandle>,
     clock: Arc<dyn Clock>,
@@ -108,6 +122,7 @@ impl IncidentService {
         wake: Wakers,
     ) -> Self {
         Self {
+            extras: std::sync::Mutex::new(ExtrasCache::default()),
             store,
             policy,
             clock,
@@ -165,6 +180,37 @@ impl IncidentService {
         Ok(out)
     }
 
+    /// Forgets the cached API overrides and silences (after this process's API changed them).
+    pub fn forget_extras(&self) {
+        self.extras
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read_at = None;
+    }
+
+    async fn api_extras(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(Arc<Vec<Override>>, Arc<Vec<crate::config::Silence>>), ServiceError> {
+        {
+            let cache = self.extras.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.read_at.is_some_and(|t| t.elapsed() < EXTRAS_TTL) {
+                return Ok((cache.overrides.clone(), cache.silences.clone()));
+            }
+        }
+        let overrides: Vec<Override> = extras::overrides(self.store.as_ref(), now)
+            .await?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+        let silences = extras::silences(self.store.as_ref(), now).await?;
+        let mut cache = self.extras.lock().unwrap_or_else(|e| e.into_inner());
+        cache.read_at = Some(std::time::Instant::now());
+        cache.overrides = Arc::new(overrides);
+        cache.silences = Arc::new(silences);
+        Ok((cache.overrides.clone(), cache.silences.clone()))
+    }
+
     /// What escalation needs from the store besides the incident: API on-call overrides, and a
     /// silence or an open incident that holds back pages for these labels (`me` is the incident
     /// itself, which never inhibits itself).
@@ -175,12 +221,17 @@ impl IncidentService {
         me: Option<IncidentId>,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Override>, Option<(String, DateTime<Utc>)>), ServiceError> {
-        let overrides = extras::overrides(self.store.as_ref(), now)
-            .await?
-            .into_iter()
-            .map(|(_, o)| o)
+        let (all_overrides, all_silences) = self.api_extras(now).await?;
+        let overrides = all_overrides
+            .iter()
+            .filter(|o| o.end > now)
+            .cloned()
             .collect();
-        let api_silences = extras::silences(self.store.as_ref(), now).await?;
+        let api_silences: Vec<_> = all_silences
+            .iter()
+            .filter(|s| s.end > now)
+            .cloned()
+            .collect();
         if let Some(s) = policy.silenced_by(labels, now, &api_silences) {
             return Ok((overrides, Some((format!("silence {}", s.id), s.end))));
         }
