@@ -48,3 +48,24 @@ impl Clock for ManualClock {
         *self.now.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// `t + d`, saturating at the end of the calendar instead of panicking: durations come from
+/// policy files, flags and requests, and an absurd one must not crash a handler.
+pub fn after(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_saturates_instead_of_panicking() {
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        assert_eq!(after(t, std::time::Duration::from_secs(60)).timestamp(), 60);
+        assert_eq!(after(t, std::time::Duration::MAX), DateTime::<Utc>::MAX_UTC);
+    }
+}

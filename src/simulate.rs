@@ -132,8 +132,9 @@ pub fn report(policy: &Policy, alert: &Alert, at: DateTime<Utc>, open: &[Alert])
             humantime::format_duration(window.to_std().unwrap_or_default())
         );
     }
-    let start = policy.notify_at(cls.severity, at + window);
-    if start > at + window {
+    let collected = crate::clock::after(at, window.to_std().unwrap_or_default());
+    let start = policy.notify_at(cls.severity, collected);
+    if start > collected {
         let _ = writeln!(
             out,
             "deferred:     outside business hours; the first page waits until {}",

@@ -243,8 +243,7 @@ impl IncidentService {
         {
             for src in self.open_incidents().await? {
                 if Some(src.id) != me && policy.inhibits(&src.labels, labels) {
-                    let recheck =
-                        now + chrono::Duration::from_std(INHIBIT_RECHECK).unwrap_or_default();
+                    let recheck = crate::clock::after(now, INHIBIT_RECHECK);
                     return Ok((overrides, Some((format!("incident {}", src.id), recheck))));
                 }
             }
@@ -293,14 +292,11 @@ impl IncidentService {
                         .get(&cls.policy)
                         .cloned()
                         .ok_or_else(|| ServiceError::MissingPolicy(cls.policy.clone()))?;
-                    let window = cls
-                        .group_window
-                        .and_then(|w| chrono::Duration::from_std(w).ok())
-                        .unwrap_or_default();
-                    let start = policy.notify_at(cls.severity, now + window);
+                    let collected = crate::clock::after(now, cls.group_window.unwrap_or_default());
+                    let start = policy.notify_at(cls.severity, collected);
                     let (mut inc, mut timeline) = transition::open(alert, &cls, esc, now, start);
                     if start > now {
-                        let reason = if start > now + window {
+                        let reason = if start > collected {
                             "outside business hours"
                         } else {
                             "group window: collecting alerts"

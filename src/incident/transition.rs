@@ -167,8 +167,7 @@ pub fn acknowledge(
     inc.ack_until = until.or_else(|| {
         inc.escalation
             .ack_timeout
-            .and_then(|t| chrono::Duration::from_std(t).ok())
-            .map(|t| now + t)
+            .map(|t| crate::clock::after(now, t))
     });
     // The due-index then holds the ack's end instead of the next step.
     inc.next_due = inc.ack_until;
@@ -249,7 +248,7 @@ pub fn reopen(inc: &mut Incident, alert: &Alert, now: DateTime<Utc>) -> Vec<Time
             } else {
                 Default::default()
             });
-            let target = now + chrono::Duration::from_std(gap).unwrap_or_default();
+            let target = crate::clock::after(now, gap);
             inc.anchor = Some(inc.anchor() + (target - due));
             Some(target)
         }

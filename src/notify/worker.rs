@@ -225,9 +225,7 @@ impl DeliveryWorker {
                         } else {
                             let wait = self.retry.delay(attempt, retry_after);
                             tracing::warn!(reason = %reason, wait = ?wait, "Delivery will be retried.");
-                            let not_before = now
-                                + chrono::Duration::from_std(wait)
-                                    .unwrap_or(chrono::Duration::zero());
+                            let not_before = crate::clock::after(now, wait);
                             (
                                 DeliveryOutcome::Retrying,
                                 format!(
