@@ -161,9 +161,12 @@ pub async fn ack(
             return Err(ApiError::bad_request("give either until or for, not both"));
         }
         (Some(t), None) => Some(t),
+        // Checked: `now + d` panics past the calendar's end (`"for": "100000000years"`).
         (None, Some(d)) => Some(
-            now + chrono::Duration::from_std(d)
-                .map_err(|_| ApiError::bad_request("for: too long"))?,
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .ok_or_else(|| ApiError::bad_request("for: too long"))?,
         ),
         (None, None) => None,
     };
