@@ -85,6 +85,7 @@ fn cases() -> Vec<Case> {
         Case { name: "ack unknown incident", path: "/v1/incidents/01JD4Z8X3K7M2Q9R5T6V8W0Y1A/ack", content_type: "application/json", auth: Some(OPERATOR_TOKEN), api_key: None, body: b"{}".to_vec(), expect: 404 },
         Case { name: "ack bad id", path: "/v1/incidents/not-an-id/ack", content_type: "application/json", auth: Some(OPERATOR_TOKEN), api_key: None, body: b"{}".to_vec(), expect: 400 },
         Case { name: "ack bad body", path: "/v1/incidents/01JD4Z8X3K7M2Q9R5T6V8W0Y1A/ack", content_type: "application/json", auth: Some(OPERATOR_TOKEN), api_key: None, body: b"{\"by\": 7}".to_vec(), expect: 400 },
+        Case { name: "ack for longer than the calendar", path: "/v1/incidents/01JD4Z8X3K7M2Q9R5T6V8W0Y1A/ack", content_type: "application/json", auth: Some(OPERATOR_TOKEN), api_key: None, body: br#"{"for": "100000000years"}"#.to_vec(), expect: 400 },
         Case { name: "reload without token", path: "/v1/admin/reload", content_type: "application/json", auth: None, api_key: None, body: vec![], expect: 401 },
         Case { name: "unknown endpoint", path: "/v1/nothing", content_type: "application/json", auth: None, api_key: None, body: vec![], expect: 404 },
     ]

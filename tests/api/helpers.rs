@@ -118,6 +118,8 @@ pub struct Options {
     /// Run on the Redis store (the server `scripts/test` starts, a fresh key prefix) instead of
     /// the embedded one.
     pub redis: bool,
+    /// Retry bounds instead of the fast ones below (3 attempts, 10–50 ms apart).
+    pub retry: Option<vigil::notify::retry::RetryPolicy>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -158,6 +160,9 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     settings.retry.base = Duration::from_millis(10);
     settings.retry.max_delay = Duration::from_millis(50);
     settings.retry.max_attempts = 3;
+    if let Some(retry) = opts.retry {
+        settings.retry = retry;
+    }
     let clock = Arc::new(ManualClock::new(t0()));
     let store: Arc<dyn Store> = if opts.redis {
         let url = std::env::var("VIGIL_TEST_REDIS_URL").unwrap_or_else(|_| {
