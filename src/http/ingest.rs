@@ -48,17 +48,41 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Ingests alerts in order and reports each outcome.
+///
+/// Alerts of a batch that touch different incidents are ingested concurrently, so their store
+/// writes share group commits; a batch in which two alerts land on one incident (the same
+/// classified fingerprint), or that carries a `trading_resumed`, keeps its order.
 async fn accept(s: &AppState, alerts: &[Alert]) -> Result<Vec<serde_json::Value>, ApiError> {
     let started = Instant::now();
-    let mut results = Vec::with_capacity(alerts.len());
-    for alert in alerts {
-        let outcome = s.service.ingest(alert).await?;
-        results.push(json!({
-            "fingerprint": alert.fingerprint,
-            "outcome": outcome.label(),
-            "incidents": outcome.incidents(),
-        }));
-    }
+    let policy = s.policy.current();
+    let mut keys = std::collections::HashSet::with_capacity(alerts.len());
+    let independent = alerts.iter().all(|a| {
+        a.labels.get("kind").map(String::as_str) != Some(crate::incident::service::TRADING_RESUMED)
+            && keys.insert(crate::classify::classify(&policy, a).fingerprint)
+    });
+    let outcomes = if independent && alerts.len() > 1 {
+        futures::future::join_all(alerts.iter().map(|a| s.service.ingest(a)))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        let mut out = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            out.push(s.service.ingest(alert).await?);
+        }
+        out
+    };
+    let results: Vec<serde_json::Value> = alerts
+        .iter()
+        .zip(outcomes)
+        .map(|(alert, outcome)| {
+            json!({
+                "fingerprint": alert.fingerprint,
+                "outcome": outcome.label(),
+                "incidents": outcome.incidents(),
+            })
+        })
+        .collect();
     s.metrics
         .ingest_latency
         .record(started.elapsed().as_secs_f64());

@@ -563,9 +563,17 @@ impl IncidentService {
     pub async fn run_due(&self) -> Result<usize, ServiceError> {
         let now = self.clock.now();
         let due = self.store.due(now, 1024).await?;
+        // Different incidents fire concurrently, so their commits are grouped; each is still
+        // one version-guarded transition.
+        use futures::StreamExt;
+        let results: Vec<Result<bool, ServiceError>> = futures::stream::iter(due)
+            .map(|(_, id)| self.fire(id))
+            .buffer_unordered(64)
+            .collect()
+            .await;
         let mut fired = 0;
-        for (_, id) in due {
-            if self.fire(id).await? {
+        for r in results {
+            if r? {
                 fired += 1;
             }
         }

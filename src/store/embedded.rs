@@ -47,6 +47,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Bump when the stored layout changes incompatibly; a store with another version is refused.
 const SCHEMA_VERSION: u64 = 1;
+/// redb's page cache.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// How many queued operations one commit takes at most.
 const MAX_BATCH: usize = 512;
 
@@ -121,7 +123,11 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("vigil.redb");
-        let db = Database::create(&path)
+        // redb's default page cache is 1 GiB; a pager needs far less (the open incidents and the
+        // due-index), and RSS matters more than re-reading cold timelines.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
             .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
         let db = Arc::new(db);
         init_schema(&db)?;
