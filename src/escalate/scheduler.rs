@@ -25,21 +25,11 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 pub struct SchedulerHealth {
     /// Lag in milliseconds at the last pass.
     lag_ms: AtomicI64,
-    /// Wall-clock ms of the last completed pass (0 = never).
-    last_pass_ms: AtomicI64,
 }
 
 impl SchedulerHealth {
     pub fn lag(&self) -> Duration {
         Duration::from_millis(self.lag_ms.load(Ordering::Relaxed).max(0) as u64)
-    }
-
-    /// Time since the last completed pass, by `now_ms`.
-    pub fn since_last_pass(&self, now_ms: i64) -> Option<Duration> {
-        match self.last_pass_ms.load(Ordering::Relaxed) {
-            0 => None,
-            t => Some(Duration::from_millis((now_ms - t).max(0) as u64)),
-        }
     }
 }
 
@@ -65,9 +55,6 @@ impl Scheduler {
             _ => 0,
         };
         self.health.lag_ms.store(lag, Ordering::Relaxed);
-        self.health
-            .last_pass_ms
-            .store(now.timestamp_millis().max(1), Ordering::Relaxed);
         self.metrics.scheduler_lag_seconds.set(lag as f64 / 1000.0);
         Ok(fired)
     }

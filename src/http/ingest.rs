@@ -54,13 +54,18 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// classified fingerprint), or that carries a `trading_resumed`, keeps its order.
 async fn accept(s: &AppState, alerts: &[Alert]) -> Result<Vec<serde_json::Value>, ApiError> {
     let started = Instant::now();
-    let policy = s.policy.current();
-    let mut keys = std::collections::HashSet::with_capacity(alerts.len());
-    let independent = alerts.iter().all(|a| {
-        a.labels.get("kind").map(String::as_str) != Some(crate::incident::service::TRADING_RESUMED)
-            && keys.insert(crate::classify::classify(&policy, a).fingerprint)
-    });
-    let outcomes = if independent && alerts.len() > 1 {
+    // Only a batch needs the up-front classification (the service classifies each alert
+    // again); a single event, the hot path, goes straight in.
+    let independent = alerts.len() > 1 && {
+        let policy = s.policy.current();
+        let mut keys = std::collections::HashSet::with_capacity(alerts.len());
+        alerts.iter().all(|a| {
+            a.labels.get("kind").map(String::as_str)
+                != Some(crate::incident::service::TRADING_RESUMED)
+                && keys.insert(crate::classify::classify(&policy, a).fingerprint)
+        })
+    };
+    let outcomes = if independent {
         futures::future::join_all(alerts.iter().map(|a| s.service.ingest(a)))
             .await
             .into_iter()

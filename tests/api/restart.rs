@@ -195,19 +195,7 @@ async fn incidents_and_timers_survive_kill_9_and_fire_after_restart() {
         assert_eq!(escalations, 1, "{id}: step 2 fired once, after the restart");
     }
     // SIGTERM: a graceful shutdown that exits 0 within the drain limit.
-    let term = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "vigil did not stop on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = terminate(&mut second).await;
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }
 
