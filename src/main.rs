@@ -14,6 +14,11 @@ use vigil::config::reload::load_all;
 use vigil::config::{format_errors, load_dir};
 use vigil::settings::{RedisSettings, Secret, Settings, tokens_from_env};
 
+/// mimalloc instead of glibc's malloc: profiles of the ingest path spent about an eighth of all
+/// CPU in glibc's malloc and free (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "vigil",

@@ -58,13 +58,68 @@ enum Op {
         oneshot::Sender<Result<CommitOutcome, StoreError>>,
     ),
     Commit(
-        Box<Transition>,
+        Box<Prepared>,
         oneshot::Sender<Result<CommitOutcome, StoreError>>,
     ),
     Finish(
-        Box<(Delivery, DeliveryFinish)>,
+        Box<PreparedFinish>,
         oneshot::Sender<Result<CommitOutcome, StoreError>>,
     ),
+}
+
+/// A transition with its records already encoded. The caller's task encodes them (on any
+/// runtime thread) so that the one writer thread, which every commit waits for, only touches
+/// the tables.
+struct Prepared {
+    tx: Transition,
+    incident: Option<Vec<u8>>,
+    timeline: Vec<Vec<u8>>,
+    deliveries: Vec<Vec<u8>>,
+}
+
+impl Prepared {
+    fn new(tx: Transition) -> Self {
+        Self {
+            incident: tx.incident.as_ref().map(encode_incident),
+            timeline: tx.timeline.iter().map(encode).collect(),
+            deliveries: tx.deliveries.iter().map(encode).collect(),
+            tx,
+        }
+    }
+}
+
+/// The end of a delivery attempt, likewise encoded before it reaches the writer.
+struct PreparedFinish {
+    delivery: Delivery,
+    finish: DeliveryFinish,
+    /// The row as it is kept for the next attempt (`Retry`).
+    retry: Option<Vec<u8>>,
+    entries: Vec<Vec<u8>>,
+    follow_ups: Vec<Vec<u8>>,
+}
+
+impl PreparedFinish {
+    fn new(delivery: &Delivery, finish: DeliveryFinish) -> Self {
+        let retry = match &finish.update {
+            DeliveryUpdate::Retry {
+                attempt,
+                not_before,
+            } => {
+                let mut next = delivery.clone();
+                next.attempt = *attempt;
+                next.not_before = *not_before;
+                Some(encode(&next))
+            }
+            DeliveryUpdate::Done => None,
+        };
+        Self {
+            retry,
+            entries: finish.entries.iter().map(encode).collect(),
+            follow_ups: finish.follow_ups.iter().map(encode).collect(),
+            delivery: delivery.clone(),
+            finish,
+        }
+    }
 }
 
 pub struct EmbeddedStore {
@@ -115,6 +170,49 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     // Serializing our own plain data types cannot fail (no maps with non-string keys).
     serde_json::to_vec(v).expect("store records serialize to JSON")
+}
+
+/// A stored incident starts with a head — this marker, its version and its due time (ms, or
+/// `NO_DUE`), little-endian — followed by its JSON, so that the writer can check a version
+/// guard and find the due row a transition replaces without decoding the JSON. Records written
+/// before the head existed are plain JSON (they start with `{`) and are read as they are.
+const HEAD_MARK: u8 = 0xfe;
+const HEAD_LEN: usize = 17;
+const NO_DUE: i64 = i64::MIN;
+
+fn encode_incident(inc: &Incident) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2048);
+    out.push(HEAD_MARK);
+    out.extend_from_slice(&inc.version.to_le_bytes());
+    out.extend_from_slice(&inc.next_due.map(ms).unwrap_or(NO_DUE).to_le_bytes());
+    serde_json::to_writer(&mut out, inc).expect("incidents serialize to JSON");
+    out
+}
+
+fn decode_incident(bytes: &[u8]) -> Result<Incident, StoreError> {
+    match bytes {
+        [HEAD_MARK, ..] if bytes.len() >= HEAD_LEN => decode(&bytes[HEAD_LEN..]),
+        _ => decode(bytes),
+    }
+}
+
+/// A stored incident's version and due time (ms).
+fn incident_head(bytes: &[u8]) -> Result<(u64, Option<i64>), StoreError> {
+    match bytes {
+        [HEAD_MARK, ..] if bytes.len() >= HEAD_LEN => {
+            let word = |at: usize| -> [u8; 8] {
+                bytes[at..at + 8]
+                    .try_into()
+                    .expect("eight bytes of the head")
+            };
+            let due = i64::from_le_bytes(word(9));
+            Ok((u64::from_le_bytes(word(1)), (due != NO_DUE).then_some(due)))
+        }
+        _ => {
+            let inc: Incident = decode(bytes)?;
+            Ok((inc.version, inc.next_due.map(ms)))
+        }
+    }
 }
 
 impl EmbeddedStore {
@@ -177,7 +275,7 @@ impl EmbeddedStore {
         let rx = self.db.begin_read().map_err(unavailable)?;
         let t = rx.open_table(INCIDENTS).map_err(unavailable)?;
         match t.get(id).map_err(unavailable)? {
-            Some(v) => Ok(Some(decode(v.value())?)),
+            Some(v) => Ok(Some(decode_incident(v.value())?)),
             None => Ok(None),
         }
     }
@@ -282,8 +380,7 @@ impl Writer {
                     let r = match op {
                         Op::Commit(tx, _) => self.apply(&mut tables, tx, &mut cache)?,
                         Op::Finish(f, _) => {
-                            let (d, finish) = &**f;
-                            self.finish(&mut tables, d, finish)?;
+                            self.finish(&mut tables, f)?;
                             CommitOutcome::Committed
                         }
                         Op::Record(r, _) => {
@@ -347,9 +444,10 @@ impl Writer {
     fn apply(
         &self,
         t: &mut Tables<'_>,
-        tx: &Transition,
+        prepared: &Prepared,
         cache: &mut Vec<CacheChange>,
     ) -> Result<CommitOutcome, StoreError> {
+        let tx = &prepared.tx;
         if let Some(did) = &tx.delivery_id
             && t.seen.get(did.as_str()).map_err(unavailable)?.is_some()
         {
@@ -361,41 +459,38 @@ impl Writer {
             Some(Guard::NoOpenIncident(fp)) => {
                 t.open.get(fp.as_str()).map_err(unavailable)?.is_none()
             }
-            Some(Guard::Version(id, version)) => t
-                .incidents
-                .get(id128(*id))
-                .map_err(unavailable)?
-                .map(|v| decode::<Incident>(v.value()))
-                .transpose()?
-                .is_some_and(|s| s.version == *version),
+            Some(Guard::Version(id, version)) => {
+                stored_head(t, *id)?.is_some_and(|(stored, _)| stored == *version)
+            }
         };
         if !holds {
             return Ok(CommitOutcome::Conflict);
         }
-        // The stored version, whose due row this transition replaces.
-        let previous: Option<Incident> = match &tx.incident {
-            Some(inc) => t
-                .incidents
-                .get(id128(inc.id))
-                .map_err(unavailable)?
-                .map(|v| decode::<Incident>(v.value()))
-                .transpose()?,
+        // The due row of the stored version, which this transition replaces.
+        let previous_due = match &tx.incident {
+            Some(inc) => stored_head(t, inc.id)?.and_then(|(_, due)| due),
             None => None,
         };
         let now_ms = Utc::now().timestamp_millis();
         if let Some(inc) = &tx.incident {
             let key = id128(inc.id);
-            if let Some(prev) = &previous
-                && let Some(due) = prev.next_due
-            {
-                t.due.remove((ms(due), key)).map_err(unavailable)?;
-            }
-            if let Some(due) = inc.next_due {
-                t.due.insert((ms(due), key), ()).map_err(unavailable)?;
+            // Rows that stay as they are are not rewritten: every write copies a path of its
+            // B-tree, and a repeat alert changes neither its due time nor its open mapping.
+            let due = inc.next_due.map(ms);
+            if due != previous_due {
+                if let Some(old) = previous_due {
+                    t.due.remove((old, key)).map_err(unavailable)?;
+                }
+                if let Some(new) = due {
+                    t.due.insert((new, key), ()).map_err(unavailable)?;
+                }
             }
             let fp = inc.fingerprint.as_str();
             if inc.status.is_open() {
-                t.open.insert(fp, key).map_err(unavailable)?;
+                let mapped = t.open.get(fp).map_err(unavailable)?.map(|v| v.value());
+                if mapped != Some(key) {
+                    t.open.insert(fp, key).map_err(unavailable)?;
+                }
                 cache.push(CacheChange::Open(fp.to_string(), key));
             } else {
                 let mapped = t.open.get(fp).map_err(unavailable)?.map(|v| v.value());
@@ -404,21 +499,20 @@ impl Writer {
                 }
                 cache.push(CacheChange::Close(fp.to_string(), key));
             }
-            t.incidents
-                .insert(key, encode(inc).as_slice())
-                .map_err(unavailable)?;
+            let bytes = prepared.incident.as_deref().unwrap_or_default();
+            t.incidents.insert(key, bytes).map_err(unavailable)?;
         }
         if let Some(id) = tx.incident.as_ref().map(|i| i.id).or(tx.timeline_for) {
-            for e in &tx.timeline {
+            for e in &prepared.timeline {
                 let seq = self.next_seq(now_ms);
                 t.timeline
-                    .insert((id128(id), seq), encode(e).as_slice())
+                    .insert((id128(id), seq), e.as_slice())
                     .map_err(unavailable)?;
             }
         }
-        for d in &tx.deliveries {
+        for (d, bytes) in tx.deliveries.iter().zip(&prepared.deliveries) {
             t.outbox
-                .insert((ms(d.not_before), d.id.into()), encode(d).as_slice())
+                .insert((ms(d.not_before), d.id.into()), bytes.as_slice())
                 .map_err(unavailable)?;
         }
         if let Some(did) = &tx.delivery_id {
@@ -439,42 +533,33 @@ impl Writer {
         Ok(CommitOutcome::Committed)
     }
 
-    fn finish(
-        &self,
-        t: &mut Tables<'_>,
-        d: &Delivery,
-        finish: &DeliveryFinish,
-    ) -> Result<(), StoreError> {
+    fn finish(&self, t: &mut Tables<'_>, p: &PreparedFinish) -> Result<(), StoreError> {
+        let (d, finish) = (&p.delivery, &p.finish);
         let existed = t
             .outbox
             .remove((ms(d.not_before), d.id.into()))
             .map_err(unavailable)?
             .is_some();
-        if let DeliveryUpdate::Retry {
-            attempt,
-            not_before,
-        } = &finish.update
+        if let DeliveryUpdate::Retry { not_before, .. } = &finish.update
+            && let Some(next) = &p.retry
             && existed
         {
-            let mut next = d.clone();
-            next.attempt = *attempt;
-            next.not_before = *not_before;
             t.outbox
-                .insert((ms(*not_before), d.id.into()), encode(&next).as_slice())
+                .insert((ms(*not_before), d.id.into()), next.as_slice())
                 .map_err(unavailable)?;
         }
         let now_ms = Utc::now().timestamp_millis();
-        for entry in &finish.entries {
+        for entry in &p.entries {
             let seq = self.next_seq(now_ms);
             t.timeline
-                .insert((id128(d.incident), seq), encode(entry).as_slice())
+                .insert((id128(d.incident), seq), entry.as_slice())
                 .map_err(unavailable)?;
         }
         // Follow-ups only once: a finish replayed for a row already gone adds nothing.
         if existed {
-            for f in &finish.follow_ups {
+            for (f, bytes) in finish.follow_ups.iter().zip(&p.follow_ups) {
                 t.outbox
-                    .insert((ms(f.not_before), f.id.into()), encode(f).as_slice())
+                    .insert((ms(f.not_before), f.id.into()), bytes.as_slice())
                     .map_err(unavailable)?;
             }
         }
@@ -488,6 +573,15 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The stored version and due time of incident `id`, without decoding its JSON.
+fn stored_head(t: &Tables<'_>, id: IncidentId) -> Result<Option<(u64, Option<i64>)>, StoreError> {
+    t.incidents
+        .get(id128(id))
+        .map_err(unavailable)?
+        .map(|v| incident_head(v.value()))
+        .transpose()
 }
 
 struct Tables<'w> {
@@ -505,7 +599,8 @@ struct Tables<'w> {
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
     async fn commit(&self, tx: Transition) -> Result<CommitOutcome, StoreError> {
-        self.submit(|reply| Op::Commit(Box::new(tx), reply)).await
+        let prepared = Box::new(Prepared::new(tx));
+        self.submit(|reply| Op::Commit(prepared, reply)).await
     }
 
     async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
@@ -525,7 +620,7 @@ impl Store for EmbeddedStore {
             Some(id) => {
                 let t = rx.open_table(INCIDENTS).map_err(unavailable)?;
                 match t.get(id).map_err(unavailable)? {
-                    Some(v) => Some(decode::<Incident>(v.value())?).filter(|i| i.status.is_open()),
+                    Some(v) => Some(decode_incident(v.value())?).filter(|i| i.status.is_open()),
                     None => None,
                 }
             }
@@ -547,7 +642,7 @@ impl Store for EmbeddedStore {
                 break;
             }
             let (_, v) = row.map_err(unavailable)?;
-            let inc: Incident = decode(v.value())?;
+            let inc = decode_incident(v.value())?;
             if status.is_none_or(|s| s == inc.status) {
                 out.push(inc);
             }
@@ -637,7 +732,7 @@ impl Store for EmbeddedStore {
         delivery: &Delivery,
         finish: DeliveryFinish,
     ) -> Result<(), StoreError> {
-        let job = Box::new((delivery.clone(), finish));
+        let job = Box::new(PreparedFinish::new(delivery, finish));
         self.submit(|reply| Op::Finish(job, reply))
             .await
             .map(|_| ())
@@ -726,6 +821,56 @@ mod tests {
         let store = EmbeddedStore::open(dir.path()).unwrap();
         super::super::contract::run_all(&store).await;
         assert!(store.seq() > 0, "timeline entries were written");
+    }
+
+    /// Incidents written before the stored head existed are plain JSON: they are still read,
+    /// guarded and moved on the due-index, and rewritten with the head.
+    #[tokio::test]
+    async fn incidents_stored_as_plain_json_are_still_read_and_guarded() {
+        use super::super::contract::sample_incident;
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let mut inc = sample_incident(Fingerprint::parse("legacy").unwrap(), Utc::now());
+        let due = inc.next_due.expect("the sample incident has a due step");
+        {
+            let w = store.db.begin_write().unwrap();
+            {
+                let key = id128(inc.id);
+                let mut t = w.open_table(INCIDENTS).unwrap();
+                t.insert(key, encode(&inc).as_slice()).unwrap();
+                let mut d = w.open_table(DUE).unwrap();
+                d.insert((ms(due), key), ()).unwrap();
+            }
+            w.commit().unwrap();
+        }
+        assert_eq!(store.incident(inc.id).await.unwrap().as_ref(), Some(&inc));
+        let stale = Guard::Version(inc.id, inc.version + 1);
+        let next = |guard| Transition {
+            guard: Some(guard),
+            incident: Some(Incident {
+                version: inc.version + 1,
+                next_due: None,
+                ..inc.clone()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            store.commit(next(stale)).await.unwrap(),
+            CommitOutcome::Conflict
+        );
+        let current = Guard::Version(inc.id, inc.version);
+        assert_eq!(
+            store.commit(next(current)).await.unwrap(),
+            CommitOutcome::Committed
+        );
+        assert_eq!(
+            store.next_due().await.unwrap(),
+            None,
+            "the old due row went"
+        );
+        inc.version += 1;
+        inc.next_due = None;
+        assert_eq!(store.incident(inc.id).await.unwrap(), Some(inc));
     }
 
     #[tokio::test]
