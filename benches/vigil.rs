@@ -86,6 +86,10 @@ struct Opts {
     counts: Vec<u64>,
     #[arg(long, hide = true, default_value_t = 30)]
     lag_limit_s: u64,
+    /// For profiling (`perf record`): run only this ingest shape (0: single event at 16
+    /// connections, 1: at 64, 2: 100-event batches), without the floor.
+    #[arg(long)]
+    shape: Option<usize>,
     /// What cargo may pass on (test-name filters): ignored.
     #[arg(hide = true)]
     rest: Vec<String>,
@@ -829,6 +833,9 @@ async fn throughput(ctx: &Ctx, report: &mut Report) {
     );
     let dedup = ctx.opts.wants("dedup");
     for (ci, (label, conns, batch)) in configs.iter().enumerate() {
+        if ctx.opts.shape.is_some_and(|s| s != ci) {
+            continue;
+        }
         let (mut ingest, mut repeat, mut floor, mut drain, mut paged) = (
             Series::default(),
             Series::default(),
@@ -911,6 +918,9 @@ async fn throughput(ctx: &Ctx, report: &mut Report) {
                 );
             }
             v.stop().await;
+            if ctx.opts.shape.is_some() {
+                continue;
+            }
             let t = tag.clone();
             let fbody: Arc<dyn Fn(u64) -> Bytes + Send + Sync> =
                 Arc::new(move |i| body_for(&format!("{t}f"), i, b));

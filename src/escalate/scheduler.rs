@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -33,13 +34,57 @@ impl SchedulerHealth {
     }
 }
 
+/// How a commit wakes the scheduler: only when it adds a due time earlier than the instant the
+/// scheduler will look again by itself. Under a storm of new incidents whose first timers are
+/// minutes away, the scheduler then sleeps instead of making a pass per commit.
+#[derive(Debug)]
+pub struct SchedulerWake {
+    notify: Notify,
+    /// The clock instant (ms) at which the sleeping scheduler looks again by itself;
+    /// `i64::MAX` while it is awake, so that a due time committed between its read of the
+    /// store and its sleep still wakes it.
+    looks_at_ms: AtomicI64,
+}
+
+impl Default for SchedulerWake {
+    fn default() -> Self {
+        Self {
+            notify: Notify::new(),
+            looks_at_ms: AtomicI64::new(i64::MAX),
+        }
+    }
+}
+
+impl SchedulerWake {
+    /// A commit added a step due at `at`.
+    pub fn due_added(&self, at: DateTime<Utc>) {
+        if at.timestamp_millis() < self.looks_at_ms.load(Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Wakes the scheduler whatever it planned.
+    pub fn notify_one(&self) {
+        self.notify.notify_one();
+    }
+
+    fn awake(&self) {
+        self.looks_at_ms.store(i64::MAX, Ordering::SeqCst);
+    }
+
+    fn sleeps_until(&self, at: DateTime<Utc>) {
+        self.looks_at_ms
+            .store(at.timestamp_millis(), Ordering::SeqCst);
+    }
+}
+
 pub struct Scheduler {
     pub service: Arc<IncidentService>,
     /// The same handle the service reads, for the heartbeats of the current policy.
     pub policy: Arc<PolicyHandle>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
-    pub wake: Arc<Notify>,
+    pub wake: Arc<SchedulerWake>,
     pub health: Arc<SchedulerHealth>,
 }
 
@@ -61,6 +106,7 @@ impl Scheduler {
 
     pub async fn run_shared(self: std::sync::Arc<Self>, stop: CancellationToken) {
         loop {
+            self.wake.awake();
             if let Err(e) = self.pass().await {
                 tracing::error!(error.message = %e, "Scheduler pass failed; retrying.");
             }
@@ -70,12 +116,40 @@ impl Scheduler {
                     .unwrap_or(Duration::ZERO)
                     .min(IDLE_POLL),
                 _ => IDLE_POLL,
-            };
+            }
+            .max(Duration::from_millis(5));
+            self.wake
+                .sleeps_until(crate::clock::after(self.clock.now(), wait));
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+                _ = self.wake.notify.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt as _;
+
+    fn woken(w: &SchedulerWake) -> bool {
+        w.notify.notified().now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_commit_wakes_the_sleeping_scheduler_only_for_a_sooner_step() {
+        let w = SchedulerWake::default();
+        let t = Utc::now();
+        w.sleeps_until(t + chrono::Duration::seconds(1));
+        w.due_added(t + chrono::Duration::hours(1));
+        assert!(!woken(&w), "a step after its own wake-up leaves it asleep");
+        w.due_added(t + chrono::Duration::milliseconds(200));
+        assert!(woken(&w), "a sooner step wakes it");
+        // Awake (between its read of the store and its sleep), every new step wakes it.
+        w.awake();
+        w.due_added(t + chrono::Duration::hours(1));
+        assert!(woken(&w));
     }
 }

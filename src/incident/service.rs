@@ -87,7 +87,7 @@ impl IngestOutcome {
 /// Wakes the long-lived loops when a commit gives them work.
 #[derive(Clone, Default)]
 pub struct Wakers {
-    pub scheduler: Arc<Notify>,
+    pub scheduler: Arc<crate::escalate::scheduler::SchedulerWake>,
     pub deliveries: Arc<Notify>,
 }
 
@@ -141,7 +141,7 @@ impl IncidentService {
 
     async fn commit(&self, tx: Transition) -> Result<CommitOutcome, ServiceError> {
         let wakes_deliveries = !tx.deliveries.is_empty();
-        let wakes_scheduler = tx.incident.as_ref().is_some_and(|i| i.next_due.is_some());
+        let due = tx.incident.as_ref().and_then(|i| i.next_due);
         let resolved = tx
             .incident
             .as_ref()
@@ -173,8 +173,8 @@ impl IncidentService {
             if wakes_deliveries {
                 self.wake.deliveries.notify_one();
             }
-            if wakes_scheduler {
-                self.wake.scheduler.notify_one();
+            if let Some(at) = due {
+                self.wake.scheduler.due_added(at);
             }
         }
         Ok(out)
