@@ -100,20 +100,8 @@ struct PreparedFinish {
 
 impl PreparedFinish {
     fn new(delivery: &Delivery, finish: DeliveryFinish) -> Self {
-        let retry = match &finish.update {
-            DeliveryUpdate::Retry {
-                attempt,
-                not_before,
-            } => {
-                let mut next = delivery.clone();
-                next.attempt = *attempt;
-                next.not_before = *not_before;
-                Some(encode(&next))
-            }
-            DeliveryUpdate::Done => None,
-        };
         Self {
-            retry,
+            retry: finish.retry_row(delivery).as_ref().map(encode),
             entries: finish.entries.iter().map(encode).collect(),
             follow_ups: finish.follow_ups.iter().map(encode).collect(),
             delivery: delivery.clone(),

@@ -97,6 +97,22 @@ pub struct DeliveryFinish {
 }
 
 impl DeliveryFinish {
+    /// The outbox row as it is kept for the next attempt, when this attempt is retried.
+    pub fn retry_row(&self, delivery: &Delivery) -> Option<Delivery> {
+        match self.update {
+            DeliveryUpdate::Retry {
+                attempt,
+                not_before,
+            } => {
+                let mut next = delivery.clone();
+                next.attempt = attempt;
+                next.not_before = not_before;
+                Some(next)
+            }
+            DeliveryUpdate::Done => None,
+        }
+    }
+
     pub fn simple(update: DeliveryUpdate, entry: TimelineEntry) -> Self {
         Self {
             update,

@@ -83,8 +83,8 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{
-    CommitOutcome, DeliveryFinish, DeliveryUpdate, FingerprintState, Guard, Store, StoreError,
-    StoreStats, Transition,
+    CommitOutcome, DeliveryFinish, FingerprintState, Guard, Store, StoreError, StoreStats,
+    Transition,
 };
 use crate::domain::{Fingerprint, IncidentId};
 use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
@@ -1116,20 +1116,13 @@ impl Store for RedisStore {
         inv.arg(delivery.id.to_string())
             .arg(token(delivery))
             .arg(GROUP);
-        match &finish.update {
-            DeliveryUpdate::Done => inv.arg("done").arg("").arg(0).arg(""),
-            DeliveryUpdate::Retry {
-                attempt,
-                not_before,
-            } => {
-                let mut next = delivery.clone();
-                next.attempt = *attempt;
-                next.not_before = *not_before;
-                inv.arg("retry")
-                    .arg(token(&next))
-                    .arg(ms(*not_before))
-                    .arg(encode(&next))
-            }
+        match finish.retry_row(delivery) {
+            None => inv.arg("done").arg("").arg(0).arg(""),
+            Some(next) => inv
+                .arg("retry")
+                .arg(token(&next))
+                .arg(ms(next.not_before))
+                .arg(encode(&next)),
         };
         inv.arg(delivery.channel.as_str());
         match &finish.remember {
@@ -1185,6 +1178,7 @@ mod tests {
 
     use super::*;
     use crate::incident::{DeliveryOutcome, NotifyKind, TimelineEvent};
+    use crate::store::DeliveryUpdate;
     use crate::store::contract::sample_incident;
 
     /// The server `scripts/test` starts. Without it these tests fail rather than pass silently.
