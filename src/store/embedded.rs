@@ -460,7 +460,7 @@ impl Writer {
             None => None,
         };
         let now_ms = Utc::now().timestamp_millis();
-        if let Some(inc) = &tx.incident {
+        if let (Some(inc), Some(bytes)) = (&tx.incident, &prepared.incident) {
             let key = id128(inc.id);
             // Rows that stay as they are are not rewritten: every write copies a path of its
             // B-tree, and a repeat alert changes neither its due time nor its open mapping.
@@ -487,8 +487,9 @@ impl Writer {
                 }
                 cache.push(CacheChange::Close(fp.to_string(), key));
             }
-            let bytes = prepared.incident.as_deref().unwrap_or_default();
-            t.incidents.insert(key, bytes).map_err(unavailable)?;
+            t.incidents
+                .insert(key, bytes.as_slice())
+                .map_err(unavailable)?;
         }
         if let Some(id) = tx.incident.as_ref().map(|i| i.id).or(tx.timeline_for) {
             for e in &prepared.timeline {
