@@ -1137,8 +1137,9 @@ async fn latency(ctx: &Ctx, report: &mut Report) {
                 .iter()
                 .filter_map(|s| s.answered.map(|a| ms(a - s.sent)))
                 .collect();
-            late[0].push(lateness(&sent, 50.0));
-            late[1].push(lateness(&sent, 99.0));
+            let (late50, late99) = (lateness(&sent, 50.0), lateness(&sent, 99.0));
+            late[0].push(late50);
+            late[1].push(late99);
             f.sort_by(|a, b| a.partial_cmp(b).unwrap());
             for (k, q) in [50.0, 95.0, 99.0].into_iter().enumerate() {
                 fl[k].push(percentile(&f, q));
@@ -1152,8 +1153,8 @@ async fn latency(ctx: &Ctx, report: &mut Report) {
                 percentile(&acks, 99.0),
                 percentile(&f, 50.0),
                 percentile(&f, 99.0),
-                lateness(&sent, 50.0),
-                lateness(&sent, 99.0)
+                late50,
+                late99
             );
         }
         for (k, q) in ["p50", "p95", "p99"].into_iter().enumerate() {

@@ -18,8 +18,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use tokio::sync::oneshot;
 
 use super::{
-    CommitOutcome, DeliveryFinish, DeliveryUpdate, FingerprintState, Guard, Store, StoreError,
-    StoreStats, Transition,
+    CommitOutcome, DeliveryFinish, FingerprintState, Guard, Store, StoreError, StoreStats,
+    Transition,
 };
 use crate::domain::{Fingerprint, IncidentId};
 use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
@@ -74,7 +74,7 @@ struct Prepared {
     tx: Transition,
     incident: Option<Vec<u8>>,
     timeline: Vec<Vec<u8>>,
-    deliveries: Vec<Vec<u8>>,
+    deliveries: Vec<OutboxRow>,
 }
 
 impl Prepared {
@@ -82,30 +82,41 @@ impl Prepared {
         Self {
             incident: tx.incident.as_ref().map(encode_incident),
             timeline: tx.timeline.iter().map(encode).collect(),
-            deliveries: tx.deliveries.iter().map(encode).collect(),
+            deliveries: tx.deliveries.iter().map(outbox_row).collect(),
             tx,
         }
     }
 }
 
+/// An outbox row ready to insert: its key (not_before ms, delivery id) and the encoded delivery.
+type OutboxRow = ((i64, u128), Vec<u8>);
+
+fn outbox_key(d: &Delivery) -> (i64, u128) {
+    (ms(d.not_before), d.id.into())
+}
+
+fn outbox_row(d: &Delivery) -> OutboxRow {
+    (outbox_key(d), encode(d))
+}
+
 /// The end of a delivery attempt, likewise encoded before it reaches the writer.
 struct PreparedFinish {
     delivery: Delivery,
-    finish: DeliveryFinish,
-    /// The row as it is kept for the next attempt (`Retry`).
-    retry: Option<Vec<u8>>,
+    /// The row as it is kept for the next attempt, when the attempt is retried.
+    retry: Option<OutboxRow>,
     entries: Vec<Vec<u8>>,
-    follow_ups: Vec<Vec<u8>>,
+    follow_ups: Vec<OutboxRow>,
+    remember: Option<String>,
 }
 
 impl PreparedFinish {
     fn new(delivery: &Delivery, finish: DeliveryFinish) -> Self {
         Self {
-            retry: finish.retry_row(delivery).as_ref().map(encode),
+            retry: finish.retry_row(delivery).as_ref().map(outbox_row),
             entries: finish.entries.iter().map(encode).collect(),
-            follow_ups: finish.follow_ups.iter().map(encode).collect(),
+            follow_ups: finish.follow_ups.iter().map(outbox_row).collect(),
             delivery: delivery.clone(),
-            finish,
+            remember: finish.remember,
         }
     }
 }
@@ -499,9 +510,9 @@ impl Writer {
                     .map_err(unavailable)?;
             }
         }
-        for (d, bytes) in tx.deliveries.iter().zip(&prepared.deliveries) {
+        for (key, bytes) in &prepared.deliveries {
             t.outbox
-                .insert((ms(d.not_before), d.id.into()), bytes.as_slice())
+                .insert(*key, bytes.as_slice())
                 .map_err(unavailable)?;
         }
         if let Some(did) = &tx.delivery_id {
@@ -523,18 +534,15 @@ impl Writer {
     }
 
     fn finish(&self, t: &mut Tables<'_>, p: &PreparedFinish) -> Result<(), StoreError> {
-        let (d, finish) = (&p.delivery, &p.finish);
+        let d = &p.delivery;
         let existed = t
             .outbox
-            .remove((ms(d.not_before), d.id.into()))
+            .remove(outbox_key(d))
             .map_err(unavailable)?
             .is_some();
-        if let DeliveryUpdate::Retry { not_before, .. } = &finish.update
-            && let Some(next) = &p.retry
-            && existed
-        {
+        if existed && let Some((key, next)) = &p.retry {
             t.outbox
-                .insert((ms(*not_before), d.id.into()), next.as_slice())
+                .insert(*key, next.as_slice())
                 .map_err(unavailable)?;
         }
         let now_ms = Utc::now().timestamp_millis();
@@ -546,13 +554,13 @@ impl Writer {
         }
         // Follow-ups only once: a finish replayed for a row already gone adds nothing.
         if existed {
-            for (f, bytes) in finish.follow_ups.iter().zip(&p.follow_ups) {
+            for (key, bytes) in &p.follow_ups {
                 t.outbox
-                    .insert((ms(f.not_before), f.id.into()), bytes.as_slice())
+                    .insert(*key, bytes.as_slice())
                     .map_err(unavailable)?;
             }
         }
-        if let Some(reference) = &finish.remember {
+        if let Some(reference) = &p.remember {
             let key = (id128(d.incident), d.channel.as_str());
             if t.refs.get(key).map_err(unavailable)?.is_none() {
                 t.refs
@@ -699,9 +707,7 @@ impl Store for EmbeddedStore {
     async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError> {
         let rx = self.db.begin_read().map_err(unavailable)?;
         let t = rx.open_table(OUTBOX).map_err(unavailable)?;
-        let found = t
-            .get((ms(delivery.not_before), delivery.id.into()))
-            .map_err(unavailable)?;
+        let found = t.get(outbox_key(delivery)).map_err(unavailable)?;
         Ok(match found {
             Some(v) => decode::<Delivery>(v.value())?.attempt == delivery.attempt,
             None => false,
