@@ -57,6 +57,16 @@ impl Metrics {
             .register_counter(&Key::from_parts(name, labels), &META)
     }
 
+    /// A labelled gauge, e.g. `gauge("vigil_store_writable", &[])`.
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.to_string()))
+            .collect();
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &META)
+    }
+
     pub fn render(&self) -> String {
         self.handle.render()
     }

@@ -167,6 +167,7 @@ struct Merged<'a> {
     rules: Vec<(usize, usize, &'a RuleConfig)>,
     business_hours: Option<From<'a, BusinessHoursConfig>>,
     flapping: Option<From<'a, FlappingConfig>>,
+    last_resort: Option<From<'a, Vec<String>>>,
     /// (file, index within that file's list, entry), in file order.
     silences: Vec<(usize, usize, &'a SilenceConfig)>,
     inhibit_rules: Vec<(usize, usize, &'a InhibitRuleConfig)>,
@@ -186,6 +187,7 @@ fn merge<'a>(ctx: &mut Ctx<'_>, docs: &'a [RoutingFile]) -> Merged<'a> {
         rules: Vec::new(),
         business_hours: None,
         flapping: None,
+        last_resort: None,
         silences: Vec::new(),
         inhibit_rules: Vec::new(),
         heartbeats: BTreeMap::new(),
@@ -201,6 +203,13 @@ fn merge<'a>(ctx: &mut Ctx<'_>, docs: &'a [RoutingFile]) -> Merged<'a> {
             doc.business_hours.as_ref(),
         );
         set_once(ctx, &mut m.flapping, "flapping", fi, doc.flapping.as_ref());
+        set_once(
+            ctx,
+            &mut m.last_resort,
+            "last_resort",
+            fi,
+            doc.last_resort.as_ref(),
+        );
         if let Some(sev) = &doc.severities {
             m.severities_file.get_or_insert(fi);
             for (k, v) in sev {
@@ -317,6 +326,20 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
         }
         f.cooldown
     });
+    let mut last_resort = Vec::new();
+    if let Some((fi, names)) = m.last_resort {
+        for (i, name) in names.iter().enumerate() {
+            if !m.channels.contains_key(name.as_str()) {
+                ctx.err(
+                    fi,
+                    path!["last_resort", i],
+                    format!("unknown channel {name:?}"),
+                );
+            } else if !last_resort.contains(name) {
+                last_resort.push(name.clone());
+            }
+        }
+    }
 
     let digest = {
         use sha2::{Digest, Sha256};
@@ -341,6 +364,7 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
         inhibit_rules,
         heartbeats,
         flap_cooldown,
+        last_resort,
         digest,
     }
 }

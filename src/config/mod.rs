@@ -116,6 +116,8 @@ pub struct Policy {
     /// incident instead of opening a new one; `None` = never (every firing after a resolve pages
     /// afresh).
     pub flap_cooldown: Option<Duration>,
+    /// Channels told when an escalation step reached no one, in order; empty when none.
+    pub last_resort: Vec<String>,
     /// sha256 (hex) of the policy files' contents in load order, to tell in logs which policy
     /// version was running.
     pub digest: String,

@@ -67,6 +67,11 @@ pub struct RoutingFile {
     /// file.
     #[serde(default)]
     pub flapping: Option<FlappingConfig>,
+    /// Channels told when an escalation step reached no one (every delivery it made failed for
+    /// good, or it found nobody to page): e.g. the log and a webhook to another system. At most
+    /// one file.
+    #[serde(default)]
+    pub last_resort: Option<Vec<String>>,
 }
 
 /// Settings for the ingest sources.

@@ -188,6 +188,8 @@ fn fire_one(
     let Some(step) = inc.escalation.steps.get(inc.step as usize).cloned() else {
         return;
     };
+    let first = deliveries.len();
+    inc.unreached = None;
     let kind = if inc.loop_ == 0 && inc.step == 0 {
         NotifyKind::Trigger
     } else {
@@ -251,13 +253,146 @@ fn fire_one(
             inc.notified.insert((channel.clone(), None));
         }
     }
+    let made: Vec<String> = deliveries[first..]
+        .iter()
+        .map(|d| d.id.to_string())
+        .collect();
+    let nobody = made.is_empty();
     entries.push(TimelineEntry {
         at: now,
         event: TimelineEvent::Escalated {
             loop_: inc.loop_,
             step: inc.step,
-            targets: people,
+            targets: people.clone(),
             via,
+            deliveries: made,
         },
     });
+    if nobody {
+        let (entry, more) = last_resort(inc, policy, (inc.loop_, inc.step), &people, now);
+        entries.push(entry);
+        deliveries.extend(more);
+    }
+}
+
+/// Whether an escalation step reached anyone, as far as its timeline tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// One of its deliveries was sent.
+    Reached,
+    /// Some are still being tried (or the timeline cannot tell: a later step fired, or the step
+    /// predates the record of its deliveries).
+    Pending,
+    /// Every delivery it made (and every failover those made) failed for good or was skipped.
+    Nobody,
+}
+
+/// How step `pos` (loop, step), the last one fired, stands.
+pub fn reach(timeline: &[TimelineEntry], pos: (u32, u32)) -> Reach {
+    use crate::incident::DeliveryOutcome;
+    let Some(start) = timeline
+        .iter()
+        .rposition(|e| matches!(e.event, TimelineEvent::Escalated { .. }))
+    else {
+        return Reach::Pending;
+    };
+    let TimelineEvent::Escalated {
+        loop_,
+        step,
+        deliveries,
+        ..
+    } = &timeline[start].event
+    else {
+        return Reach::Pending;
+    };
+    if (*loop_, *step) != pos || deliveries.is_empty() {
+        return Reach::Pending;
+    }
+    let mut made: Vec<&str> = deliveries.iter().map(String::as_str).collect();
+    let mut last = std::collections::HashMap::new();
+    for e in &timeline[start..] {
+        match &e.event {
+            TimelineEvent::Failover { deliveries, .. } => {
+                made.extend(deliveries.iter().map(String::as_str));
+            }
+            TimelineEvent::Delivery {
+                delivery, outcome, ..
+            } => {
+                last.insert(delivery.as_str(), *outcome);
+            }
+            _ => {}
+        }
+    }
+    if made
+        .iter()
+        .any(|id| last.get(id) == Some(&DeliveryOutcome::Sent))
+    {
+        Reach::Reached
+    } else if made.iter().any(|id| {
+        !matches!(
+            last.get(id),
+            Some(DeliveryOutcome::Failed | DeliveryOutcome::Skipped)
+        )
+    }) {
+        Reach::Pending
+    } else {
+        Reach::Nobody
+    }
+}
+
+/// Step `pos` reached no one: marks the incident (`unreached`, which readiness and the metric
+/// read; the caller bumps the version if it commits this on its own) and makes one delivery to
+/// each of the policy's `last_resort` channels (per person of the step for a personal channel).
+/// These carry no step, so their own failure never cascades.
+pub fn last_resort(
+    inc: &mut Incident,
+    policy: &Policy,
+    pos: (u32, u32),
+    people: &[String],
+    now: DateTime<Utc>,
+) -> (TimelineEntry, Vec<Delivery>) {
+    inc.unreached = Some(pos);
+    let kind = if pos == (0, 0) {
+        NotifyKind::Trigger
+    } else {
+        NotifyKind::Escalate
+    };
+    let mut out = Vec::new();
+    for channel in &policy.last_resort {
+        let Some(spec) = policy.channels.get(channel) else {
+            continue;
+        };
+        if is_personal(spec) {
+            for person in people {
+                out.push(Delivery::new(
+                    inc.id,
+                    kind,
+                    channel,
+                    Some(person.clone()),
+                    vec![],
+                    None,
+                    now,
+                ));
+            }
+        } else {
+            out.push(Delivery::new(
+                inc.id,
+                kind,
+                channel,
+                None,
+                people.to_vec(),
+                None,
+                now,
+            ));
+        }
+    }
+    let entry = TimelineEntry {
+        at: now,
+        event: TimelineEvent::Unreached {
+            loop_: pos.0,
+            step: pos.1,
+            last_resort: out.iter().map(|d| d.channel.clone()).collect(),
+        },
+    };
+    (entry, out)
 }

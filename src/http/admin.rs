@@ -17,18 +17,7 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    let mut problems = Vec::new();
-    let stats = match s.service.store().stats().await {
-        Ok(st) => {
-            s.metrics.open_incidents.set(st.open_incidents as f64);
-            s.metrics.outbox_pending.set(st.outbox as f64);
-            Some(st)
-        }
-        Err(e) => {
-            problems.push(format!("store: {e}"));
-            None
-        }
-    };
+    let (stats, mut problems) = store_health(&s).await;
     let lag = s.scheduler.lag();
     if lag > s.settings.max_scheduler_lag {
         problems.push(format!(
@@ -55,7 +44,52 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     (code, Json(body))
 }
 
+/// Reads the store's counts and health, and keeps the gauges that show them current (so a
+/// scrape of `/metrics` tells the same as `/readyz`).
+async fn store_health(s: &AppState) -> (Option<crate::store::StoreStats>, Vec<String>) {
+    let mut problems = Vec::new();
+    let stats = match s.service.store().stats().await {
+        Ok(st) => {
+            s.metrics.open_incidents.set(st.open_incidents as f64);
+            s.metrics.outbox_pending.set(st.outbox as f64);
+            Some(st)
+        }
+        Err(e) => {
+            problems.push(format!("store: {e}"));
+            None
+        }
+    };
+    // A store may answer reads while it refuses writes (the embedded store after a full disk).
+    let store_problem = s.service.store().problem();
+    let writable = stats.is_some() && store_problem.is_none();
+    s.metrics
+        .gauge("vigil_store_writable", &[])
+        .set(if writable { 1.0 } else { 0.0 });
+    problems.extend(store_problem);
+    // Incidents whose current step reached no one: a metric by severity, and a problem for
+    // each critical one (a pager that cannot reach anyone about a critical alarm is not ready).
+    if let Ok(unreached) = crate::incident::extras::unreached(s.service.store().as_ref()).await {
+        for sev in crate::domain::Severity::ALL {
+            let n = unreached.iter().filter(|i| i.severity == sev).count();
+            s.metrics
+                .gauge("vigil_unreached_incidents", &[("severity", sev.as_str())])
+                .set(n as f64);
+        }
+        for inc in unreached
+            .iter()
+            .filter(|i| i.severity == crate::domain::Severity::Critical)
+        {
+            problems.push(format!(
+                "critical incident {} ({}) reached no one",
+                inc.id, inc.summary
+            ));
+        }
+    }
+    (stats, problems)
+}
+
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    store_health(&s).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,

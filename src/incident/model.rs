@@ -109,6 +109,11 @@ pub struct Incident {
     /// says so once, not at every check).
     #[serde(default)]
     pub held_by: Option<String>,
+    /// The escalation step (loop, step) that reached no one: every delivery it made failed for
+    /// good, or it found nobody to page. Cleared when the next step fires. While it is set on a
+    /// critical incident, readiness fails, and the policy's `last_resort` channels were told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreached: Option<(u32, u32)>,
 }
 
 impl Incident {
@@ -148,6 +153,12 @@ pub enum TimelineEvent {
         occurred_at: DateTime<Utc>,
         newer: DateTime<Utc>,
     },
+    /// The sender dated the alert further in the future than vigil believes (a clock running
+    /// fast): it was ordered by the time vigil received it instead.
+    FutureTimestamp {
+        claimed: DateTime<Utc>,
+        used: DateTime<Utc>,
+    },
     /// An escalation step fired.
     Escalated {
         #[serde(rename = "loop")]
@@ -155,6 +166,18 @@ pub enum TimelineEvent {
         step: u32,
         targets: Vec<String>,
         via: Vec<String>,
+        /// The ids of the deliveries the step made, so that whether it reached anyone can be
+        /// told from the timeline.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deliveries: Vec<String>,
+    },
+    /// Every delivery of an escalation step failed for good (or it found nobody to page):
+    /// nobody was reached. The policy's `last_resort` channels are told.
+    Unreached {
+        #[serde(rename = "loop")]
+        loop_: u32,
+        step: u32,
+        last_resort: Vec<String>,
     },
     /// A step named a schedule with nobody on call, or a person who no longer exists.
     NoTarget {
@@ -194,6 +217,9 @@ pub enum TimelineEvent {
         from: String,
         to: Vec<String>,
         people: Vec<String>,
+        /// The ids of the direct deliveries it made.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deliveries: Vec<String>,
     },
     /// One delivery attempt and what came of it.
     Delivery {
@@ -266,6 +292,15 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Everyone this delivery was for: its target, or the people a destination channel was
+    /// told about.
+    pub fn people_or_target(&self) -> Vec<String> {
+        match &self.target {
+            Some(t) => vec![t.clone()],
+            None => self.people.clone(),
+        }
+    }
+
     pub fn new(
         incident: IncidentId,
         kind: NotifyKind,

@@ -141,6 +141,13 @@ impl IncidentService {
 
     async fn commit(&self, tx: Transition) -> Result<CommitOutcome, ServiceError> {
         let wakes_deliveries = !tx.deliveries.is_empty();
+        // A step that found nobody to page is listed for readiness once it is committed.
+        let unreached = tx
+            .timeline
+            .iter()
+            .any(|e| matches!(e.event, TimelineEvent::Unreached { .. }))
+            .then(|| tx.incident.clone())
+            .flatten();
         let due = tx.incident.as_ref().and_then(|i| i.next_due);
         let resolved = tx
             .incident
@@ -168,6 +175,12 @@ impl IncidentService {
             {
                 tracing::warn!(error.message = %e, "Could not record the resolve for flap detection.");
             }
+        }
+        if out == CommitOutcome::Committed
+            && let Some(inc) = unreached
+        {
+            tracing::error!(incident.id = %inc.id, severity = %inc.severity, "An escalation step found nobody to page.");
+            extras::list_unreached(self.store.as_ref(), &inc).await?;
         }
         if out == CommitOutcome::Committed {
             if wakes_deliveries {
@@ -252,11 +265,26 @@ impl IncidentService {
     }
 
     /// Classifies `alert` and opens, updates or resolves its incident. Durable when it returns.
+    ///
+    /// A sender's time too far in the future (`transition::MAX_CLOCK_AHEAD`) is replaced by the
+    /// receive time, and the claimed time is kept on the timeline.
     pub async fn ingest(&self, alert: &Alert) -> Result<IngestOutcome, ServiceError> {
+        let now = self.clock.now();
+        let bounded;
+        let (alert, claimed) = match transition::implausible_future(alert.occurred_at, now) {
+            Some(claimed) => {
+                tracing::warn!(fingerprint = %alert.fingerprint, claimed = %claimed, used = %now, "The sender's timestamp is in the future; using the receive time.");
+                let mut a = alert.clone();
+                a.occurred_at = now;
+                bounded = a;
+                (&bounded, Some(claimed))
+            }
+            None => (alert, None),
+        };
         let outcome = if alert.labels.get("kind").map(String::as_str) == Some(TRADING_RESUMED) {
             self.ingest_resumed(alert).await?
         } else {
-            self.ingest_alert(alert).await?
+            self.ingest_alert(alert, claimed).await?
         };
         self.metrics
             .counter(
@@ -270,7 +298,11 @@ impl IncidentService {
         Ok(outcome)
     }
 
-    async fn ingest_alert(&self, alert: &Alert) -> Result<IngestOutcome, ServiceError> {
+    async fn ingest_alert(
+        &self,
+        alert: &Alert,
+        claimed: Option<DateTime<Utc>>,
+    ) -> Result<IngestOutcome, ServiceError> {
         let policy = self.policy.current();
         let cls = classify(&policy, alert);
         let fp = cls.fingerprint.clone();
@@ -278,10 +310,11 @@ impl IncidentService {
             let now = self.clock.now();
             let state = self.store.fingerprint(&fp).await?;
             let last_change = Some((fp.clone(), alert.occurred_at));
-            let (tx, outcome) = match transition::effect(
+            let (mut tx, outcome) = match transition::effect(
                 state.open.as_ref(),
                 state.last_change,
                 alert,
+                now,
             ) {
                 AlertEffect::Open => {
                     if let Some(reopened) = self.reopen_flapping(&policy, alert, &fp, now).await? {
@@ -388,6 +421,20 @@ impl IncidentService {
                     IngestOutcome::Nothing,
                 ),
             };
+            if let Some(claimed) = claimed
+                && (tx.incident.is_some() || tx.timeline_for.is_some())
+            {
+                tx.timeline.insert(
+                    0,
+                    TimelineEntry {
+                        at: now,
+                        event: TimelineEvent::FutureTimestamp {
+                            claimed,
+                            used: alert.occurred_at,
+                        },
+                    },
+                );
+            }
             match self.commit(tx).await? {
                 CommitOutcome::Committed => {
                     if let IngestOutcome::Opened(id) = &outcome {

@@ -23,15 +23,22 @@ pub enum AlertEffect {
     Nothing,
 }
 
+///
+/// A stored state-change time further ahead of `now` than [`MAX_CLOCK_AHEAD`] (written before
+/// senders' times were bounded) is not believed: a future-dated event never makes real ones
+/// stale.
 pub fn effect(
     open: Option<&Incident>,
     last_change: Option<DateTime<Utc>>,
     alert: &Alert,
+    now: DateTime<Utc>,
 ) -> AlertEffect {
+    let believable = crate::clock::after(now, MAX_CLOCK_AHEAD);
     let newest = open
         .map(|i| i.last_change)
         .into_iter()
         .chain(last_change)
+        .filter(|t| *t <= believable)
         .max();
     if let Some(newer) = newest
         && alert.occurred_at < newer
@@ -43,6 +50,19 @@ pub fn effect(
         (None, AlertStatus::Firing | AlertStatus::InsufficientData) => AlertEffect::Open,
         (None, AlertStatus::Resolved) => AlertEffect::Nothing,
     }
+}
+
+/// How far ahead of vigil's own clock a sender's timestamp (a bot event's `occurred_at`, SNS's
+/// `StateChangeTime`, EventBridge's `time`) may be and still be believed. Clocks drift, and a
+/// little ahead is normal; beyond this the time is replaced by the receive time.
+pub const MAX_CLOCK_AHEAD: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// When a sender's time is too far ahead of `now` to be believed: the time it claimed. The
+/// caller then uses `now` (the receive time) in its place and records the claim on the
+/// timeline, so that ordering ("an older state never overrides a newer one") can never be
+/// captured by a clock running fast.
+pub fn implausible_future(claimed: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    (claimed > crate::clock::after(now, MAX_CLOCK_AHEAD)).then_some(claimed)
 }
 
 /// A new incident for `alert`, its escalation not yet started: `step` 0 is due at
@@ -86,6 +106,7 @@ pub fn open(
         ack_until: None,
         members: [alert.fingerprint.to_string()].into(),
         held_by: None,
+        unreached: None,
     };
     let entry = TimelineEntry {
         at: now,

@@ -4,7 +4,7 @@
 //! attempt is recorded, so a crash means a resend, never a lost page (at-least-once; PagerDuty's
 //! dedup_key and the webhook's Idempotency-Key let receivers collapse resends).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +25,9 @@ use crate::incident::{
     TimelineEvent,
 };
 use crate::metrics::Metrics;
-use crate::store::{DeliveryFinish, DeliveryUpdate, Store, StoreError};
+use crate::store::{
+    CommitOutcome, DeliveryFinish, DeliveryUpdate, Guard, Store, StoreError, Transition,
+};
 
 /// How many sends may be in flight at once.
 const CONCURRENCY: usize = 64;
@@ -45,8 +47,22 @@ pub struct DeliveryWorker {
     ack: Option<AckSigner>,
     wake: Arc<Notify>,
     inflight: Mutex<HashSet<ulid::Ulid>>,
+    /// Deliveries held back after the store refused to record their attempt (or to read what
+    /// the attempt needs): not tried again before `retry_at`.
+    held: Mutex<HashMap<ulid::Ulid, Held>>,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
+}
+
+/// A delivery whose attempt the store could not record (a full disk, Redis gone). When the
+/// send was made (`finish` is `Some`), it is **not sent again**: only its record is retried,
+/// with the same bounded exponential backoff as a failed send, until the store takes it. So
+/// while this process lives, a provider receives one send per recorded attempt; only a restart
+/// (or, on Redis, another replica taking the row over after this one died) can send it once more.
+struct Held {
+    finish: Option<DeliveryFinish>,
+    tries: u32,
+    retry_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl DeliveryWorker {
@@ -73,6 +89,7 @@ impl DeliveryWorker {
             ack,
             wake,
             inflight: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(CONCURRENCY)),
             tasks: TaskTracker::new(),
         }
@@ -81,16 +98,28 @@ impl DeliveryWorker {
     /// Runs until `stop` is cancelled, then waits for in-flight sends to finish.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            if let Err(e) = self.dispatch_due().await {
-                tracing::error!(error.message = %e, "Outbox scan failed; retrying.");
-            }
-            let wait = match self.store.next_delivery().await {
-                Ok(Some(at)) => (at - self.clock.now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .min(IDLE_POLL),
+            let started = match self.dispatch_due().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error.message = %e, "Outbox scan failed; retrying.");
+                    0
+                }
+            };
+            let now = self.clock.now();
+            let until = |at: chrono::DateTime<chrono::Utc>| {
+                (at - now).to_std().unwrap_or(Duration::ZERO).min(IDLE_POLL)
+            };
+            let mut wait = match self.store.next_delivery().await {
+                Ok(Some(at)) => until(at),
                 _ => IDLE_POLL,
             };
+            // Nothing started and nothing in flight: whatever is due is held back, so look
+            // again when the first hold ends rather than every few milliseconds.
+            if started == 0 && lock(&self.inflight).is_empty() {
+                if let Some(at) = lock(&self.held).values().map(|h| h.retry_at).min() {
+                    wait = wait.max(until(at));
+                }
+            }
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = self.wake.notified() => {}
@@ -107,11 +136,13 @@ impl DeliveryWorker {
         let due = self.store.deliveries_due(now, 512).await?;
         let mut started = 0;
         for d in due {
-            let fresh = self
-                .inflight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(d.id);
+            if lock(&self.held)
+                .get(&d.id)
+                .is_some_and(|h| h.retry_at > now)
+            {
+                continue;
+            }
+            let fresh = lock(&self.inflight).insert(d.id);
             if !fresh {
                 continue;
             }
@@ -122,12 +153,9 @@ impl DeliveryWorker {
                 let _permit = permit;
                 let id = d.id;
                 if let Err(e) = me.deliver(d).await {
-                    tracing::error!(error.message = %e, "Recording a delivery attempt failed; it will be retried.");
+                    me.hold(id, &e);
                 }
-                me.inflight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                lock(&me.inflight).remove(&id);
             });
         }
         Ok(started)
@@ -154,6 +182,15 @@ impl DeliveryWorker {
         // Another task may have finished this row between our read and taking the in-flight
         // slot; sending it again would page twice.
         if !self.store.still_pending(&d).await? {
+            lock(&self.held).remove(&d.id);
+            return Ok(());
+        }
+        // Sent already, but the store refused the record: record it, never send it again.
+        let owed = lock(&self.held).get(&d.id).and_then(|h| h.finish.clone());
+        if let Some(finish) = owed {
+            self.store.finish_delivery(&d, finish).await?;
+            lock(&self.held).remove(&d.id);
+            tracing::info!("The attempt held back by a store error is recorded now.");
             return Ok(());
         }
         let now = self.clock.now();
@@ -270,17 +307,115 @@ impl DeliveryWorker {
         if !follow_ups.is_empty() {
             self.wake.notify_one();
         }
-        self.store
-            .finish_delivery(
-                &d,
-                DeliveryFinish {
-                    update,
-                    entries,
-                    follow_ups,
-                    remember,
-                },
-            )
-            .await
+        // A page that failed for good, with no failover still to try, may have been its
+        // step's last hope.
+        let last_hope = match d.step {
+            Some(pos)
+                if outcome == DeliveryOutcome::Failed
+                    && d.kind.is_page()
+                    && follow_ups.is_empty() =>
+            {
+                Some(pos)
+            }
+            _ => None,
+        };
+        let finish = DeliveryFinish {
+            update,
+            entries,
+            follow_ups,
+            remember,
+        };
+        match self.store.finish_delivery(&d, finish.clone()).await {
+            Ok(()) => {
+                lock(&self.held).remove(&d.id);
+                if let Some(pos) = last_hope {
+                    self.check_reached(&d, pos, &policy).await?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                lock(&self.held)
+                    .entry(d.id)
+                    .or_insert(Held {
+                        finish: None,
+                        tries: 0,
+                        retry_at: now,
+                    })
+                    .finish = Some(finish);
+                Err(e)
+            }
+        }
+    }
+
+    /// After the last delivery of step `pos` failed for good: when the step reached no one at
+    /// all, marks the incident and tells the policy's `last_resort` channels (one version-guarded
+    /// transition, so two failures racing tell them once).
+    async fn check_reached(
+        &self,
+        d: &Delivery,
+        pos: (u32, u32),
+        policy: &Policy,
+    ) -> Result<(), StoreError> {
+        for _ in 0..8 {
+            let Some(mut inc) = self.store.incident(d.incident).await? else {
+                return Ok(());
+            };
+            if inc.status != IncidentStatus::Triggered || inc.unreached == Some(pos) {
+                return Ok(());
+            }
+            let timeline = self.store.timeline(inc.id).await?;
+            if crate::escalate::reach(&timeline, pos) != crate::escalate::Reach::Nobody {
+                return Ok(());
+            }
+            let guard = Guard::Version(inc.id, inc.version);
+            let now = self.clock.now();
+            let (entry, deliveries) =
+                crate::escalate::last_resort(&mut inc, policy, pos, &d.people_or_target(), now);
+            inc.version += 1;
+            let tx = Transition {
+                guard: Some(guard),
+                incident: Some(inc.clone()),
+                timeline: vec![entry],
+                deliveries,
+                ..Default::default()
+            };
+            match self.store.commit(tx).await? {
+                CommitOutcome::Committed => {
+                    tracing::error!(incident.id = %inc.id, severity = %inc.severity, step = ?pos, last_resort = ?policy.last_resort, "An escalation step reached no one.");
+                    crate::incident::extras::list_unreached(self.store.as_ref(), &inc).await?;
+                    self.wake.notify_one();
+                    return Ok(());
+                }
+                CommitOutcome::Duplicate => return Ok(()),
+                CommitOutcome::Conflict => continue,
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds a delivery back after a store error, for the retry policy's delay after as many
+    /// tries as it has had.
+    fn hold(&self, id: ulid::Ulid, e: &StoreError) {
+        let now = self.clock.now();
+        let mut held = lock(&self.held);
+        let h = held.entry(id).or_insert(Held {
+            finish: None,
+            tries: 0,
+            retry_at: now,
+        });
+        h.tries += 1;
+        let wait = self.retry.delay(h.tries, None);
+        h.retry_at = crate::clock::after(now, wait);
+        self.metrics
+            .counter("vigil_delivery_record_failures_total", &[])
+            .increment(1);
+        tracing::error!(
+            error.message = %e,
+            sent = h.finish.is_some(),
+            tries = h.tries,
+            wait = ?wait,
+            "The store could not record a delivery attempt; holding it back (a sent one is not sent again)."
+        );
     }
 
     /// Renders and sends once; the notifier's own verdict, or `Permanent` when the channel
@@ -402,6 +537,10 @@ impl DeliveryWorker {
 }
 
 /// An acknowledgement or resolution that came from PagerDuty is not sent back to PagerDuty.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn is_echo(d: &Delivery, inc: &Incident, policy: &Policy) -> bool {
     let origin = match d.kind {
         NotifyKind::Acknowledged => inc.acknowledged.as_ref().map(|(a, _)| a.origin),
@@ -464,6 +603,7 @@ fn failover(
             from: d.channel.clone(),
             to: direct.iter().map(|s| s.to_string()).collect(),
             people: d.people.clone(),
+            deliveries: out.iter().map(|d| d.id.to_string()).collect(),
         },
     };
     Some((entry, out))

@@ -63,6 +63,7 @@ pub fn sample_incident(fp: Fingerprint, now: DateTime<Utc>) -> Incident {
         ack_until: None,
         members: Default::default(),
         held_by: None,
+        unreached: None,
     }
 }
 
@@ -74,6 +75,7 @@ fn entry(now: DateTime<Utc>, n: u32) -> TimelineEntry {
             step: n,
             targets: vec![],
             via: vec![],
+            deliveries: vec![],
         },
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
+use arc_swap::ArcSwapOption;
 use chrono::{DateTime, TimeZone, Utc};
 use dashmap::DashMap;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -122,7 +123,7 @@ impl PreparedFinish {
 }
 
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: Arc<SharedDb>,
     /// `None` only while dropping.
     ops: Option<mpsc::Sender<Op>>,
     open: Arc<DashMap<String, u128>>,
@@ -216,40 +217,37 @@ fn incident_head(bytes: &[u8]) -> Result<(u64, Option<i64>), StoreError> {
 
 impl EmbeddedStore {
     /// Opens (or creates) `dir/vigil.redb` and starts the writer thread.
+    ///
+    /// An empty directory starts an empty store. A `vigil.redb` that is there but empty (0 bytes:
+    /// a copy that never finished, a restore gone wrong) or unreadable is refused with a message
+    /// that says so: starting empty over it would forget every open incident.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("vigil.redb");
-        // redb's default page cache is 1 GiB; a pager needs far less (the open incidents and the
-        // due-index), and RSS matters more than re-reading cold timelines.
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let db = Arc::new(db);
-        init_schema(&db)?;
+        let db = open_database(&path)?;
+        let shared = Arc::new(SharedDb {
+            db: ArcSwapOption::from_pointee(db),
+            problem: std::sync::Mutex::new(None),
+        });
         let open = Arc::new(DashMap::new());
-        {
-            let rx = db.begin_read().map_err(unavailable)?;
-            let t = rx.open_table(OPEN).map_err(unavailable)?;
-            for row in t.iter().map_err(unavailable)? {
-                let (k, v) = row.map_err(unavailable)?;
-                open.insert(k.value().to_string(), v.value());
-            }
-        }
+        load_open_index(&shared, &open)?;
         let (tx, rx) = mpsc::channel();
         let seq = Arc::new(AtomicU64::new(0));
         let writer = Writer {
-            db: db.clone(),
+            db: shared.clone(),
+            path,
             open: open.clone(),
             seq: seq.clone(),
+            closing: None,
+            last_attempt: None,
         };
         let writer = std::thread::Builder::new()
             .name("vigil-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(unavailable)?;
         Ok(Self {
-            db,
+            db: shared,
             ops: Some(tx),
             open,
             seq,
@@ -285,6 +283,95 @@ impl EmbeddedStore {
     }
 }
 
+/// Opens `path` (creating it when it does not exist) and makes sure every table is there.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => {
+            return Err(StoreError::Corrupt(format!(
+                "{} is empty (0 bytes), so it is not a vigil store: refusing to start over it with \
+                 an empty one. Restore it from a backup, or remove it to start with no incidents.",
+                path.display()
+            )));
+        }
+        _ => {}
+    }
+    // redb's default page cache is 1 GiB; a pager needs far less (the open incidents and the
+    // due-index), and RSS matters more than re-reading cold timelines.
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => {
+                StoreError::Corrupt(format!(
+                    "{} is not a readable vigil store ({what}): restore it from a backup, or move \
+                     it away to start with no incidents",
+                    path.display()
+                ))
+            }
+            other => unavailable(format!("cannot open {}: {other}", path.display())),
+        })?;
+    init_schema(&db)?;
+    Ok(db)
+}
+
+/// Makes the in-memory open-fingerprint index match the file's `OPEN` table.
+fn load_open_index(db: &SharedDb, open: &DashMap<String, u128>) -> Result<(), StoreError> {
+    let rx = db.begin_read().map_err(unavailable)?;
+    let t = rx.open_table(OPEN).map_err(unavailable)?;
+    let mut stored = std::collections::HashMap::new();
+    for row in t.iter().map_err(unavailable)? {
+        let (k, v) = row.map_err(unavailable)?;
+        stored.insert(k.value().to_string(), v.value());
+    }
+    open.retain(|fp, id| stored.get(fp) == Some(id));
+    for (fp, id) in stored {
+        open.insert(fp, id);
+    }
+    Ok(())
+}
+
+/// The open database, shared by the readers and the writer thread.
+///
+/// After a write fails with an I/O error (a full disk, above all), redb refuses every later
+/// write until the database is closed and opened again. The writer then takes the database out
+/// of here (`db` is `None` while it re-opens), records why writes are refused in `problem`
+/// (readiness shows it), and opens the file again every `REOPEN_EVERY` until that works: the
+/// store recovers by itself once space is freed. What was committed before stays; what was
+/// refused was answered with an error (503), so its sender retries.
+pub(crate) struct SharedDb {
+    db: ArcSwapOption<Database>,
+    problem: std::sync::Mutex<Option<String>>,
+}
+
+impl SharedDb {
+    fn get(&self) -> Result<Arc<Database>, String> {
+        self.db.load_full().ok_or_else(|| {
+            self.problem()
+                .unwrap_or_else(|| "the store is being re-opened".to_string())
+        })
+    }
+
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, String> {
+        self.get()?.begin_read().map_err(|e| e.to_string())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction, String> {
+        self.get()?.begin_write().map_err(|e| e.to_string())
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+}
+
 fn init_schema(db: &Database) -> Result<(), StoreError> {
     let w = db.begin_write().map_err(unavailable)?;
     {
@@ -317,9 +404,14 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
 
 /// Owns the write side. One per database.
 struct Writer {
-    db: Arc<Database>,
+    db: Arc<SharedDb>,
+    path: std::path::PathBuf,
     open: Arc<DashMap<String, u128>>,
     seq: Arc<AtomicU64>,
+    /// The database taken out after an I/O error, until the last reader lets go of it.
+    closing: Option<Arc<Database>>,
+    /// When the writer last tried to re-open the database.
+    last_attempt: Option<std::time::Instant>,
 }
 
 /// A cache change to apply once the commit is durable.
@@ -328,9 +420,25 @@ enum CacheChange {
     Close(String, u128),
 }
 
+/// How often the writer tries to re-open the database while writes are refused.
+const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Writer {
-    fn run(self, rx: mpsc::Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
+    fn run(mut self, rx: mpsc::Receiver<Op>) {
+        loop {
+            let first = if self.db.problem().is_some() {
+                self.recover();
+                match rx.recv_timeout(REOPEN_EVERY) {
+                    Ok(op) => op,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(op) => op,
+                    Err(_) => break,
+                }
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -338,7 +446,69 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.apply_batch(batch);
+            match self.db.problem() {
+                Some(problem) => refuse(batch, &problem),
+                None => {
+                    if let Err(problem) = self.apply_batch(batch) {
+                        self.broken(problem);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Called after a refused commit: when the database is the cause (an I/O error, after
+    /// which redb refuses every write until it is re-opened), take it out and start recovering.
+    /// A commit refused for its own content (an unreadable record) leaves the database as it is.
+    fn broken(&mut self, problem: String) {
+        let Ok(db) = self.db.get() else { return };
+        let healthy = probe(&db);
+        if let Err(now) = healthy {
+            tracing::error!(error.message = %problem, check = %now, "The store cannot write; refusing writes until it is re-opened.");
+            self.db
+                .set_problem(Some(format!("store cannot write: {problem}")));
+            self.closing = self.db.db.swap(None);
+            self.last_attempt = None;
+        }
+    }
+
+    /// Re-opens the database once every reader has let go of the old one, at most every
+    /// `REOPEN_EVERY`.
+    fn recover(&mut self) {
+        if self
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < REOPEN_EVERY)
+        {
+            return;
+        }
+        self.last_attempt = Some(std::time::Instant::now());
+        if let Some(old) = self.closing.take() {
+            match Arc::try_unwrap(old) {
+                // Dropping the database closes the file and releases its lock.
+                Ok(db) => drop(db),
+                Err(still_read) => {
+                    self.closing = Some(still_read);
+                    return;
+                }
+            }
+        }
+        match open_database(&self.path).and_then(|db| {
+            probe(&db).map_err(unavailable)?;
+            Ok(db)
+        }) {
+            Ok(db) => {
+                self.db.db.store(Some(Arc::new(db)));
+                if let Err(e) = load_open_index(&self.db, &self.open) {
+                    tracing::warn!(error.message = %e, "Could not re-read the open index after re-opening the store.");
+                }
+                self.db.set_problem(None);
+                tracing::info!(path = %self.path.display(), "The store was re-opened and takes writes again.");
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "The store cannot be re-opened yet; trying again.");
+                self.db
+                    .set_problem(Some(format!("store cannot write: {e}")));
+            }
         }
     }
 
@@ -358,11 +528,14 @@ impl Writer {
         }
     }
 
-    fn apply_batch(&self, batch: Vec<Op>) {
+    /// Applies a batch in one write transaction and answers every caller. The error, when the
+    /// whole batch was refused, is returned for the caller to judge the database's health.
+    fn apply_batch(&self, batch: Vec<Op>) -> Result<(), String> {
         let mut results = Vec::with_capacity(batch.len());
         let mut cache = Vec::new();
         let outcome = (|| -> Result<(), StoreError> {
-            let w = self.db.begin_write().map_err(unavailable)?;
+            let db = self.db.get().map_err(unavailable)?;
+            let w = db.begin_write().map_err(unavailable)?;
             {
                 let mut tables = Tables {
                     incidents: w.open_table(INCIDENTS).map_err(unavailable)?,
@@ -430,14 +603,14 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error.message = %e, "Store commit failed; the batch is refused.");
-                for op in batch {
-                    let reply = match op {
-                        Op::Commit(_, reply) | Op::Finish(_, reply) | Op::Record(_, reply) => reply,
-                    };
-                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
-                }
+                let problem = match e {
+                    StoreError::Unavailable(m) | StoreError::Corrupt(m) => m,
+                };
+                refuse(batch, &problem);
+                return Err(problem);
             }
         }
+        Ok(())
     }
 
     fn apply(
@@ -569,6 +742,33 @@ impl Writer {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether the database takes writes: a small real write (an empty transaction needs no new
+/// page, so it would succeed on a full disk).
+fn probe(db: &Database) -> Result<(), String> {
+    let w = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut meta = w.open_table(META).map_err(|e| e.to_string())?;
+        let n = meta
+            .get("probe")
+            .map_err(|e| e.to_string())?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        meta.insert("probe", n.wrapping_add(1))
+            .map_err(|e| e.to_string())?;
+    }
+    w.commit().map_err(|e| e.to_string())
+}
+
+/// Answers every operation of a batch that was not applied.
+fn refuse(batch: Vec<Op>, problem: &str) {
+    for op in batch {
+        let reply = match op {
+            Op::Commit(_, reply) | Op::Finish(_, reply) | Op::Record(_, reply) => reply,
+        };
+        let _ = reply.send(Err(StoreError::Unavailable(problem.to_string())));
     }
 }
 
@@ -784,6 +984,10 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
+    fn problem(&self) -> Option<String> {
+        self.db.problem()
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let rx = self.db.begin_read().map_err(unavailable)?;
         Ok(StoreStats {
@@ -866,6 +1070,45 @@ mod tests {
         inc.version += 1;
         inc.next_due = None;
         assert_eq!(store.incident(inc.id).await.unwrap(), Some(inc));
+    }
+
+    #[test]
+    fn an_empty_store_file_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vigil.redb"), b"").unwrap();
+        let err = EmbeddedStore::open(dir.path())
+            .err()
+            .expect("a 0-byte store file must not start an empty store");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{text}");
+        assert!(
+            text.contains("0 bytes") && text.contains("vigil.redb"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join("vigil.redb"))
+                .unwrap()
+                .len(),
+            0,
+            "the file is left as it was"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_store_file_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
+        std::fs::write(dir.path().join("vigil.redb"), &garbage).unwrap();
+        let opened = std::panic::catch_unwind(|| EmbeddedStore::open(dir.path()).map(|_| ()));
+        let result = opened.expect("opening a corrupt file must not panic");
+        let err = result.expect_err("a corrupt file is refused");
+        assert!(err.to_string().contains("vigil.redb"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_data_directory_starts_an_empty_store() {
+        let dir = tempfile::tempdir().unwrap();
+        EmbeddedStore::open(&dir.path().join("fresh")).expect("a new directory is fine");
     }
 
     #[tokio::test]

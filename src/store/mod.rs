@@ -199,6 +199,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for readiness and metrics: (open incidents, outbox rows, due timers).
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Why the store refuses writes right now, when it does though it may still answer reads
+    /// (the embedded store after a write failed with an I/O error, until it has re-opened its
+    /// file). Readiness lists it.
+    fn problem(&self) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -120,10 +120,23 @@ pub struct Options {
     pub redis: bool,
     /// Retry bounds instead of the fast ones below (3 attempts, 10–50 ms apart).
     pub retry: Option<vigil::notify::retry::RetryPolicy>,
+    /// Run on this store instead of a fresh embedded (or Redis) one.
+    pub store: Option<Arc<dyn Store>>,
+    /// Keep the embedded store's file here instead of in the test's temporary directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
+}
+
+/// The Redis store on the server `scripts/test` starts, under a fresh key prefix.
+pub async fn test_redis_store() -> RedisStore {
+    let url = std::env::var("VIGIL_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("VIGIL_TEST_REDIS_URL is not set: run scripts/test, which starts redis-server")
+    });
+    let prefix = format!("api-{}", ulid::Ulid::new());
+    RedisStore::connect(&url, &prefix).await.unwrap()
 }
 
 pub async fn spawn_app_with(opts: Options) -> TestApp {
@@ -164,14 +177,13 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         settings.retry = retry;
     }
     let clock = Arc::new(ManualClock::new(t0()));
-    let store: Arc<dyn Store> = if opts.redis {
-        let url = std::env::var("VIGIL_TEST_REDIS_URL").unwrap_or_else(|_| {
-            panic!("VIGIL_TEST_REDIS_URL is not set: run scripts/test, which starts redis-server")
-        });
-        let prefix = format!("api-{}", ulid::Ulid::new());
-        Arc::new(RedisStore::connect(&url, &prefix).await.unwrap())
+    let store: Arc<dyn Store> = if let Some(store) = opts.store {
+        store
+    } else if opts.redis {
+        Arc::new(test_redis_store().await)
     } else {
-        Arc::new(EmbeddedStore::open(&dir.path().join("data")).unwrap())
+        let data = opts.data_dir.unwrap_or_else(|| dir.path().join("data"));
+        Arc::new(EmbeddedStore::open(&data).unwrap())
     };
     let app = App::build_with_store(settings, clock.clone(), store, Some(Arc::new(FixtureCerts)))
         .await
