@@ -370,10 +370,21 @@ async fn a_full_disk_refuses_ingest_turns_readiness_red_and_recovers_by_itself()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let recovery = freed.elapsed();
+    // While the disk was full, the worker kept sending what was due; no delivery went out in a
+    // loop because its attempt could not be recorded.
+    let keys = idempotency_keys(&sink).await;
+    let mut per_key = std::collections::HashMap::<&str, usize>::new();
+    for k in &keys {
+        *per_key.entry(k).or_default() += 1;
+    }
+    let most = per_key.values().copied().max().unwrap_or(0);
     eprintln!(
-        "disk-full recovery: ready again {:?} after space was freed",
-        freed.elapsed()
+        "disk-full: ready again {recovery:?} after space was freed; {} POSTs for {} deliveries, at most {most} per delivery",
+        keys.len(),
+        per_key.len()
     );
+    assert!(most <= 1, "a delivery was sent {most} times");
     let (status, body) = app.post_events(&event(2000)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     accepted.push(incident_of(&body));
