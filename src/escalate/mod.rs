@@ -276,15 +276,16 @@ fn fire_one(
 }
 
 /// Whether an escalation step reached anyone, as far as its timeline tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reach {
     /// One of its deliveries was sent.
     Reached,
     /// Some are still being tried (or the timeline cannot tell: a later step fired, or the step
     /// predates the record of its deliveries).
     Pending,
-    /// Every delivery it made (and every failover those made) failed for good or was skipped.
-    Nobody,
+    /// Every delivery it made (and every failover those made) failed for good or was skipped;
+    /// with the people the step was for.
+    Nobody(Vec<String>),
 }
 
 /// How step `pos` (loop, step), the last one fired, stands.
@@ -300,6 +301,7 @@ pub fn reach(timeline: &[TimelineEntry], pos: (u32, u32)) -> Reach {
         loop_,
         step,
         deliveries,
+        targets,
         ..
     } = &timeline[start].event
     else {
@@ -336,7 +338,7 @@ pub fn reach(timeline: &[TimelineEntry], pos: (u32, u32)) -> Reach {
     }) {
         Reach::Pending
     } else {
-        Reach::Nobody
+        Reach::Nobody(targets.clone())
     }
 }
 
@@ -386,13 +388,117 @@ pub fn last_resort(
             ));
         }
     }
+    let told: Vec<String> = policy
+        .last_resort
+        .iter()
+        .filter(|c| out.iter().any(|d| &d.channel == *c))
+        .cloned()
+        .collect();
     let entry = TimelineEntry {
         at: now,
         event: TimelineEvent::Unreached {
             loop_: pos.0,
             step: pos.1,
-            last_resort: out.iter().map(|d| d.channel.clone()).collect(),
+            last_resort: told,
         },
     };
     (entry, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::DeliveryOutcome;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn escalated(pos: (u32, u32), ids: &[&str]) -> TimelineEntry {
+        TimelineEntry {
+            at: at(),
+            event: TimelineEvent::Escalated {
+                loop_: pos.0,
+                step: pos.1,
+                targets: vec!["ana".into()],
+                via: vec![],
+                deliveries: ids.iter().map(|s| s.to_string()).collect(),
+            },
+        }
+    }
+
+    fn attempt(id: &str, outcome: DeliveryOutcome) -> TimelineEntry {
+        TimelineEntry {
+            at: at(),
+            event: TimelineEvent::Delivery {
+                delivery: id.into(),
+                channel: "c".into(),
+                kind: "trigger".into(),
+                target: None,
+                attempt: 1,
+                outcome,
+                detail: String::new(),
+                reference: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_step_reached_no_one_only_when_every_delivery_and_failover_failed() {
+        use DeliveryOutcome::*;
+        let nobody = Reach::Nobody(vec!["ana".into()]);
+        let t = vec![escalated((0, 0), &["a", "b"]), attempt("a", Failed)];
+        assert_eq!(reach(&t, (0, 0)), Reach::Pending, "b not tried yet");
+        let t = vec![
+            escalated((0, 0), &["a", "b"]),
+            attempt("a", Retrying),
+            attempt("b", Failed),
+        ];
+        assert_eq!(reach(&t, (0, 0)), Reach::Pending, "a still retrying");
+        let t = vec![
+            escalated((0, 0), &["a", "b"]),
+            attempt("a", Retrying),
+            attempt("a", Failed),
+            attempt("b", Skipped),
+        ];
+        assert_eq!(reach(&t, (0, 0)), nobody);
+        let t = vec![
+            escalated((0, 0), &["a", "b"]),
+            attempt("a", Sent),
+            attempt("b", Failed),
+        ];
+        assert_eq!(reach(&t, (0, 0)), Reach::Reached);
+        // A failover's direct pages belong to the step.
+        let failover = TimelineEntry {
+            at: at(),
+            event: TimelineEvent::Failover {
+                from: "pd".into(),
+                to: vec!["sms".into()],
+                people: vec!["ana".into()],
+                deliveries: vec!["f".into()],
+            },
+        };
+        let t = vec![
+            escalated((0, 0), &["a"]),
+            attempt("a", Failed),
+            failover.clone(),
+        ];
+        assert_eq!(
+            reach(&t, (0, 0)),
+            Reach::Pending,
+            "the failover is still to try"
+        );
+        let t = vec![
+            escalated((0, 0), &["a"]),
+            attempt("a", Failed),
+            failover,
+            attempt("f", Sent),
+        ];
+        assert_eq!(reach(&t, (0, 0)), Reach::Reached);
+        // Another step fired since, or the step predates the record of its deliveries.
+        let t = vec![escalated((0, 0), &["a"]), attempt("a", Failed)];
+        assert_eq!(reach(&t, (0, 1)), Reach::Pending);
+        let t = vec![escalated((0, 0), &[]), attempt("a", Failed)];
+        assert_eq!(reach(&t, (0, 0)), Reach::Pending);
+    }
 }

@@ -292,15 +292,6 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Everyone this delivery was for: its target, or the people a destination channel was
-    /// told about.
-    pub fn people_or_target(&self) -> Vec<String> {
-        match &self.target {
-            Some(t) => vec![t.clone()],
-            None => self.people.clone(),
-        }
-    }
-
     pub fn new(
         incident: IncidentId,
         kind: NotifyKind,

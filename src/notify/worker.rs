@@ -328,8 +328,10 @@ impl DeliveryWorker {
         match self.store.finish_delivery(&d, finish.clone()).await {
             Ok(()) => {
                 lock(&self.held).remove(&d.id);
-                if let Some(pos) = last_hope {
-                    self.check_reached(&d, pos, &policy).await?;
+                if let Some(pos) = last_hope
+                    && let Err(e) = self.check_reached(&d, pos, &policy).await
+                {
+                    tracing::error!(error.message = %e, "Could not tell whether the step reached anyone.");
                 }
                 Ok(())
             }
@@ -364,13 +366,14 @@ impl DeliveryWorker {
                 return Ok(());
             }
             let timeline = self.store.timeline(inc.id).await?;
-            if crate::escalate::reach(&timeline, pos) != crate::escalate::Reach::Nobody {
+            let crate::escalate::Reach::Nobody(people) = crate::escalate::reach(&timeline, pos)
+            else {
                 return Ok(());
-            }
+            };
             let guard = Guard::Version(inc.id, inc.version);
             let now = self.clock.now();
             let (entry, deliveries) =
-                crate::escalate::last_resort(&mut inc, policy, pos, &d.people_or_target(), now);
+                crate::escalate::last_resort(&mut inc, policy, pos, &people, now);
             inc.version += 1;
             let tx = Transition {
                 guard: Some(guard),
