@@ -45,6 +45,11 @@ const REFS: TableDefinition<(u128, &str), &str> = TableDefinition::new("refs");
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 /// schema version; see `SCHEMA_VERSION`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The test write made while writes are refused (see `probe`).
+const PROBE: TableDefinition<&str, &[u8]> = TableDefinition::new("probe");
+/// How much a test write writes: more than a batch of new incidents needs, so that pages freed
+/// inside the file do not pass for free disk space.
+const PROBE_BYTES: usize = 1024 * 1024;
 
 /// Bump when the stored layout changes incompatibly; a store with another version is refused.
 const SCHEMA_VERSION: u64 = 1;
@@ -446,34 +451,40 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match self.db.problem() {
-                Some(problem) => refuse(batch, &problem),
-                None => {
-                    if let Err(problem) = self.apply_batch(batch) {
-                        self.broken(problem);
-                    }
-                }
+            if self.db.db.load().is_none() {
+                let problem = self.db.problem().unwrap_or_default();
+                refuse(batch, &problem);
+                continue;
+            }
+            // A batch refused for its own content (an unreadable record) says nothing about
+            // the database. A batch that succeeds while writes are reported refused does not
+            // clear the report: a small write may fit where an incident does not, and only a
+            // test write of `PROBE_BYTES` (in `recover`) says the store takes writes again.
+            if let Err(StoreError::Unavailable(problem)) = self.apply_batch(batch) {
+                self.failed(problem);
             }
         }
     }
 
-    /// Called after a refused commit: when the database is the cause (an I/O error, after
-    /// which redb refuses every write until it is re-opened), take it out and start recovering.
-    /// A commit refused for its own content (an unreadable record) leaves the database as it is.
-    fn broken(&mut self, problem: String) {
-        let Ok(db) = self.db.get() else { return };
-        let healthy = probe(&db);
-        if let Err(now) = healthy {
-            tracing::error!(error.message = %problem, check = %now, "The store cannot write; refusing writes until it is re-opened.");
-            self.db
-                .set_problem(Some(format!("store cannot write: {problem}")));
+    /// A batch could not be written (a full disk, an I/O error). Writes are reported refused
+    /// (readiness shows it) until one succeeds again; when even a small test write fails, redb
+    /// may refuse every later write until it is re-opened, so the database is taken out to be
+    /// re-opened.
+    fn failed(&mut self, problem: String) {
+        tracing::error!(error.message = %problem, "The store cannot write; readiness fails until a test write succeeds.");
+        self.last_attempt = Some(std::time::Instant::now());
+        if let Ok(db) = self.db.get()
+            && let Err(check) = probe(&db)
+        {
+            tracing::error!(check = %check, "A test write failed too; the store will be re-opened.");
+            drop(db);
             self.closing = self.db.db.swap(None);
-            self.last_attempt = None;
         }
     }
 
-    /// Re-opens the database once every reader has let go of the old one, at most every
-    /// `REOPEN_EVERY`.
+    /// While writes are refused, at most every `REOPEN_EVERY`: with the database in place, a
+    /// test write tells whether it takes writes again; when it was taken out, it is re-opened
+    /// (once every reader has let go of the old one) and tested the same way.
     fn recover(&mut self) {
         if self
             .last_attempt
@@ -482,6 +493,20 @@ impl Writer {
             return;
         }
         self.last_attempt = Some(std::time::Instant::now());
+        if let Ok(db) = self.db.get() {
+            match probe(&db) {
+                Ok(()) => {
+                    self.db.set_problem(None);
+                    tracing::info!("The store takes writes again.");
+                }
+                Err(check) => {
+                    tracing::warn!(check = %check, "The store still cannot write; it will be re-opened.");
+                    drop(db);
+                    self.closing = self.db.db.swap(None);
+                }
+            }
+            return;
+        }
         if let Some(old) = self.closing.take() {
             match Arc::try_unwrap(old) {
                 // Dropping the database closes the file and releases its lock.
@@ -505,9 +530,7 @@ impl Writer {
                 tracing::info!(path = %self.path.display(), "The store was re-opened and takes writes again.");
             }
             Err(e) => {
-                tracing::warn!(error.message = %e, "The store cannot be re-opened yet; trying again.");
-                self.db
-                    .set_problem(Some(format!("store cannot write: {e}")));
+                tracing::debug!(error.message = %e, "The store cannot be re-opened yet; trying again.");
             }
         }
     }
@@ -530,7 +553,7 @@ impl Writer {
 
     /// Applies a batch in one write transaction and answers every caller. The error, when the
     /// whole batch was refused, is returned for the caller to judge the database's health.
-    fn apply_batch(&self, batch: Vec<Op>) -> Result<(), String> {
+    fn apply_batch(&self, batch: Vec<Op>) -> Result<(), StoreError> {
         let mut results = Vec::with_capacity(batch.len());
         let mut cache = Vec::new();
         let outcome = (|| -> Result<(), StoreError> {
@@ -603,11 +626,16 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error.message = %e, "Store commit failed; the batch is refused.");
-                let problem = match e {
-                    StoreError::Unavailable(m) | StoreError::Corrupt(m) => m,
+                let problem = match &e {
+                    StoreError::Unavailable(m) | StoreError::Corrupt(m) => m.clone(),
                 };
+                // Readiness says so before any caller hears of the refusal.
+                if matches!(e, StoreError::Unavailable(_)) {
+                    self.db
+                        .set_problem(Some(format!("store cannot write: {problem}")));
+                }
                 refuse(batch, &problem);
-                return Err(problem);
+                return Err(e);
             }
         }
         Ok(())
@@ -745,21 +773,25 @@ impl Writer {
     }
 }
 
-/// Whether the database takes writes: a small real write (an empty transaction needs no new
-/// page, so it would succeed on a full disk).
+/// Whether the database takes writes: a real write of `PROBE_BYTES` (an empty transaction
+/// needs no new page, so it would succeed on a full disk, and a small one may fit in pages
+/// freed inside the file while a batch of incidents does not).
 fn probe(db: &Database) -> Result<(), String> {
-    let w = db.begin_write().map_err(|e| e.to_string())?;
-    {
-        let mut meta = w.open_table(META).map_err(|e| e.to_string())?;
-        let n = meta
-            .get("probe")
-            .map_err(|e| e.to_string())?
-            .map(|v| v.value())
-            .unwrap_or(0);
-        meta.insert("probe", n.wrapping_add(1))
+    let write = |value: Option<&[u8]>| -> Result<(), String> {
+        let w = db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut t = w.open_table(PROBE).map_err(|e| e.to_string())?;
+            match value {
+                Some(v) => t.insert("probe", v).map(drop),
+                None => t.remove("probe").map(drop),
+            }
             .map_err(|e| e.to_string())?;
-    }
-    w.commit().map_err(|e| e.to_string())
+        }
+        w.commit().map_err(|e| e.to_string())
+    };
+    // Written and removed again, so the test leaves its space free.
+    write(Some(&vec![0x5a; PROBE_BYTES]))?;
+    write(None)
 }
 
 /// Answers every operation of a batch that was not applied.

@@ -319,21 +319,31 @@ async fn a_full_disk_refuses_ingest_turns_readiness_red_and_recovers_by_itself()
     let Some(tmpfs) = Tmpfs::mount("8m") else {
         return;
     };
-    let sink = sink().await;
+    // The provider answers slowly, so the disk fills while the sends are in flight and their
+    // attempts cannot be recorded.
+    let sink = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(300)))
+        .mount(&sink)
+        .await;
     let app = spawn_app_with(Options {
         policy: Some(Box::new(webhook_policy(&sink.uri()))),
         data_dir: Some(tmpfs.path().join("data")),
         ..Default::default()
     })
     .await;
-    let (status, body) = app.post_events(&event(0)).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let before = incident_of(&body);
-
+    let mut accepted = Vec::new();
+    for n in 0..20 {
+        let (status, body) = app.post_events(&event(n)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        accepted.push(incident_of(&body));
+    }
     let filler = fill(tmpfs.path());
-    let mut accepted = vec![before.clone()];
+    // Two seconds for the delivery loop to storm, as it did (every ~5 ms), while the disk is
+    // full.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut refused = false;
-    for n in 1..200 {
+    for n in 20..200 {
         let (status, body) = app.post_events(&event(n)).await;
         match status {
             StatusCode::ACCEPTED => accepted.push(incident_of(&body)),
