@@ -12,5 +12,6 @@ mod helpers;
 mod operations;
 mod reload;
 mod restart;
+mod sns;
 mod time;
 mod two_way;
