@@ -115,7 +115,20 @@ fn replays_counted(metrics: &str) -> bool {
 
 #[tokio::test]
 async fn a_notification_older_than_max_age_is_recorded_and_pages_nobody() {
-    let app = spawn_app().await;
+    replay_is_recorded_and_pages_nobody(false).await;
+}
+
+#[tokio::test]
+async fn a_notification_older_than_max_age_is_recorded_and_pages_nobody_on_redis() {
+    replay_is_recorded_and_pages_nobody(true).await;
+}
+
+async fn replay_is_recorded_and_pages_nobody(redis: bool) {
+    let app = spawn_app_with(Options {
+        redis,
+        ..Default::default()
+    })
+    .await;
     // Signed two hours before now: SNS stopped retrying it long ago, so this is a replay.
     let old = alarm_sent_at(
         "2026-11-20T00:15:41.452Z",
