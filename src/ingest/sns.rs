@@ -537,15 +537,18 @@ impl CertCache {
         if let Some(known) = self.known(url, now) {
             return known;
         }
-        let _turn = tokio::time::timeout(CERT_FETCH_TIMEOUT, self.fetches.acquire())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| {
-                IngestError::CertUnavailable(format!(
-                    "too many signing-certificate fetches in progress; not fetching {url} now"
-                ))
-            })?;
+        let _turn = match self.fetches.try_acquire() {
+            Ok(turn) => turn,
+            Err(_) => tokio::time::timeout(CERT_FETCH_TIMEOUT, self.fetches.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| {
+                    IngestError::CertUnavailable(format!(
+                        "too many signing-certificate fetches in progress; not fetching {url} now"
+                    ))
+                })?,
+        };
         // Another task may have fetched (or failed to fetch) it while this one waited.
         if let Some(known) = self.known(url, now) {
             return known;
