@@ -119,6 +119,12 @@ impl App {
         let http_client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
+        // SNS certificate and SubscribeURL fetches: a redirect is a failure, so a trusted URL
+        // cannot send vigil to a certificate (or a confirmation) somewhere else.
+        let sns_client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         let channel_settings = settings.channels.clone();
         let notifiers = Arc::new(ArcSwap::from_pointee(Notifiers::build(
             &policy.current(),
@@ -169,7 +175,7 @@ impl App {
         });
         let fetcher = match cert_fetcher {
             Some(f) => f,
-            None => Arc::new(HttpCertFetcher::with_client(http_client.clone())),
+            None => Arc::new(HttpCertFetcher::with_client(sns_client.clone())),
         };
         let certs = Arc::new(CertCache::new(
             fetcher,
@@ -203,7 +209,7 @@ impl App {
             policy: policy.clone(),
             settings,
             certs,
-            http: http_client,
+            http: sns_client,
             metrics: metrics.clone(),
             scheduler: health,
             clock,

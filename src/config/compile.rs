@@ -311,7 +311,7 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
     let critical = critical_policies(m);
     check_critical_paths(ctx, m, &critical);
     check_schedule_coverage(ctx, m, &schedules, &critical);
-    let sns_allowed_topics = build_sources(ctx, m);
+    let (sns_allowed_topics, sns_max_age) = build_sources(ctx, m);
     let business_hours = build_business_hours(ctx, m, timezone);
     let silences = build_silences(ctx, m, timezone);
     let inhibit_rules = build_inhibit_rules(ctx, m);
@@ -359,6 +359,7 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
         policies,
         rules,
         sns_allowed_topics,
+        sns_max_age,
         business_hours,
         silences,
         inhibit_rules,
@@ -1381,7 +1382,10 @@ fn build_rules(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Vec<CompiledRule> {
     out
 }
 
-fn build_sources(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Vec<String> {
+/// Default `sources.sns.max_age`: SNS retries an HTTP(S) delivery for at most 3,600 s.
+pub const DEFAULT_SNS_MAX_AGE: Duration = Duration::from_secs(60 * 60);
+
+fn build_sources(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> (Vec<String>, Duration) {
     static ARN: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
             r"^arn:aws(-[a-z]+)*:sns:[a-z]{2}(-[a-z]+)+-\d+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$",
@@ -1389,11 +1393,18 @@ fn build_sources(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Vec<String> {
         .expect("static regex is valid")
     });
     let Some((fi, src)) = m.sources else {
-        return Vec::new();
+        return (Vec::new(), DEFAULT_SNS_MAX_AGE);
     };
     let Some(sns) = &src.sns else {
-        return Vec::new();
+        return (Vec::new(), DEFAULT_SNS_MAX_AGE);
     };
+    if sns.max_age.is_some_and(|a| a.is_zero()) {
+        ctx.err(
+            fi,
+            path!["sources", "sns", "max_age"],
+            "max_age must be more than 0",
+        );
+    }
     for (i, arn) in sns.allowed_topics.iter().enumerate() {
         if !ARN.is_match(arn) {
             ctx.err(
@@ -1403,7 +1414,10 @@ fn build_sources(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Vec<String> {
             );
         }
     }
-    sns.allowed_topics.clone()
+    (
+        sns.allowed_topics.clone(),
+        sns.max_age.unwrap_or(DEFAULT_SNS_MAX_AGE),
+    )
 }
 
 fn is_env_name(s: &str) -> bool {
@@ -1509,7 +1523,21 @@ pub enum MatcherError {
     Trailing(String),
     #[error("invalid regular expression: {0}")]
     Regex(String),
+    /// Over [`REGEX_SIZE_LIMIT`]: a pathological pattern such as `((a{50}){50}){50}`.
+    #[error(
+        "the regular expression is too large: it compiles to more than {} KiB (the limit); write a simpler pattern (fewer or smaller repetitions; ASCII classes such as [a-z0-9_] rather than Unicode \\w)",
+        REGEX_SIZE_LIMIT / 1024
+    )]
+    TooLarge,
 }
+
+/// Most memory one matcher's regular expression may compile to (the regex crate's `size_limit`),
+/// for `routing/` and API-made matchers alike. Ordinary label patterns (`rds-.*`,
+/// `timeout|http_5xx`) take a few KiB at most.
+pub const REGEX_SIZE_LIMIT: usize = 64 * 1024;
+/// Most memory one matcher's lazy DFA may cache (the regex crate's `dfa_size_limit`); past it
+/// the regex crate falls back to a slower engine rather than growing.
+pub const REGEX_DFA_SIZE_LIMIT: usize = 256 * 1024;
 
 impl Matcher {
     /// Parses Alertmanager matcher syntax. Spaces around the operator are allowed.
@@ -1548,8 +1576,14 @@ impl Matcher {
             return Err(MatcherError::Trailing(trailing.to_string()));
         }
         let anchored = || {
-            Regex::new(&format!("^(?:{value})$"))
-                .map_err(|e| MatcherError::Regex(regex_message(&e)))
+            regex::RegexBuilder::new(&format!("^(?:{value})$"))
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
+                .build()
+                .map_err(|e| match e {
+                    regex::Error::CompiledTooBig(_) => MatcherError::TooLarge,
+                    e => MatcherError::Regex(regex_message(&e)),
+                })
         };
         let op = match op {
             "=" => MatchOp::Equal,

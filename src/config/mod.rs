@@ -39,11 +39,16 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{EmailAddress, PhoneNumber, Severity};
 
 pub use calendar::{Calendar, Days, WeeklyWindow};
-pub use compile::{CompiledRule, MatchOp, Matcher, MatcherError};
+pub use compile::{
+    CompiledRule, MatchOp, Matcher, MatcherError, REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT,
+};
 pub use heartbeat::Heartbeat;
 pub use locate::{PathSeg, line_of};
 pub use reload::{PolicyHandle, ReloadOutcome};
-pub use suppress::{InhibitRule, Silence, SilenceSpec};
+pub use suppress::{
+    InhibitRule, MAX_API_SILENCE_REGEXES, MAX_API_SILENCES, MAX_SILENCE_MATCHERS, Silence,
+    SilenceError, SilenceSpec,
+};
 
 /// One problem with the routing policy, located for the operator who has to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +109,8 @@ pub struct Policy {
     pub rules: Vec<CompiledRule>,
     /// SNS topic ARNs whose subscription confirmations are accepted automatically.
     pub sns_allowed_topics: Vec<String>,
+    /// `sources.sns.max_age`: an SNS Notification signed longer ago than this is a replay.
+    pub sns_max_age: Duration,
     /// The business-hours calendar; always `Some` when a severity uses business hours.
     pub business_hours: Option<Calendar>,
     /// Silences written in `routing/` (API-made ones are stored and passed in by the caller).
@@ -144,7 +151,7 @@ impl Policy {
         &'a self,
         labels: &crate::domain::Labels,
         at: DateTime<Utc>,
-        extra: &'a [Silence],
+        extra: impl IntoIterator<Item = &'a Silence>,
     ) -> Option<&'a Silence> {
         self.silences
             .iter()
@@ -910,6 +917,12 @@ policies:
                 "'kind=exchange_error'",
                 "double quotes",
             ),
+            (
+                "rules.yaml",
+                "'kind=\"exchange_error\"'",
+                "'kind=~\"((a{50}){50}){50}\"'",
+                "too large",
+            ),
         ];
         for (file, from, to, fragment) in cases {
             let base = match *file {
@@ -1054,6 +1067,36 @@ flapping:
                 "alarm_name=~rds",
                 "silences[0].matchers[1]",
                 "double quotes",
+            ),
+            case(
+                "silence with a regex too large to compile",
+                "extra.yaml",
+                extra("'alarm_name=~\"rds-.*\"'", "'alarm_name=~\"((a{50}){50}){50}\"'"),
+                "((a{50}",
+                "silences[0].matchers[1]",
+                "too large",
+            ),
+            case(
+                "silence with too many matchers",
+                "extra.yaml",
+                extra(
+                    "['region=\"ap-southeast-1\"', 'alarm_name=~\"rds-.*\"']",
+                    &format!("['region=\"ap-southeast-1\"'{}]", ", 'a=\"b\"'".repeat(32)),
+                ),
+                "- matchers: ['region",
+                "silences[0].matchers",
+                "at most 32 matchers",
+            ),
+            case(
+                "inhibit rule with a regex too large to compile",
+                "extra.yaml",
+                extra(
+                    "target_matchers: ['kind=\"cloudwatch_alarm\"']",
+                    "target_matchers: ['kind=~\"x{70000}\"']",
+                ),
+                "x{70000}",
+                "inhibit_rules[0].target_matchers[0]",
+                "too large",
             ),
             case(
                 "unknown key in a silence",

@@ -90,6 +90,10 @@ pub struct SnsSourceConfig {
     /// Topic ARNs whose `SubscriptionConfirmation` vigil confirms by itself. A confirmation from
     /// any other topic is logged and ignored, so nobody can subscribe vigil to their own topic.
     pub allowed_topics: Vec<String>,
+    /// A Notification whose signed `Timestamp` is older than this is a replay (SNS stops
+    /// retrying a delivery within an hour): recorded, nobody paged. Default 1h.
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
 }
 
 /// One row of the escalation matrix.

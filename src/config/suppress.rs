@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::compile::{Matcher, is_label_name};
+use super::compile::{Matcher, MatcherError, is_label_name};
 use super::locate::PathSeg;
 use crate::domain::Labels;
 
@@ -58,11 +58,30 @@ pub struct SilenceSpec {
 /// A problem found while building a silence: the key (relative to the silence) and the message.
 pub type Problem = (Vec<PathSeg>, String);
 
+/// Most matchers one silence may have, in `routing/` and through the API. Each regex matcher
+/// is compiled and kept in memory while the silence lasts, so a silence is bounded to
+/// `MAX_SILENCE_MATCHERS` × [`REGEX_SIZE_LIMIT`](super::compile::REGEX_SIZE_LIMIT).
+pub const MAX_SILENCE_MATCHERS: usize = 32;
+/// Most API silences that have not ended; `POST /v1/silences` beyond it answers 422.
+pub const MAX_API_SILENCES: usize = 1_000;
+/// Most regex matchers (`=~`, `!~`) across all API silences that have not ended; each costs up
+/// to about 150 KiB once compiled (measured near the size limit), so they stay within ~150 MiB.
+pub const MAX_API_SILENCE_REGEXES: usize = 1_000;
+
+/// Why an API silence was refused: every problem, joined by `; `, each naming its field
+/// (`matchers[1]: ...`), and whether one of them is a limit (too many matchers, a regex too
+/// large to compile), which the API answers with 422 rather than 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SilenceError {
+    pub message: String,
+    pub over_limit: bool,
+}
+
 impl Silence {
-    /// Checks an API-made silence. All problems are reported, joined by `; `, each naming its
-    /// field (`matchers[1]: ...`), for a 400 response.
-    pub fn parse_api(spec: SilenceSpec) -> Result<Silence, String> {
-        Self::build(
+    /// Checks an API-made silence.
+    pub fn parse_api(spec: SilenceSpec) -> Result<Silence, SilenceError> {
+        Self::build_checked(
             spec.id.as_deref(),
             &spec.matchers,
             spec.start,
@@ -70,8 +89,8 @@ impl Silence {
             &spec.author,
             &spec.comment,
         )
-        .map_err(|problems| {
-            problems
+        .map_err(|(problems, over_limit)| SilenceError {
+            message: problems
                 .iter()
                 .map(|(path, msg)| {
                     if path.is_empty() {
@@ -81,7 +100,8 @@ impl Silence {
                     }
                 })
                 .collect::<Vec<_>>()
-                .join("; ")
+                .join("; "),
+            over_limit,
         })
     }
 
@@ -94,8 +114,34 @@ impl Silence {
         author: &str,
         comment: &str,
     ) -> Result<Silence, Vec<Problem>> {
-        let mut problems: Vec<Problem> = Vec::new();
+        Self::build_checked(id, matchers, start, end, author, comment).map_err(|(p, _)| p)
+    }
+
+    /// [`Silence::build`], also saying whether a limit was exceeded.
+    fn build_checked(
+        id: Option<&str>,
+        matchers: &[String],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        author: &str,
+        comment: &str,
+    ) -> Result<Silence, (Vec<Problem>, bool)> {
         let key = |k: &str| vec![PathSeg::from(k)];
+        if matchers.len() > MAX_SILENCE_MATCHERS {
+            // Refused before any matcher is compiled.
+            return Err((
+                vec![(
+                    key("matchers"),
+                    format!(
+                        "{} matchers; a silence has at most {MAX_SILENCE_MATCHERS} matchers",
+                        matchers.len()
+                    ),
+                )],
+                true,
+            ));
+        }
+        let mut problems: Vec<Problem> = Vec::new();
+        let mut over_limit = false;
         if let Some(id) = id
             && !is_id(id)
         {
@@ -108,10 +154,13 @@ impl Silence {
         for (i, text) in matchers.iter().enumerate() {
             match Matcher::parse(text) {
                 Ok(m) => parsed.push(m),
-                Err(e) => problems.push((
-                    vec![PathSeg::from("matchers"), PathSeg::from(i)],
-                    format!("`{text}`: {e}"),
-                )),
+                Err(e) => {
+                    over_limit |= e == MatcherError::TooLarge;
+                    problems.push((
+                        vec![PathSeg::from("matchers"), PathSeg::from(i)],
+                        format!("`{}`: {e}", abbreviate(text)),
+                    ));
+                }
             }
         }
         if matchers.is_empty() {
@@ -141,7 +190,7 @@ impl Silence {
             problems.push((key("comment"), "comment must not be empty".into()));
         }
         if !problems.is_empty() {
-            return Err(problems);
+            return Err((problems, over_limit));
         }
         Ok(Silence {
             id: id.map_or_else(|| derived_id(matchers, start, end), str::to_string),
@@ -151,6 +200,19 @@ impl Silence {
             author: author.to_string(),
             comment: comment.to_string(),
         })
+    }
+
+    /// How many of its matchers are regexes (`=~`, `!~`).
+    pub fn regex_count(&self) -> usize {
+        self.matchers
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.op,
+                    super::compile::MatchOp::Regex(_) | super::compile::MatchOp::NotRegex(_)
+                )
+            })
+            .count()
     }
 
     /// Whether the silence applies at `at`: `start <= at < end`.
@@ -185,7 +247,17 @@ impl From<Silence> for SilenceSpec {
 impl TryFrom<SilenceSpec> for Silence {
     type Error = String;
     fn try_from(spec: SilenceSpec) -> Result<Self, Self::Error> {
-        Self::parse_api(spec)
+        Self::parse_api(spec).map_err(|e| e.message)
+    }
+}
+
+/// A matcher as quoted in an error: at most 200 characters, so refusing a huge one does not
+/// echo it back in full.
+fn abbreviate(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        None => text.into(),
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
     }
 }
 
@@ -369,7 +441,7 @@ mod tests {
         let mut sp = spec(&[r#"region="a""#, "region=a"]);
         sp.end = sp.start;
         sp.author = " ".into();
-        let err = Silence::parse_api(sp).unwrap_err();
+        let err = Silence::parse_api(sp).unwrap_err().message;
         assert!(
             err.contains("matchers[1]: `region=a`: the value must be in double quotes"),
             "{err}"
@@ -380,12 +452,51 @@ mod tests {
         );
         assert!(err.contains("author: author must not be empty"), "{err}");
 
-        let err = Silence::parse_api(spec(&[])).unwrap_err();
+        let err = Silence::parse_api(spec(&[])).unwrap_err().message;
         assert!(err.contains("at least one matcher"), "{err}");
-        let err = Silence::parse_api(spec(&[r#"region=~".*""#, r#"x!="y""#])).unwrap_err();
+        let err = Silence::parse_api(spec(&[r#"region=~".*""#, r#"x!="y""#]))
+            .unwrap_err()
+            .message;
         assert!(err.contains("silence everything"), "{err}");
         // One matcher that needs a value is enough.
         assert!(Silence::parse_api(spec(&[r#"region=~".*""#, r#"x="y""#])).is_ok());
+    }
+
+    #[test]
+    fn silences_over_the_limits_are_refused_as_limits() {
+        // The pathological POST: 600 nested repetitions, refused on the count before any is
+        // compiled.
+        let mut sp = spec(&[]);
+        sp.matchers = vec![r#"a=~"((a{50}){50}){50}""#.to_string(); 600];
+        let err = Silence::parse_api(sp).unwrap_err();
+        assert!(err.over_limit, "{err}");
+        assert_eq!(
+            err.message,
+            "matchers: 600 matchers; a silence has at most 32 matchers"
+        );
+        // One such regex is refused by its compiled size.
+        let err =
+            Silence::parse_api(spec(&[r#"region="x""#, r#"a=~"((a{50}){50}){50}""#])).unwrap_err();
+        assert!(err.over_limit, "{err}");
+        assert!(
+            err.message.starts_with("matchers[1]: `a=~\"((a{50}){50}){50}\"`: the regular expression is too large: it compiles to more than 64 KiB"),
+            "{err}"
+        );
+        // A huge matcher is not echoed back in full.
+        let long = format!(r#"a=~"{}x{{100000}}""#, "y".repeat(1000));
+        let err = Silence::parse_api(spec(&[&long])).unwrap_err();
+        assert!(err.over_limit && err.message.len() < 500, "{err}");
+        // Exactly the limit is fine; a plain mistake is a 400, not a limit.
+        let names: Vec<String> = (0..MAX_SILENCE_MATCHERS)
+            .map(|i| format!(r#"l{i}=~"v{i}|w""#))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(Silence::parse_api(spec(&names)).unwrap().matchers.len(), 32);
+        assert!(
+            !Silence::parse_api(spec(&["region=a"]))
+                .unwrap_err()
+                .over_limit
+        );
     }
 
     fn rule(equal: &[&str]) -> InhibitRule {

@@ -166,6 +166,7 @@ pub async fn sns(
         SnsMessage::Notification {
             message,
             message_id,
+            timestamp,
             ..
         } => {
             if !allowed {
@@ -174,6 +175,18 @@ pub async fn sns(
                 )));
             }
             let alert = ingest::parse_alarm(message, Some(message_id.clone()))?;
+            let now = s.clock.now();
+            if let Some(sent_at) = ingest::sns::replay_sent_at(timestamp, now, policy.sns_max_age)?
+            {
+                let outcome = s.service.ingest_replay(&alert, sent_at).await?;
+                tracing::warn!(topic, message_id, sent_at = %sent_at, max_age = ?policy.sns_max_age, outcome = outcome.label(), "SNS notification older than sources.sns.max_age: recorded as a replay; nobody is paged.");
+                let result = json!({
+                    "fingerprint": alert.fingerprint,
+                    "outcome": outcome.label(),
+                    "incidents": outcome.incidents(),
+                });
+                return Ok((StatusCode::OK, Json(json!({ "results": [result] }))));
+            }
             let results = accept(&s, std::slice::from_ref(&alert)).await?;
             Ok((StatusCode::OK, Json(json!({ "results": results }))))
         }

@@ -20,7 +20,7 @@ use super::AppState;
 use super::auth::{require_operator, role};
 use super::error::ApiError;
 use crate::classify::classify;
-use crate::config::{Override, Silence, SilenceSpec};
+use crate::config::{MAX_API_SILENCE_REGEXES, MAX_API_SILENCES, Override, Silence, SilenceSpec};
 use crate::domain::AlertStatus;
 use crate::escalate::heartbeat::{self, rfc3339};
 use crate::incident::{IngestOutcome, extras};
@@ -262,7 +262,13 @@ pub async fn create_silence(
     };
     f.finish(&SILENCE_FIELDS)?;
     check_author(&spec.author)?;
-    let silence = Silence::parse_api(spec).map_err(ApiError::bad_request)?;
+    let silence = Silence::parse_api(spec).map_err(|e| {
+        if e.over_limit {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "over_limit", e.message)
+        } else {
+            ApiError::bad_request(e.message)
+        }
+    })?;
     if silence.end <= now {
         return Err(ApiError::bad_request(format!(
             "end: {} is already past",
@@ -283,6 +289,34 @@ pub async fn create_silence(
                 silence.id
             ),
         ));
+    }
+    // The bounds count the API silences that have not ended, without the one this replaces.
+    let others: Vec<_> = s
+        .service
+        .api_silences(now)
+        .await?
+        .into_iter()
+        .filter(|a| a.id != silence.id)
+        .collect();
+    let over = |what: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "over_limit",
+            format!("{what}; delete some with DELETE /v1/silences/{{id}} or let them end"),
+        )
+    };
+    if others.len() >= MAX_API_SILENCES {
+        return Err(over(format!(
+            "there are already {} API silences that have not ended (at most {MAX_API_SILENCES})",
+            others.len()
+        )));
+    }
+    let regexes: usize = others.iter().map(|a| a.regex_count()).sum();
+    if regexes + silence.regex_count() > MAX_API_SILENCE_REGEXES {
+        return Err(over(format!(
+            "API silences that have not ended hold {regexes} regex matchers and this one {}; together they may hold at most {MAX_API_SILENCE_REGEXES}",
+            silence.regex_count()
+        )));
     }
     s.service
         .store()
@@ -315,7 +349,7 @@ pub async fn list_silences(State(s): State<AppState>, headers: HeaderMap) -> Jso
         .iter()
         .map(|r| silence_json(r, "routing", now))
         .collect();
-    let mut api = extras::silences(s.service.store().as_ref(), now).await?;
+    let mut api = s.service.api_silences(now).await?;
     api.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
     list.extend(api.iter().map(|a| silence_json(a, "api", now)));
     Ok((StatusCode::OK, Json(json!({ "silences": list }))))

@@ -3,6 +3,10 @@
 //! Records that no longer parse (a schema change, a person removed) are skipped with a warning,
 //! never fatal.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::config::{Override, Silence};
@@ -47,15 +51,85 @@ pub async fn overrides(
     Ok(all)
 }
 
-/// API silences that have not ended by `now`.
-pub async fn silences(store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
-    let mut all: Vec<Silence> = load::<Silence>(store, SILENCES)
-        .await?
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
-    all.retain(|s| s.end > now);
-    Ok(all)
+/// API silences, compiled once. The store keeps each silence as the text it was written in (a
+/// `SilenceSpec` as JSON); this keeps the compiled silence by id with the sha256 of that text,
+/// and compiles a record only when it is new or its text changed (a record that does not parse
+/// is remembered too, so it is warned about once rather than on every read).
+#[derive(Default)]
+pub struct SilenceCache {
+    compiled: std::sync::Mutex<Compiled>,
+    compilations: AtomicUsize,
+}
+
+type Digest = [u8; 32];
+/// id → (sha256 of the stored text, the compiled silence or `None` when it does not parse).
+type Compiled = HashMap<String, (Digest, Option<Arc<Silence>>)>;
+
+fn digest(bytes: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+impl SilenceCache {
+    /// API silences that have not ended by `now`, reading the store and compiling only what
+    /// changed since the last read.
+    pub async fn read(
+        &self,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Arc<Silence>>, StoreError> {
+        let records = store.records(SILENCES).await?;
+        let digests: Vec<Digest> = records.iter().map(|(_, b)| digest(b)).collect();
+        let stale: Vec<usize> = {
+            let compiled = self.lock();
+            (0..records.len())
+                .filter(|&i| {
+                    compiled
+                        .get(&records[i].0)
+                        .is_none_or(|(d, _)| *d != digests[i])
+                })
+                .collect()
+        };
+        // Compiled without the lock held (regexes take a moment).
+        let fresh: Vec<(usize, Option<Arc<Silence>>)> = stale
+            .into_iter()
+            .map(|i| {
+                let (id, bytes) = &records[i];
+                self.compilations.fetch_add(1, Ordering::Relaxed);
+                let parsed = serde_json::from_slice::<Silence>(bytes)
+                    .map_err(|e| {
+                        tracing::warn!(kind = SILENCES, id = %id, error.message = %e, "Stored record skipped.");
+                    })
+                    .ok()
+                    .map(Arc::new);
+                (i, parsed)
+            })
+            .collect();
+        let mut compiled = self.lock();
+        for (i, parsed) in fresh {
+            compiled.insert(records[i].0.clone(), (digests[i], parsed));
+        }
+        let ids: std::collections::HashSet<&str> =
+            records.iter().map(|(id, _)| id.as_str()).collect();
+        compiled.retain(|id, _| ids.contains(id.as_str()));
+        Ok(records
+            .iter()
+            .filter_map(|(id, _)| compiled.get(id).and_then(|(_, s)| s.clone()))
+            .filter(|s| s.end > now)
+            .collect())
+    }
+
+    /// How many stored records have been compiled so far.
+    pub fn compilations(&self) -> usize {
+        self.compilations.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Compiled> {
+        // Single inserts and a retain: a panic elsewhere cannot leave the map inconsistent.
+        self.compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The last beat of heartbeat `name`, if one was recorded.
@@ -122,4 +196,77 @@ pub async fn unreached(store: &dyn Store) -> Result<Vec<crate::incident::Inciden
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SilenceSpec;
+    use crate::store::EmbeddedStore;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn record(id: &str, matcher: &str, end: &str) -> Vec<u8> {
+        serde_json::to_vec(&SilenceSpec {
+            id: Some(id.into()),
+            matchers: vec![matcher.into()],
+            start: at("2026-11-28T01:00:00Z"),
+            end: at(end),
+            author: "mei".into(),
+            comment: "maintenance".into(),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn reading_silences_again_does_not_recompile_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let now = at("2026-11-28T02:00:00Z");
+        let end = "2026-11-28T03:00:00Z";
+        store
+            .put_record(SILENCES, "a", record("a", r#"alarm_name=~"rds-.*""#, end))
+            .await
+            .unwrap();
+        store
+            .put_record(SILENCES, "b", record("b", r#"region="x""#, end))
+            .await
+            .unwrap();
+        let cache = SilenceCache::default();
+        let first = cache.read(&store, now).await.unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(cache.compilations(), 2);
+        // The hot path reads again (every second, on every new incident): nothing is compiled,
+        // and the very same compiled silences come back.
+        for _ in 0..5 {
+            let again = cache.read(&store, now).await.unwrap();
+            assert_eq!(cache.compilations(), 2);
+            assert!(first.iter().zip(&again).all(|(x, y)| Arc::ptr_eq(x, y)));
+        }
+        // A changed record is compiled again, and only that one; a deleted one is forgotten.
+        store
+            .put_record(SILENCES, "a", record("a", r#"alarm_name=~"eks-.*""#, end))
+            .await
+            .unwrap();
+        store.delete_record(SILENCES, "b").await.unwrap();
+        let changed = cache.read(&store, now).await.unwrap();
+        assert_eq!(cache.compilations(), 3);
+        assert_eq!(changed.len(), 1);
+        assert_eq!(
+            changed[0].matchers[0].to_string(),
+            r#"alarm_name=~"eks-.*""#
+        );
+        // A record that no longer parses is skipped, and not re-parsed on every read.
+        store
+            .put_record(SILENCES, "c", b"{\"matchers\": []}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(cache.read(&store, now).await.unwrap().len(), 1);
+        assert_eq!(cache.read(&store, now).await.unwrap().len(), 1);
+        assert_eq!(cache.compilations(), 4);
+        // Ended silences are not returned.
+        assert!(cache.read(&store, at(end)).await.unwrap().is_empty());
+    }
 }

@@ -159,6 +159,14 @@ pub enum TimelineEvent {
         claimed: DateTime<Utc>,
         used: DateTime<Utc>,
     },
+    /// A transport delivered an alert it had sent longer ago than it can still be retrying (an
+    /// SNS Notification older than `sources.sns.max_age`): a replay, recorded, nobody paged and
+    /// nothing changed.
+    ReplayedAlert {
+        status: AlertStatus,
+        occurred_at: DateTime<Utc>,
+        sent_at: DateTime<Utc>,
+    },
     /// An escalation step fired.
     Escalated {
         #[serde(rename = "loop")]

@@ -56,6 +56,9 @@ pub enum IngestOutcome {
     Duplicate,
     /// Older than the newest state already applied.
     Stale(Option<IncidentId>),
+    /// Sent longer ago than the transport retries: recorded on the open incident (if any),
+    /// nothing changed, nobody paged.
+    Replay(Option<IncidentId>),
     /// A resolve for something not open.
     Nothing,
 }
@@ -69,13 +72,18 @@ impl IngestOutcome {
             Self::Resolved(_) => "resolved",
             Self::Duplicate => "duplicate",
             Self::Stale(_) => "stale",
+            Self::Replay(_) => "replay",
             Self::Nothing => "nothing_open",
         }
     }
 
     pub fn incidents(&self) -> Vec<IncidentId> {
         match self {
-            Self::Opened(id) | Self::Updated(id) | Self::Reopened(id) | Self::Stale(Some(id)) => {
+            Self::Opened(id)
+            | Self::Updated(id)
+            | Self::Reopened(id)
+            | Self::Stale(Some(id))
+            | Self::Replay(Some(id)) => {
                 vec![*id]
             }
             Self::Resolved(ids) => ids.clone(),
@@ -99,13 +107,15 @@ pub struct Wakers {
 struct ExtrasCache {
     read_at: Option<std::time::Instant>,
     overrides: Arc<Vec<Override>>,
-    silences: Arc<Vec<crate::config::Silence>>,
+    silences: Arc<Vec<Arc<crate::config::Silence>>>,
 }
 
 const EXTRAS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct IncidentService {
     extras: std::sync::Mutex<ExtrasCache>,
+    /// API silences compiled once, recompiled only when their record changes.
+    silences: extras::SilenceCache,
     store: Arc<dyn Store>,
     policy: Arc<PolicyHandle>,
     clock: Arc<dyn Clock>,
@@ -123,6 +133,7 @@ impl IncidentService {
     ) -> Self {
         Self {
             extras: std::sync::Mutex::new(ExtrasCache::default()),
+            silences: extras::SilenceCache::default(),
             store,
             policy,
             clock,
@@ -201,10 +212,18 @@ impl IncidentService {
             .read_at = None;
     }
 
+    /// API silences that have not ended by `now`, read from the store (each compiled only once).
+    pub async fn api_silences(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Arc<crate::config::Silence>>, ServiceError> {
+        Ok(self.silences.read(self.store.as_ref(), now).await?)
+    }
+
     async fn api_extras(
         &self,
         now: DateTime<Utc>,
-    ) -> Result<(Arc<Vec<Override>>, Arc<Vec<crate::config::Silence>>), ServiceError> {
+    ) -> Result<(Arc<Vec<Override>>, Arc<Vec<Arc<crate::config::Silence>>>), ServiceError> {
         {
             let cache = self.extras.lock().unwrap_or_else(|e| e.into_inner());
             if cache.read_at.is_some_and(|t| t.elapsed() < EXTRAS_TTL) {
@@ -216,7 +235,7 @@ impl IncidentService {
             .into_iter()
             .map(|(_, o)| o)
             .collect();
-        let silences = extras::silences(self.store.as_ref(), now).await?;
+        let silences = self.api_silences(now).await?;
         let mut cache = self.extras.lock().unwrap_or_else(|e| e.into_inner());
         cache.read_at = Some(std::time::Instant::now());
         cache.overrides = Arc::new(overrides);
@@ -240,12 +259,8 @@ impl IncidentService {
             .filter(|o| o.end > now)
             .cloned()
             .collect();
-        let api_silences: Vec<_> = all_silences
-            .iter()
-            .filter(|s| s.end > now)
-            .cloned()
-            .collect();
-        if let Some(s) = policy.silenced_by(labels, now, &api_silences) {
+        let api_silences = all_silences.iter().map(AsRef::as_ref);
+        if let Some(s) = policy.silenced_by(labels, now, api_silences) {
             return Ok((overrides, Some((format!("silence {}", s.id), s.end))));
         }
         // Inhibition needs the open incidents: only look when a rule could apply.
@@ -285,6 +300,49 @@ impl IncidentService {
             self.ingest_resumed(alert).await?
         } else {
             self.ingest_alert(alert, claimed).await?
+        };
+        self.metrics
+            .counter(
+                "vigil_alerts_total",
+                &[
+                    ("source", alert.source.as_str()),
+                    ("outcome", outcome.label()),
+                ],
+            )
+            .increment(1);
+        Ok(outcome)
+    }
+
+    /// Records `alert`, sent at `sent_at`, as a replay: a `replayed_alert` timeline entry on the
+    /// open incident of its fingerprint (if there is one) and its delivery id (so a later copy is
+    /// a duplicate). Opens, resolves and pages nothing.
+    pub async fn ingest_replay(
+        &self,
+        alert: &Alert,
+        sent_at: DateTime<Utc>,
+    ) -> Result<IngestOutcome, ServiceError> {
+        let fp = classify(&self.policy.current(), alert).fingerprint;
+        let now = self.clock.now();
+        let open = self.store.fingerprint(&fp).await?.open.map(|i| i.id);
+        let tx = Transition {
+            timeline: open
+                .map(|_| TimelineEntry {
+                    at: now,
+                    event: TimelineEvent::ReplayedAlert {
+                        status: alert.status,
+                        occurred_at: alert.occurred_at,
+                        sent_at,
+                    },
+                })
+                .into_iter()
+                .collect(),
+            timeline_for: open,
+            delivery_id: alert.delivery_id.clone(),
+            ..Default::default()
+        };
+        let outcome = match self.commit(tx).await? {
+            CommitOutcome::Duplicate => IngestOutcome::Duplicate,
+            _ => IngestOutcome::Replay(open),
         };
         self.metrics
             .counter(

@@ -261,7 +261,7 @@ pub async fn verify(env: &SnsEnvelope, certs: &CertCache) -> Result<(), IngestEr
             )));
         }
     };
-    let url = certs.trusted_cert_url(&env.signing_cert_url)?;
+    let url = certs.trusted_cert_url_for(&env.signing_cert_url, env.message.topic_arn())?;
     let signature = BASE64
         .decode(env.signature.trim().as_bytes())
         .map_err(|e| IngestError::Unauthenticated(format!("Signature is not valid base64: {e}")))?;
@@ -379,21 +379,42 @@ impl CertFetcher for HttpCertFetcher {
 pub const CERT_CACHE_CAPACITY: usize = 64;
 /// Default time a fetched certificate is trusted before it is fetched again.
 pub const CERT_CACHE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a certificate URL that was refused (4xx, not a certificate, a weak key) is answered
+/// from memory instead of being fetched again: junk with made-up URLs costs one fetch a minute.
+pub const CERT_REFUSED_TTL: Duration = Duration::from_secs(60);
+/// How long a fetch that failed for a reason that may pass (network, timeout, 5xx) is answered
+/// from memory: short, as SNS retries a delivery within about 20 s.
+pub const CERT_UNAVAILABLE_TTL: Duration = Duration::from_secs(5);
+/// Most failed URLs remembered (the oldest are forgotten first).
+pub const CERT_FAILURE_CAPACITY: usize = 1024;
+/// Most certificate fetches in flight at once; others wait up to [`CERT_FETCH_TIMEOUT`] for a
+/// turn, then answer `CertUnavailable` (503, SNS retries).
+pub const CERT_FETCH_CONCURRENCY: usize = 4;
 
 /// Signing-certificate public keys by URL: bounded, with a TTL, behind trusted-URL rules.
 ///
 /// Ages are measured with `std::time::Instant` (monotonic) rather than an injected clock: expiry
 /// only decides when to re-fetch a certificate, never what an alert means, and tests use
 /// [`CertCache::public_key_at`] to move time. A std `Mutex` is enough because it is never held
-/// across an `.await` (concurrent misses for one URL may both fetch; the later insert wins).
+/// across an `.await`. Failures are remembered briefly ([`CERT_REFUSED_TTL`],
+/// [`CERT_UNAVAILABLE_TTL`]) and at most [`CERT_FETCH_CONCURRENCY`] fetches run at once; a miss
+/// looks at the cache again once it has its turn, so misses queued behind a fetch of the same
+/// URL take its result.
 pub struct CertCache {
     fetcher: Arc<dyn CertFetcher>,
     /// Test-only trusted URL prefixes, normalized by `url` (so `http://127.0.0.1:4567` becomes
     /// `http://127.0.0.1:4567/` and cannot match `http://127.0.0.1:45678/`).
     extra_trusted_prefixes: Vec<String>,
     entries: Mutex<HashMap<String, CachedKey>>,
+    failures: Mutex<HashMap<String, CachedFailure>>,
+    fetches: tokio::sync::Semaphore,
     capacity: usize,
     ttl: Duration,
+}
+
+struct CachedFailure {
+    error: IngestError,
+    until: Instant,
 }
 
 struct CachedKey {
@@ -440,15 +461,35 @@ impl CertCache {
             fetcher,
             extra_trusted_prefixes,
             entries: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            fetches: tokio::sync::Semaphore::new(CERT_FETCH_CONCURRENCY),
             capacity: capacity.max(1),
             ttl,
         }
     }
 
+    /// [`CertCache::trusted_cert_url`] for a message from `topic_arn`: when the ARN names a
+    /// region, the certificate host must be in that same region (SNS signs with its own region's
+    /// certificate), so a certificate of another region cannot vouch for the topic.
+    pub fn trusted_cert_url_for(&self, raw: &str, topic_arn: &str) -> Result<String, IngestError> {
+        let url = self.trusted_cert_url(raw)?;
+        let host_region = Url::parse(&url)
+            .ok()
+            .and_then(|u| u.host_str().and_then(sns_host_region).map(str::to_string));
+        if let (Some(cert), Some(topic)) = (host_region, topic_region(topic_arn))
+            && cert != topic
+        {
+            return Err(IngestError::Unauthenticated(format!(
+                "untrusted SigningCertURL {raw:?}: the certificate is in {cert}, the TopicArn in {topic}"
+            )));
+        }
+        Ok(url)
+    }
+
     /// Checks a SigningCertURL against the trust rules (reference §1.5) and returns its normalized
     /// form, the one to fetch and cache by. Trusted: `https`, no userinfo, default port, no query
-    /// or fragment, path ending in `.pem`, host `sns.<3+ of [a-zA-Z0-9-]>.amazonaws.com[.cn]`;
-    /// or starting with a configured extra prefix.
+    /// or fragment, path ending in `.pem`, host `sns.<region>.amazonaws.com` (`.com.cn` for a
+    /// `cn-` region) with a real region label; or starting with a configured extra prefix.
     pub fn trusted_cert_url(&self, raw: &str) -> Result<String, IngestError> {
         let untrusted = |why: &str| {
             IngestError::Unauthenticated(format!("untrusted SigningCertURL {raw:?}: {why}"))
@@ -478,8 +519,10 @@ impl CertCache {
             return Err(untrusted("path must end in .pem"));
         }
         match url.host() {
-            Some(Host::Domain(host)) if is_sns_host(host) => Ok(normalized),
-            _ => Err(untrusted("host must be sns.<region>.amazonaws.com")),
+            Some(Host::Domain(host)) if sns_host_region(host).is_some() => Ok(normalized),
+            _ => Err(untrusted(
+                "host must be sns.<region>.amazonaws.com (or .amazonaws.com.cn for a cn- region)",
+            )),
         }
     }
 
@@ -491,15 +534,78 @@ impl CertCache {
 
     /// [`CertCache::public_key`] with the current instant given, so tests can age entries.
     pub async fn public_key_at(&self, url: &str, now: Instant) -> Result<PublicKey, IngestError> {
-        if let Some(key) = self.cached(url, now) {
-            return Ok(key);
+        if let Some(known) = self.known(url, now) {
+            return known;
         }
-        let pem = self.fetcher.fetch(url).await?;
-        let key = public_key_from_pem(&pem).map_err(|why| {
-            IngestError::Unauthenticated(format!("signing certificate {url}: {why}"))
-        })?;
-        self.insert(url, key.clone(), now);
-        Ok(key)
+        let _turn = match self.fetches.try_acquire() {
+            Ok(turn) => turn,
+            Err(_) => tokio::time::timeout(CERT_FETCH_TIMEOUT, self.fetches.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| {
+                    IngestError::CertUnavailable(format!(
+                        "too many signing-certificate fetches in progress; not fetching {url} now"
+                    ))
+                })?,
+        };
+        // Another task may have fetched (or failed to fetch) it while this one waited.
+        if let Some(known) = self.known(url, now) {
+            return known;
+        }
+        let fetched = self.fetcher.fetch(url).await.and_then(|pem| {
+            public_key_from_pem(&pem).map_err(|why| {
+                IngestError::Unauthenticated(format!("signing certificate {url}: {why}"))
+            })
+        });
+        match fetched {
+            Ok(key) => {
+                self.insert(url, key.clone(), now);
+                Ok(key)
+            }
+            Err(error) => {
+                self.remember_failure(url, &error, now);
+                Err(error)
+            }
+        }
+    }
+
+    /// A cached key, or a failure remembered for `url`.
+    fn known(&self, url: &str, now: Instant) -> Option<Result<PublicKey, IngestError>> {
+        if let Some(key) = self.cached(url, now) {
+            return Some(Ok(key));
+        }
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        failures
+            .get(url)
+            .filter(|f| now < f.until)
+            .map(|f| Err(f.error.clone()))
+    }
+
+    fn remember_failure(&self, url: &str, error: &IngestError, now: Instant) {
+        let ttl = match error {
+            IngestError::CertUnavailable(_) => CERT_UNAVAILABLE_TTL,
+            _ => CERT_REFUSED_TTL,
+        };
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        failures.retain(|_, f| now < f.until);
+        while failures.len() >= CERT_FAILURE_CAPACITY && !failures.contains_key(url) {
+            let Some(oldest) = failures
+                .iter()
+                .min_by_key(|(_, f)| f.until)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            failures.remove(&oldest);
+        }
+        failures.insert(
+            url.to_string(),
+            CachedFailure {
+                error: error.clone(),
+                until: now + ttl,
+            },
+        );
     }
 
     /// Number of keys currently cached (expired ones included until evicted).
@@ -547,17 +653,34 @@ impl CertCache {
     }
 }
 
-/// `sns.<region>.amazonaws.com` or `.amazonaws.com.cn`, the region part being at least three of
-/// `[a-zA-Z0-9-]` (the AWS validator libraries' rule, without a regex).
-fn is_sns_host(host: &str) -> bool {
-    let Some(rest) = host.strip_prefix("sns.") else {
-        return false;
+/// The region of an SNS certificate host: `sns.<region>.amazonaws.com`, or
+/// `sns.<region>.amazonaws.com.cn` for a `cn-` region, where the region is a real region label
+/// (`[a-z]{2}(-gov)?-[a-z]+-<1 or 2 digits>`: `ap-southeast-1`, `us-gov-west-1`, `cn-north-1`).
+/// Stricter than the AWS validator libraries' `[a-zA-Z0-9-]{3,}`, which also lets through other
+/// AWS services' hosts such as `sns.s3-accelerate.amazonaws.com`. The host is already lower-case
+/// (`url` normalizes it).
+fn sns_host_region(host: &str) -> Option<&str> {
+    let rest = host.strip_prefix("sns.")?;
+    let (region, china) = match rest.strip_suffix(".amazonaws.com") {
+        Some(r) => (r, false),
+        None => (rest.strip_suffix(".amazonaws.com.cn")?, true),
     };
-    let region = rest
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"));
-    region
-        .is_some_and(|r| r.len() >= 3 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    (is_region(region) && region.starts_with("cn-") == china).then_some(region)
+}
+
+/// `[a-z]{2}(-gov)?-[a-z]+-[0-9]{1,2}`.
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    let (geo, middle, number) = match parts.as_slice() {
+        [geo, "gov", middle, number] | [geo, middle, number] => (*geo, *middle, *number),
+        _ => return false,
+    };
+    let lower = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase());
+    geo.len() == 2
+        && lower(geo)
+        && lower(middle)
+        && (1..=2).contains(&number.len())
+        && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Smallest RSA modulus accepted for a signing key (AWS uses 2048 bits).
@@ -578,6 +701,26 @@ fn public_key_from_pem(pem: &[u8]) -> Result<PublicKey, String> {
         return Err(format!("RSA key shorter than {MIN_KEY_BITS} bits"));
     }
     Ok(key)
+}
+
+/// When a Notification signed at `timestamp` is a replay at `now`: its signed `Timestamp` is
+/// more than `max_age` ago, longer than SNS goes on retrying a delivery (at most 3,600 s), so
+/// it is a recorded message played back, not news. `Some(sent_at)` for a replay; a future
+/// `Timestamp` is never one. A `Timestamp` that is not RFC 3339 is malformed.
+pub fn replay_sent_at(
+    timestamp: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    max_age: Duration,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, IngestError> {
+    let sent = chrono::DateTime::parse_from_rfc3339(timestamp)
+        .map_err(|e| {
+            IngestError::Malformed(format!(
+                "Timestamp: {timestamp:?} is not an RFC 3339 time ({e})"
+            ))
+        })?
+        .with_timezone(&chrono::Utc);
+    let max_age = chrono::TimeDelta::from_std(max_age).unwrap_or(chrono::TimeDelta::MAX);
+    Ok((now.signed_duration_since(sent) > max_age).then_some(sent))
 }
 
 /// The region of an SNS topic ARN `arn:<partition>:sns:<region>:<account>:<name>`.
@@ -988,6 +1131,190 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cert_hosts_need_a_real_region_and_the_topics_region() {
+        let (fetcher, certs) = cache();
+        // Hosts the libraries' `[a-zA-Z0-9-]{3,}` rule lets through, but no SNS region serves.
+        for url in [
+            "https://sns.s3-accelerate.amazonaws.com/SimpleNotificationService-x.pem",
+            "https://sns.s3-website-us-east-1.amazonaws.com/x.pem",
+            "https://sns.dualstack.amazonaws.com/x.pem",
+            "https://sns.us-east.amazonaws.com/x.pem",
+            "https://sns.usa-east-1.amazonaws.com/x.pem",
+            "https://sns.us-east-123.amazonaws.com/x.pem",
+            "https://sns.us-gov-west-1-x.amazonaws.com/x.pem",
+            "https://sns.us-east-1a.amazonaws.com/x.pem",
+            "https://sns.ap-southeast-1.amazonaws.com.cn/x.pem",
+            "https://sns.cn-north-1.amazonaws.com/x.pem",
+        ] {
+            let result = certs.trusted_cert_url(url);
+            assert!(
+                matches!(&result, Err(IngestError::Unauthenticated(m)) if m.contains("host must be")),
+                "{url}: {result:?}"
+            );
+        }
+        // A real region, but not the topic's: refused before anything is fetched.
+        let mut env =
+            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
+        assert_eq!(
+            topic_region(env.message.topic_arn()),
+            Some("ap-southeast-1")
+        );
+        env.signing_cert_url =
+            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-7e2f.pem".into();
+        let result = verify(&env, &certs).await;
+        assert!(
+            matches!(&result, Err(IngestError::Unauthenticated(m))
+                if m.contains("the certificate is in us-east-1, the TopicArn in ap-southeast-1")),
+            "{result:?}"
+        );
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 0);
+        // The topic's own region verifies.
+        env.signing_cert_url =
+            "https://sns.ap-southeast-1.amazonaws.com/SimpleNotificationService-7e2f.pem".into();
+        assert_eq!(verify(&env, &certs).await, Ok(()));
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// Fails every fetch with the given error, counting the calls.
+    struct CountingFailures {
+        calls: AtomicUsize,
+        error: IngestError,
+    }
+
+    #[async_trait::async_trait]
+    impl CertFetcher for CountingFailures {
+        async fn fetch(&self, _url: &str) -> Result<Vec<u8>, IngestError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Err(self.error.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_cert_urls_are_not_fetched_again_for_a_while() {
+        let url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-junk.pem";
+        let t0 = Instant::now();
+        let secs = |s: u64| t0 + Duration::from_secs(s);
+        // Refused (404 and the like): one fetch a minute, however much junk names the URL.
+        let refused = Arc::new(CountingFailures {
+            calls: AtomicUsize::new(0),
+            error: IngestError::Unauthenticated("HTTP 404".into()),
+        });
+        let certs = CertCache::new(refused.clone(), vec![]);
+        for s in 0..CERT_REFUSED_TTL.as_secs() {
+            assert_eq!(
+                certs.public_key_at(url, secs(s)).await.unwrap_err(),
+                IngestError::Unauthenticated("HTTP 404".into())
+            );
+        }
+        assert_eq!(refused.calls.load(Ordering::SeqCst), 1);
+        assert!(certs.public_key_at(url, secs(60)).await.is_err());
+        assert_eq!(refused.calls.load(Ordering::SeqCst), 2);
+        // Unavailable (network, 5xx): remembered only a few seconds, as SNS retries soon.
+        let down = Arc::new(CountingFailures {
+            calls: AtomicUsize::new(0),
+            error: IngestError::CertUnavailable("HTTP 503".into()),
+        });
+        let certs = CertCache::new(down.clone(), vec![]);
+        for s in 0..CERT_UNAVAILABLE_TTL.as_secs() {
+            assert!(matches!(
+                certs.public_key_at(url, secs(s)).await,
+                Err(IngestError::CertUnavailable(_))
+            ));
+        }
+        assert_eq!(down.calls.load(Ordering::SeqCst), 1);
+        assert!(certs.public_key_at(url, secs(5)).await.is_err());
+        assert_eq!(down.calls.load(Ordering::SeqCst), 2);
+        // Distinct URLs are each fetched (the cap below is what bounds those), and the memory of
+        // failures is bounded.
+        for i in 0..(CERT_FAILURE_CAPACITY + 10) {
+            let _ = certs
+                .public_key_at(
+                    &format!("https://sns.us-east-1.amazonaws.com/{i}.pem"),
+                    secs(6),
+                )
+                .await;
+        }
+        assert_eq!(
+            down.calls.load(Ordering::SeqCst),
+            2 + CERT_FAILURE_CAPACITY + 10
+        );
+        assert!(certs.failures.lock().unwrap().len() <= CERT_FAILURE_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn concurrent_cert_fetches_are_capped() {
+        /// Holds every fetch until the gate opens, recording how many run at once.
+        struct Gated {
+            in_flight: AtomicUsize,
+            most: AtomicUsize,
+            calls: AtomicUsize,
+            gate: tokio::sync::Semaphore,
+        }
+        #[async_trait::async_trait]
+        impl CertFetcher for Gated {
+            async fn fetch(&self, _url: &str) -> Result<Vec<u8>, IngestError> {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most.fetch_max(now, Ordering::SeqCst);
+                let _open = self.gate.acquire().await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(fixture("test-signing-cert.pem"))
+            }
+        }
+        let fetcher = Arc::new(Gated {
+            in_flight: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let certs = Arc::new(CertCache::new(fetcher.clone(), vec![]));
+        // Twenty unsigned junk messages, each naming its own certificate URL.
+        let lookups: Vec<_> = (0..20)
+            .map(|i| {
+                let certs = certs.clone();
+                tokio::spawn(async move {
+                    certs
+                        .public_key(&format!("https://sns.us-east-1.amazonaws.com/junk-{i}.pem"))
+                        .await
+                })
+            })
+            .collect();
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            fetcher.in_flight.load(Ordering::SeqCst),
+            CERT_FETCH_CONCURRENCY
+        );
+        fetcher.gate.add_permits(1000);
+        for lookup in lookups {
+            lookup.await.expect("joins").expect("key");
+        }
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 20);
+        assert_eq!(fetcher.most.load(Ordering::SeqCst), CERT_FETCH_CONCURRENCY);
+    }
+
+    #[test]
+    fn notifications_older_than_max_age_are_replays() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-11-20T03:15:41.452Z".parse().unwrap();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            replay_sent_at("2026-11-20T02:15:41.452Z", now, hour),
+            Ok(None)
+        );
+        assert_eq!(
+            replay_sent_at("2026-11-20T02:15:41.451Z", now, hour),
+            Ok(Some("2026-11-20T02:15:41.451Z".parse().unwrap()))
+        );
+        // A Timestamp in the future is not a replay (bounding those is the parsers' business).
+        assert_eq!(replay_sent_at("2026-11-21T00:00:00Z", now, hour), Ok(None));
+        assert!(matches!(
+            replay_sent_at("yesterday", now, hour),
+            Err(IngestError::Malformed(m)) if m.starts_with("Timestamp: ")
+        ));
+    }
+
+    #[tokio::test]
     async fn an_extra_trusted_prefix_works_only_when_configured() {
         let local = "http://127.0.0.1:4567/certs/test-signing-cert.pem";
         let mut env =
@@ -1045,7 +1372,7 @@ mod tests {
         ));
         assert!(
             transient.is_empty() && refused.is_empty(),
-            "failures are not cached"
+            "failures are not cached as keys"
         );
     }
 

@@ -108,6 +108,9 @@ pub struct Options {
     /// Write the policy here instead of copying the shipped one.
     pub policy: Option<PolicyWriter>,
     pub extra_trusted_prefixes: Vec<String>,
+    /// Fetch SNS certificates over HTTP as in production (the app's own fetcher and client)
+    /// instead of answering every SigningCertURL with the fixtures' certificate.
+    pub http_cert_fetcher: bool,
     pub watch_config: bool,
     /// Enables signed acknowledge links with this secret.
     pub ack_secret: Option<String>,
@@ -185,7 +188,9 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         let data = opts.data_dir.unwrap_or_else(|| dir.path().join("data"));
         Arc::new(EmbeddedStore::open(&data).unwrap())
     };
-    let app = App::build_with_store(settings, clock.clone(), store, Some(Arc::new(FixtureCerts)))
+    let fetcher: Option<Arc<dyn CertFetcher>> =
+        (!opts.http_cert_fetcher).then(|| Arc::new(FixtureCerts) as Arc<dyn CertFetcher>);
+    let app = App::build_with_store(settings, clock.clone(), store, fetcher)
         .await
         .expect("app builds");
     let handle = app.handle();

@@ -265,6 +265,98 @@ async fn bad_silences_are_refused_naming_the_field() {
 }
 
 #[tokio::test]
+async fn silences_beyond_the_limits_are_refused_with_422() {
+    let app = spawn_app().await;
+    let end = t0() + TimeDelta::hours(1);
+    // The silence that got vigil OOM-killed: 600 matchers of nested repetitions. Refused on the
+    // count, before any of them is compiled.
+    let mut bomb = rds_silence(end);
+    bomb["matchers"] = json!(vec!["alarm_name=~\"((a{50}){50}){50}\""; 600]);
+    let (status, answer) = app.post_silence(bomb).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"], "over_limit");
+    assert_eq!(
+        answer["detail"],
+        "matchers: 600 matchers; a silence has at most 32 matchers"
+    );
+    // One such regex is refused by its compiled size.
+    let mut one = rds_silence(end);
+    one["matchers"] = json!(["region=\"x\"", "alarm_name=~\"((a{50}){50}){50}\""]);
+    let (status, answer) = app.post_silence(one).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let detail = answer["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("matchers[1]: ") && detail.contains("too large"),
+        "{detail}"
+    );
+    assert!(stored_silences(&app).await.is_empty());
+
+    // At most 1,000 API silences that have not ended.
+    let store = app.handle.service.store();
+    for i in 0..1000 {
+        let record = json!({
+            "id": format!("maint-{i}"), "matchers": [format!("host=\"db-{i}\"")],
+            "start": rfc(t0()), "end": rfc(end), "author": "mei", "comment": "patching",
+        });
+        store
+            .put_record(
+                vigil::incident::extras::SILENCES,
+                &format!("maint-{i}"),
+                serde_json::to_vec(&record).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let (status, answer) = app.post_silence(rds_silence(end)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already 1000 API silences that have not ended (at most 1000)"),
+        "{answer}"
+    );
+    // Replacing one that exists is no new silence; deleting one makes room.
+    let mut replace = rds_silence(end);
+    replace["id"] = json!("maint-7");
+    let (status, answer) = app.post_silence(replace).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(
+        app.delete_op("/v1/silences/maint-0").await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, answer) = app.post_silence(rds_silence(end)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(stored_silences(&app).await.len(), 1000);
+
+    // And at most 1,000 regex matchers across them (each may compile to tens of KiB).
+    let app = spawn_app().await;
+    let regexes =
+        |n: usize| -> Vec<String> { (0..n).map(|i| format!("host=~\"db-{i}-.*\"")).collect() };
+    for i in 0..31 {
+        let mut s = rds_silence(end);
+        s["id"] = json!(format!("wide-{i}"));
+        s["matchers"] = json!(regexes(32));
+        let (status, answer) = app.post_silence(s).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    let mut s = rds_silence(end);
+    s["matchers"] = json!(regexes(9));
+    let (status, answer) = app.post_silence(s).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(
+        answer["detail"].as_str().unwrap().contains(
+            "hold 992 regex matchers and this one 9; together they may hold at most 1000"
+        ),
+        "{answer}"
+    );
+    let mut s = rds_silence(end);
+    s["matchers"] = json!(regexes(8));
+    let (status, answer) = app.post_silence(s).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
+#[tokio::test]
 async fn silences_from_routing_are_listed_but_not_deleted_through_the_api() {
     let app = spawn_app_with(Options {
         policy: Some(Box::new(|dir| {
