@@ -12,5 +12,6 @@ mod helpers;
 mod operations;
 mod reload;
 mod restart;
+mod slow_clients;
 mod time;
 mod two_way;
