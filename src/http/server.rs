@@ -384,6 +384,10 @@ pub struct DeadlineBody {
 
 impl DeadlineBody {
     pub fn wrap(inner: Body, timeout: Duration) -> Body {
+        if inner.is_end_stream() {
+            // No body (a GET, `content-length: 0`): nothing to wait for.
+            return inner;
+        }
         Body::new(Self {
             inner,
             timeout,

@@ -457,3 +457,48 @@ async fn signed_bodies_in_flight_are_capped_with_503_and_retry_after() {
         "{timed_out} x 408, {refused} x 503"
     );
 }
+
+#[tokio::test]
+async fn on_sigterm_a_request_in_flight_is_answered_and_idle_connections_close() {
+    let mut vigil = start(&[]).await;
+    let mut idle = TcpStream::connect(vigil.addr).await.unwrap();
+    idle.write_all(GET_HEALTHZ).await.unwrap();
+    assert_eq!(read_answer(&mut idle).await, Some(200));
+    let event = fixture("bot-exchange-error-timeout.json");
+    let (first, rest) = event.split_at(event.len() / 2);
+    let mut in_flight = TcpStream::connect(vigil.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: vigil\r\nauthorization: Bearer {INGEST_TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        event.len()
+    );
+    in_flight.write_all(head.as_bytes()).await.unwrap();
+    in_flight.write_all(first).await.unwrap();
+    // Let vigil read the head and start the handler, which then waits for the rest of the body.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &vigil.proc.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(10)).await,
+        "a connection between requests is closed at shutdown"
+    );
+    in_flight.write_all(rest).await.unwrap();
+    let (status, head) = tokio::time::timeout(Duration::from_secs(10), read_head(&mut in_flight))
+        .await
+        .expect("an answer, not a hang")
+        .expect("the request in flight is answered");
+    assert_eq!(status, 202, "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(status) = vigil.proc.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "vigil did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+}
