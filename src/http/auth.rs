@@ -73,7 +73,7 @@ pub const SIGNED_IN_FLIGHT: usize = 64;
 pub const SIGNED_WAIT: Duration = Duration::from_secs(2);
 
 /// An ingest or operator token (`Authorization: Bearer …`).
-pub struct Token(#[allow(dead_code)] pub Role);
+pub struct Token;
 
 impl FromRequestParts<AppState> for Token {
     type Rejection = ApiError;
@@ -84,7 +84,7 @@ impl FromRequestParts<AppState> for Token {
             &s.settings.ingest_tokens,
             &s.settings.operator_tokens,
         )
-        .map(Token)
+        .map(|_| Token)
     }
 }
 
@@ -124,7 +124,9 @@ impl FromRequestParts<AppState> for ApiKey {
 }
 
 /// Room for one signed body; handlers drop it once the signature is checked.
-pub struct SignedSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct SignedSlot {
+    _permit: OwnedSemaphorePermit,
+}
 
 /// The slots of [`SignedSlot`], shared by every signed endpoint.
 pub fn signed_slots() -> Arc<Semaphore> {
@@ -136,17 +138,12 @@ impl FromRequestParts<AppState> for SignedSlot {
 
     async fn from_request_parts(_: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
         match tokio::time::timeout(SIGNED_WAIT, s.signed.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(SignedSlot(permit)),
-            _ => {
-                tracing::warn!(
-                    in_flight = SIGNED_IN_FLIGHT,
-                    "Too many signed requests being verified; answering 503."
-                );
-                Err(
-                    ApiError::unavailable("too many signed requests at once; retry shortly")
-                        .retry_after(HeaderValue::from_static("1")),
-                )
-            }
+            Ok(Ok(permit)) => Ok(SignedSlot { _permit: permit }),
+            // Logged with the answer (`ApiError`).
+            _ => Err(ApiError::unavailable(format!(
+                "{SIGNED_IN_FLIGHT} signed requests are being verified; retry shortly"
+            ))
+            .retry_after(HeaderValue::from_static("1"))),
         }
     }
 }
