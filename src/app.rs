@@ -213,6 +213,7 @@ impl App {
             metrics: metrics.clone(),
             scheduler: health,
             clock,
+            signed: http::auth::signed_slots(),
         });
         let handle = AppHandle {
             service,
@@ -289,12 +290,9 @@ impl App {
         };
         let server = {
             let router = http::router(shared.clone());
+            let limits = shared.settings.http.clone();
             let stop = stop_http.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-            })
+            tokio::spawn(http::server::serve(listener, router, limits, stop))
         };
         tracing::info!(addr = %handle.addr, policy = %handle.policy.current().digest, "vigil is listening.");
         shutdown.await;

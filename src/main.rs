@@ -157,6 +157,18 @@ struct ServeArgs {
     /// How long shutdown may take to drain.
     #[arg(long, env = "VIGIL_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
+    /// A request's line and headers must arrive within this, or the connection is closed.
+    #[arg(long, env = "VIGIL_HEADER_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// A request's body must arrive within this after its headers, or it gets 408.
+    #[arg(long, env = "VIGIL_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// A kept-alive connection without a request for this long is closed.
+    #[arg(long, env = "VIGIL_IDLE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    #[arg(long, env = "VIGIL_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 #[tokio::main]
@@ -302,6 +314,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     settings.retry.max_delay = args.delivery_backoff_max;
     settings.max_scheduler_lag = args.max_scheduler_lag;
     settings.shutdown_timeout = args.shutdown_timeout;
+    settings.http = vigil::settings::HttpLimits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections as usize,
+    };
     let app = App::build(settings, Arc::new(SystemClock)).await?;
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(std::process::ExitCode::SUCCESS)

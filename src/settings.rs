@@ -72,6 +72,36 @@ pub struct Settings {
     pub watch_config: bool,
     /// Provider endpoints, timeouts and the source of channel secrets.
     pub channels: crate::notify::ChannelSettings,
+    /// How long the HTTP server waits for slow and idle clients, and how many it serves at once.
+    pub http: HttpLimits,
+}
+
+/// The HTTP server's bounds on slow, idle and numerous clients (README, "Settings").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's head (request line and headers) must arrive within this, counted from its
+    /// first byte (or from the accept, for a connection's first request); otherwise the
+    /// connection is closed (`VIGIL_HEADER_TIMEOUT`).
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this, counted from the end of its head; otherwise 408
+    /// (`VIGIL_BODY_TIMEOUT`).
+    pub body_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed (`VIGIL_IDLE_TIMEOUT`).
+    pub idle_timeout: Duration,
+    /// Connections served at once; one more is answered 503 and closed
+    /// (`VIGIL_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 1024,
+        }
+    }
 }
 
 impl Settings {
@@ -100,6 +130,7 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(10),
             watch_config: true,
             channels: crate::notify::ChannelSettings::default(),
+            http: HttpLimits::default(),
         }
     }
 }

@@ -3,12 +3,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::AppState;
-use super::auth::require_operator;
+use super::auth::Operator;
 use super::error::ApiError;
 use crate::config::{ReloadOutcome, format_errors};
 
@@ -101,13 +101,8 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 
 pub async fn reload(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _op: Operator,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_operator(
-        &headers,
-        &s.settings.ingest_tokens,
-        &s.settings.operator_tokens,
-    )?;
     match s.policy.reload("api").await {
         Ok(ReloadOutcome::Reloaded { digest }) => {
             Ok(Json(json!({ "reloaded": true, "digest": digest })))

@@ -1,9 +1,22 @@
 //! Bearer tokens. Ingest tokens may only post events; operator tokens may also read and act on
 //! incidents. Comparison is constant-time; a missing or wrong token is 401, the right kind of
 //! token for the wrong endpoint 403.
+//!
+//! Handlers take the extractors below before their body, so a request is authenticated from its
+//! headers and refused before a byte of its body is read (axum runs the parts extractors first,
+//! in argument order, and the body extractor last): an unauthenticated client cannot make vigil
+//! buffer 256 KiB. Signed sources (SNS, Slack, PagerDuty) can only be checked over the body; they
+//! take a [`SignedSlot`] first, which bounds how many of their bodies are read at once.
 
-use axum::http::HeaderMap;
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::AppState;
 use super::error::ApiError;
 use crate::settings::Secret;
 
@@ -51,5 +64,86 @@ pub fn require_operator(
     match role(headers, ingest, operator)? {
         Role::Operator => Ok(()),
         Role::Ingest => Err(ApiError::forbidden("ingest tokens may only post events")),
+    }
+}
+
+/// Bodies of signed sources read and verified at once (README, "HTTP API").
+pub const SIGNED_IN_FLIGHT: usize = 64;
+/// How long a signed request waits for a slot before it is answered 503 with `Retry-After`.
+pub const SIGNED_WAIT: Duration = Duration::from_secs(2);
+
+/// An ingest or operator token (`Authorization: Bearer …`).
+pub struct Token;
+
+impl FromRequestParts<AppState> for Token {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        role(
+            &parts.headers,
+            &s.settings.ingest_tokens,
+            &s.settings.operator_tokens,
+        )
+        .map(|_| Token)
+    }
+}
+
+/// An operator token.
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        require_operator(
+            &parts.headers,
+            &s.settings.ingest_tokens,
+            &s.settings.operator_tokens,
+        )
+        .map(|()| Operator)
+    }
+}
+
+/// The `x-api-key` EventBridge API destinations send.
+pub struct ApiKey;
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let given = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("missing x-api-key header"))?;
+        match &s.settings.eventbridge_api_key {
+            Some(key) if key.matches(given) => Ok(ApiKey),
+            _ => Err(ApiError::unauthorized("invalid API key")),
+        }
+    }
+}
+
+/// Room for one signed body; handlers drop it once the signature is checked.
+pub struct SignedSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The slots of [`SignedSlot`], shared by every signed endpoint.
+pub fn signed_slots() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(SIGNED_IN_FLIGHT))
+}
+
+impl FromRequestParts<AppState> for SignedSlot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        match tokio::time::timeout(SIGNED_WAIT, s.signed.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(SignedSlot { _permit: permit }),
+            // Logged with the answer (`ApiError`).
+            _ => Err(ApiError::unavailable(format!(
+                "{SIGNED_IN_FLIGHT} signed requests are being verified; retry shortly"
+            ))
+            .retry_after(HeaderValue::from_static("1"))),
+        }
     }
 }

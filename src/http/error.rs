@@ -16,6 +16,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub extra: Option<serde_json::Value>,
+    /// Sent as `Retry-After` (with a 503).
+    pub retry_after: Option<axum::http::HeaderValue>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             extra: None,
+            retry_after: None,
         }
     }
 
@@ -52,6 +55,11 @@ impl ApiError {
         self.extra = Some(extra);
         self
     }
+
+    pub fn retry_after(mut self, value: axum::http::HeaderValue) -> Self {
+        self.retry_after = Some(value);
+        self
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -69,7 +77,13 @@ impl IntoResponse for ApiError {
                 obj.insert(k.clone(), v.clone());
             }
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(v) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        response
     }
 }
 
@@ -103,7 +117,13 @@ impl From<ServiceError> for ApiError {
 
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(r: axum::extract::rejection::BytesRejection) -> Self {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(t) = super::server::BodyTimedOut::caused(&r) {
+            Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("{t} (VIGIL_BODY_TIMEOUT)"),
+            )
+        } else if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",

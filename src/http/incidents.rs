@@ -4,12 +4,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::auth::require_operator;
+use super::auth::Operator;
 use super::error::ApiError;
 use crate::domain::IncidentId;
 use crate::incident::transition::AckResult;
@@ -24,14 +24,9 @@ pub struct ListQuery {
 
 pub async fn list(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _op: Operator,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_operator(
-        &headers,
-        &s.settings.ingest_tokens,
-        &s.settings.operator_tokens,
-    )?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let store = s.service.store();
@@ -80,14 +75,9 @@ fn parse_id(raw: &str) -> Result<IncidentId, ApiError> {
 
 pub async fn show(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _op: Operator,
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_operator(
-        &headers,
-        &s.settings.ingest_tokens,
-        &s.settings.operator_tokens,
-    )?;
     let id = parse_id(&raw)?;
     let store = s.service.store();
     let inc = store
@@ -144,15 +134,10 @@ fn actor(parsed: &ActBody) -> Actor {
 
 pub async fn ack(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _op: Operator,
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_operator(
-        &headers,
-        &s.settings.ingest_tokens,
-        &s.settings.operator_tokens,
-    )?;
     let id = parse_id(&raw)?;
     let parsed = parse_act(body)?;
     let now = s.clock.now();
@@ -189,15 +174,10 @@ pub async fn ack(
 
 pub async fn resolve(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _op: Operator,
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_operator(
-        &headers,
-        &s.settings.ingest_tokens,
-        &s.settings.operator_tokens,
-    )?;
     let id = parse_id(&raw)?;
     let parsed = parse_act(body)?;
     if parsed.until.is_some() || parsed.for_.is_some() {

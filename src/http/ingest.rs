@@ -1,4 +1,5 @@
-//! Ingest endpoints. Each one authenticates, parses with `crate::ingest`, and hands the alerts to
+//! Ingest endpoints. Each one authenticates (from the headers, before reading the body, where the
+//! sender's credential is a header: `auth`), parses with `crate::ingest`, and hands the alerts to
 //! the incident service, answering 2xx only once every alert is durably stored. Bad input gets a
 //! 4xx and changes nothing; the store being down gets a 503 so the sender retries.
 
@@ -12,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::json;
 
 use super::AppState;
-use super::auth::role;
+use super::auth::{ApiKey, SignedSlot, Token};
 use super::error::ApiError;
 use crate::domain::Alert;
 use crate::ingest::{self, IngestError, SnsEnvelope, SnsMessage};
@@ -98,6 +99,7 @@ async fn accept(s: &AppState, alerts: &[Alert]) -> Result<Vec<serde_json::Value>
 /// text/plain).
 pub async fn sns(
     State(s): State<AppState>,
+    slot: SignedSlot,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
@@ -114,6 +116,8 @@ pub async fn sns(
         )));
     }
     ingest::verify(&env, &s.certs).await?;
+    // Verified: no longer an anonymous body.
+    drop(slot);
     let policy = s.policy.current();
     let topic = env.message.topic_arn();
     let allowed = policy.sns_allowed_topics.iter().any(|t| t == topic);
@@ -193,25 +197,14 @@ pub async fn sns(
     }
 }
 
-fn check_api_key(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized("missing x-api-key header"))?;
-    match &s.settings.eventbridge_api_key {
-        Some(key) if key.matches(given) => Ok(()),
-        _ => Err(ApiError::unauthorized("invalid API key")),
-    }
-}
-
 /// `POST /v1/ingest/eventbridge`: "CloudWatch Alarm State Change" events from an API
 /// destination, authenticated by the `x-api-key` header.
 pub async fn eventbridge(
     State(s): State<AppState>,
+    _key: ApiKey,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    check_api_key(&s, &headers)?;
     require_json(&headers)?;
     let body = body?;
     match ingest::parse_event(&body)? {
@@ -229,14 +222,10 @@ pub async fn eventbridge(
 /// `POST /v1/events`: the trading bot's events, one object or an array (bearer token).
 pub async fn events(
     State(s): State<AppState>,
+    _token: Token,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    role(
-        &headers,
-        &s.settings.ingest_tokens,
-        &s.settings.operator_tokens,
-    )?;
     require_json(&headers)?;
     let body = body?;
     let alerts = ingest::parse_events(&body, s.clock.now())?;

@@ -1,16 +1,21 @@
 //! Two-way integrations: Slack button clicks (`/v1/slack/interactions`) and PagerDuty V3
 //! webhooks (`/v1/pagerduty/webhook`). Both verify their signature before anything else
-//! (forged or stale → 401, nothing changes), then acknowledge or resolve the vigil incident with
+//! (forged or stale → 401, nothing changes; an unsigned request or a disabled integration is
+//! refused from its headers, before its body is read; bodies being verified are bounded by
+//! `auth::SignedSlot`), then acknowledge or resolve the vigil incident with
 //! the origin recorded, so the ack is never echoed back to where it came from.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::auth::SignedSlot;
 use super::error::ApiError;
 use crate::domain::IncidentId;
 use crate::incident::transition::AckResult;
@@ -23,13 +28,61 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// An ephemeral answer to the person who clicked.
-fn tell(text: impl Into<String>) -> (StatusCode, Json<serde_json::Value>) {
+fn tell(text: impl Into<String>) -> Response {
     (
         StatusCode::OK,
         Json(
             json!({ "response_type": "ephemeral", "replace_original": false, "text": text.into() }),
         ),
     )
+        .into_response()
+}
+
+/// The empty 200 Slack expects when there is nothing to say (`reference/slack.md`: a body, even
+/// `{}`, may be taken as a response message).
+fn nothing() -> Response {
+    StatusCode::OK.into_response()
+}
+
+/// What can be checked of a Slack request before its body: interactions are enabled and the
+/// request carries the signature headers. The signature itself is over the body.
+pub struct SlackHeaders;
+
+impl FromRequestParts<AppState> for SlackHeaders {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        if s.settings.slack_signing_secret.is_none() {
+            return Err(ApiError::unauthorized(
+                "Slack interactions are not enabled (no signing secret)",
+            ));
+        }
+        for name in ["x-slack-request-timestamp", "x-slack-signature"] {
+            if header(&parts.headers, name).is_none() {
+                return Err(ApiError::unauthorized(format!("missing {name}")));
+            }
+        }
+        Ok(SlackHeaders)
+    }
+}
+
+/// The same for PagerDuty: a webhook secret is configured and the request is signed.
+pub struct PagerDutyHeaders;
+
+impl FromRequestParts<AppState> for PagerDutyHeaders {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        if s.settings.pagerduty_webhook_secrets.is_empty() {
+            return Err(ApiError::unauthorized(
+                "PagerDuty webhooks are not enabled (no webhook secret)",
+            ));
+        }
+        if header(&parts.headers, "x-pagerduty-signature").is_none() {
+            return Err(ApiError::unauthorized("missing X-PagerDuty-Signature"));
+        }
+        Ok(PagerDutyHeaders)
+    }
 }
 
 /// `POST /v1/slack/interactions`: Slack's signing secret checked (5-minute window), then the
@@ -38,9 +91,11 @@ fn tell(text: impl Into<String>) -> (StatusCode, Json<serde_json::Value>) {
 /// acknowledged/resolved delivery that follows.
 pub async fn slack(
     State(s): State<AppState>,
+    _signed: SlackHeaders,
+    slot: SignedSlot,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let body = body?;
     let Some(secret) = &s.settings.slack_signing_secret else {
         return Err(ApiError::unauthorized(
@@ -54,10 +109,11 @@ pub async fn slack(
         &body,
         s.clock.now().timestamp(),
     )?;
+    drop(slot);
     let (action, incident, user_id, user_name) = match parse_interaction(&body)? {
         Interaction::Ignored { kind } => {
             tracing::debug!(kind, "Slack interaction ignored.");
-            return Ok((StatusCode::OK, Json(json!({}))));
+            return Ok(nothing());
         }
         Interaction::Action {
             action,
@@ -88,7 +144,7 @@ pub async fn slack(
                 .and_then(|d| chrono::Duration::from_std(d).ok())
                 .map(|d| s.clock.now() + d);
             match s.service.acknowledge(id, actor, until).await {
-                Ok((AckResult::Acknowledged, _)) => Ok((StatusCode::OK, Json(json!({})))),
+                Ok((AckResult::Acknowledged, _)) => Ok(nothing()),
                 Ok((AckResult::AlreadyAcknowledged, _)) => Ok(tell("Already acknowledged.")),
                 Ok((AckResult::AlreadyResolved, _)) => Ok(tell("Already resolved.")),
                 Err(ServiceError::NotFound) => Ok(tell("No such incident.")),
@@ -96,7 +152,7 @@ pub async fn slack(
             }
         }
         SlackAction::Resolve => match s.service.resolve(id, actor).await {
-            Ok(_) => Ok((StatusCode::OK, Json(json!({})))),
+            Ok(_) => Ok(nothing()),
             Err(ServiceError::AlreadyResolved) => Ok(tell("Already resolved.")),
             Err(ServiceError::NotFound) => Ok(tell("No such incident.")),
             Err(e) => Err(e.into()),
@@ -110,6 +166,8 @@ pub async fn slack(
 /// PagerDuty does not retry or disable the subscription).
 pub async fn pagerduty(
     State(s): State<AppState>,
+    _signed: PagerDutyHeaders,
+    slot: SignedSlot,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
@@ -119,6 +177,7 @@ pub async fn pagerduty(
         header(&headers, "x-pagerduty-signature"),
         &body,
     )?;
+    drop(slot);
     let event = parse_webhook(&body)?;
     let ignored = |why: &str| {
         Ok((

@@ -5,12 +5,13 @@
 
 mod ack_link;
 mod admin;
-mod auth;
+pub(crate) mod auth;
 pub mod error;
 mod incidents;
 mod ingest;
 mod integrations;
 mod operations;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -41,11 +42,14 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// Checks signed acknowledge links; `None` when no secret is configured.
     pub ack: Option<crate::ack::AckSigner>,
+    /// Bounds the signed bodies (SNS, Slack, PagerDuty) read at once: `auth::SignedSlot`.
+    pub signed: Arc<tokio::sync::Semaphore>,
 }
 
 pub type AppState = Arc<Shared>;
 
 pub fn router(state: AppState) -> Router {
+    let body_timeout = state.settings.http.body_timeout;
     Router::new()
         .route("/v1/ingest/sns", post(ingest::sns))
         .route("/v1/ingest/eventbridge", post(ingest::eventbridge))
@@ -79,6 +83,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_request(
+            move |req: axum::extract::Request| async move {
+                req.map(|b| server::DeadlineBody::wrap(b, body_timeout))
+            },
+        ))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &axum::http::Request<_>| {

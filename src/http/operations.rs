@@ -10,14 +10,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::auth::{require_operator, role};
+use super::auth::{Operator, Token};
 use super::error::ApiError;
 use crate::classify::classify;
 use crate::config::{MAX_API_SILENCE_REGEXES, MAX_API_SILENCES, Override, Silence, SilenceSpec};
@@ -26,14 +26,6 @@ use crate::escalate::heartbeat::{self, rfc3339};
 use crate::incident::{IngestOutcome, extras};
 
 type JsonResult = Result<(StatusCode, Json<Value>), ApiError>;
-
-fn operator(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    require_operator(
-        headers,
-        &s.settings.ingest_tokens,
-        &s.settings.operator_tokens,
-    )
-}
 
 /// A JSON object body, taken apart one field at a time.
 struct Fields(Map<String, Value>);
@@ -128,10 +120,9 @@ const OVERRIDE_FIELDS: [&str; 5] = ["schedule", "person", "start", "end", "autho
 /// `POST /v1/overrides`: `{schedule, person, start?, end, author?}`; `start` defaults to now.
 pub async fn create_override(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _op: Operator,
     body: Result<Bytes, BytesRejection>,
 ) -> JsonResult {
-    operator(&s, &headers)?;
     let now = s.clock.now();
     let mut f = Fields::parse(body)?;
     let schedule: String = f.required("schedule")?;
@@ -174,8 +165,7 @@ pub async fn create_override(
 }
 
 /// `GET /v1/overrides`: API overrides that have not ended, oldest start first.
-pub async fn list_overrides(State(s): State<AppState>, headers: HeaderMap) -> JsonResult {
-    operator(&s, &headers)?;
+pub async fn list_overrides(State(s): State<AppState>, _op: Operator) -> JsonResult {
     let now = s.clock.now();
     let list: Vec<Value> = extras::overrides(s.service.store().as_ref(), now)
         .await?
@@ -188,10 +178,9 @@ pub async fn list_overrides(State(s): State<AppState>, headers: HeaderMap) -> Js
 /// `DELETE /v1/overrides/{id}`.
 pub async fn delete_override(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _op: Operator,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    operator(&s, &headers)?;
     let deleted = ulid::Ulid::from_string(&id).is_ok()
         && s.service
             .store()
@@ -217,10 +206,9 @@ pub struct OnCallQuery {
 /// decided, API overrides included.
 pub async fn oncall(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _op: Operator,
     query: Result<Query<OnCallQuery>, QueryRejection>,
 ) -> JsonResult {
-    operator(&s, &headers)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let at = match q.at {
         Some(raw) => parse_time("at", &raw)?,
@@ -246,10 +234,9 @@ const SILENCE_FIELDS: [&str; 6] = ["id", "matchers", "start", "end", "author", "
 /// `POST /v1/silences`: a [`SilenceSpec`], with `start` defaulting to now and `author` to "api".
 pub async fn create_silence(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _op: Operator,
     body: Result<Bytes, BytesRejection>,
 ) -> JsonResult {
-    operator(&s, &headers)?;
     let now = s.clock.now();
     let mut f = Fields::parse(body)?;
     let spec = SilenceSpec {
@@ -340,8 +327,7 @@ fn silence_json(silence: &Silence, source: &str, now: DateTime<Utc>) -> Value {
 }
 
 /// `GET /v1/silences`: the policy's silences, then the API's that have not ended.
-pub async fn list_silences(State(s): State<AppState>, headers: HeaderMap) -> JsonResult {
-    operator(&s, &headers)?;
+pub async fn list_silences(State(s): State<AppState>, _op: Operator) -> JsonResult {
     let now = s.clock.now();
     let policy = s.policy.current();
     let mut list: Vec<Value> = policy
@@ -358,10 +344,9 @@ pub async fn list_silences(State(s): State<AppState>, headers: HeaderMap) -> Jso
 /// `DELETE /v1/silences/{id}`: API silences only; those in `routing/` are changed there.
 pub async fn delete_silence(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _op: Operator,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    operator(&s, &headers)?;
     if s.service
         .store()
         .delete_record(extras::SILENCES, &id)
@@ -387,14 +372,9 @@ pub async fn delete_silence(
 /// heartbeat's open incident if the beat comes late. The body is ignored.
 pub async fn beat(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _token: Token,
     Path(name): Path<String>,
 ) -> JsonResult {
-    role(
-        &headers,
-        &s.settings.ingest_tokens,
-        &s.settings.operator_tokens,
-    )?;
     let policy = s.policy.current();
     let hb = policy
         .heartbeats

@@ -13,6 +13,7 @@ mod helpers;
 mod operations;
 mod reload;
 mod restart;
+mod slow_clients;
 mod sns;
 mod store_failures;
 mod time;

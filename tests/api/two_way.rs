@@ -171,7 +171,16 @@ fn slack_click(id: &str, action_id: &str, ts: i64, secret: &str) -> (Vec<u8>, St
 }
 
 async fn post_slack(app: &TestApp, click: (Vec<u8>, String, String)) -> StatusCode {
-    app.http
+    post_slack_answer(app, click).await.0
+}
+
+/// The status and the raw body of vigil's answer to a Slack interaction.
+async fn post_slack_answer(
+    app: &TestApp,
+    click: (Vec<u8>, String, String),
+) -> (StatusCode, String) {
+    let r = app
+        .http
         .post(app.url("/v1/slack/interactions"))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-slack-request-timestamp", click.1)
@@ -179,8 +188,8 @@ async fn post_slack(app: &TestApp, click: (Vec<u8>, String, String)) -> StatusCo
         .body(click.0)
         .send()
         .await
-        .unwrap()
-        .status()
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
 }
 
 async fn post_pd(app: &TestApp, body: &[u8], signature: String) -> (StatusCode, Value) {
@@ -240,11 +249,20 @@ async fn alarm_pages_pagerduty_and_slack_and_a_slack_ack_stops_everything() {
         "{buttons:?}"
     );
 
-    // Mei clicks Acknowledge in Slack.
+    // A button vigil does not act on (a link button) is answered with the empty 200 Slack
+    // expects, and changes nothing.
     let now = app.clock.now().timestamp();
     assert_eq!(
-        post_slack(&app, slack_click(&id, "ack", now, SLACK_SECRET)).await,
-        StatusCode::OK
+        post_slack_answer(&app, slack_click(&id, "open_runbook", now, SLACK_SECRET)).await,
+        (StatusCode::OK, String::new())
+    );
+    assert_eq!(app.incident(&id).await["status"], "triggered");
+
+    // Mei clicks Acknowledge in Slack: an empty 200 too (the message is updated by the
+    // acknowledged delivery).
+    assert_eq!(
+        post_slack_answer(&app, slack_click(&id, "ack", now, SLACK_SECRET)).await,
+        (StatusCode::OK, String::new())
     );
     let inc = app.incident(&id).await;
     assert_eq!(inc["status"], "acknowledged");
