@@ -13,6 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::pace::Pacer;
 use super::render::RenderContext;
 use super::retry::RetryPolicy;
 use super::{Notification, Notifiers, NotifyError, Receipt, Recipient};
@@ -47,6 +48,9 @@ pub struct DeliveryWorker {
     inflight: Mutex<HashSet<ulid::Ulid>>,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
+    /// Provider rate limits (Slack per channel, PagerDuty per routing key), on `clock`. One per
+    /// worker, so a policy reload (new notifiers) keeps each channel's budget.
+    pacer: Pacer,
 }
 
 impl DeliveryWorker {
@@ -75,6 +79,7 @@ impl DeliveryWorker {
             inflight: Mutex::new(HashSet::new()),
             permits: Arc::new(Semaphore::new(CONCURRENCY)),
             tasks: TaskTracker::new(),
+            pacer: Pacer::default(),
         }
     }
 
@@ -116,12 +121,14 @@ impl DeliveryWorker {
                 continue;
             }
             started += 1;
+            // In outbox order, so paced channels keep it.
+            let hold = self.pace(&d, now);
             let me = self.clone();
             let permit = self.permits.clone().acquire_owned().await;
             self.tasks.spawn(async move {
                 let _permit = permit;
                 let id = d.id;
-                if let Err(e) = me.deliver(d).await {
+                if let Err(e) = me.deliver(d, hold).await {
                     tracing::error!(error.message = %e, "Recording a delivery attempt failed; it will be retried.");
                 }
                 me.inflight
@@ -150,11 +157,18 @@ impl DeliveryWorker {
     }
 
     #[tracing::instrument(skip_all, fields(incident.id = %d.incident, channel = %d.channel, attempt = d.attempt + 1))]
-    async fn deliver(&self, d: Delivery) -> Result<(), StoreError> {
+    async fn deliver(
+        &self,
+        d: Delivery,
+        hold: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), StoreError> {
         // Another task may have finished this row between our read and taking the in-flight
         // slot; sending it again would page twice.
         if !self.store.still_pending(&d).await? {
             return Ok(());
+        }
+        if let Some(until) = hold {
+            return self.hold(&d, until).await;
         }
         let now = self.clock.now();
         let attempt = d.attempt + 1;
@@ -278,6 +292,51 @@ impl DeliveryWorker {
                     entries,
                     follow_ups,
                     remember,
+                },
+            )
+            .await
+    }
+
+    /// When a delivery on a paced channel may go: `None` now, `Some(t)` not before `t`.
+    fn pace(
+        &self,
+        d: &Delivery,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let notifiers = self.notifiers.load();
+        let pace = notifiers.get(&d.channel).ok()?.pace(d.kind)?;
+        self.pacer.admit(&pace, d.id, now)
+    }
+
+    /// Puts a delivery held by its provider's pace back in the outbox for `until`: the same
+    /// attempt count (pacing never uses up retries) and no timeline entry (nothing was tried).
+    async fn hold(
+        &self,
+        d: &Delivery,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let kind = self
+            .policy
+            .current()
+            .channels
+            .get(&d.channel)
+            .map(|c| c.kind())
+            .unwrap_or("unknown");
+        self.metrics
+            .counter("vigil_delivery_paced_total", &[("channel_type", kind)])
+            .increment(1);
+        tracing::debug!(until = %until, "Delivery held for the provider's rate limit.");
+        self.store
+            .finish_delivery(
+                d,
+                DeliveryFinish {
+                    update: DeliveryUpdate::Retry {
+                        attempt: d.attempt,
+                        not_before: until,
+                    },
+                    entries: vec![],
+                    follow_ups: vec![],
+                    remember: None,
                 },
             )
             .await
