@@ -13,7 +13,8 @@
 //! other held delivery is given its projected turn (`position × interval` after the front's), so
 //! posts to one channel go out in the order their deliveries were created, one per interval, even
 //! after the clock jumps or the worker stalls (then the lane is re-planned from now, never sent in
-//! a burst). A front that never comes back (taken by another replica, or removed) is dropped after
+//! a burst; a held delivery that finds the lane running late is put back once more, which is a
+//! write, never an attempt). A front that never comes back (taken by another replica, or removed) is dropped after
 //! it was missed [`MISSES_BEFORE_DROP`] times, so it cannot block its lane.
 //!
 //! Time is the injected clock's (`now` is passed in), never `Instant::now`. State is in memory
