@@ -121,10 +121,10 @@ impl DeliveryWorker {
                 continue;
             }
             started += 1;
-            // In outbox order, so paced channels keep it.
-            let hold = self.pace(&d, now);
             let me = self.clone();
             let permit = self.permits.clone().acquire_owned().await;
+            // In outbox order, so paced channels keep it; once a send may start.
+            let hold = self.pace(&d, self.clock.now());
             self.tasks.spawn(async move {
                 let _permit = permit;
                 let id = d.id;
