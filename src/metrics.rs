@@ -1,11 +1,21 @@
 //! Prometheus metrics, one registry per `App` (not the process-global recorder), so several apps
 //! in one test process keep their own numbers. Label values are bounded: channel names and kinds,
 //! severities, outcomes — never an incident id.
+//!
+//! Latencies are histograms (`_bucket{le=…}`, `_sum`, `_count`) with the [`LATENCY_BUCKETS`],
+//! not summaries: buckets add up across replicas, quantiles computed per process do not.
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 static META: Metadata<'static> = Metadata::new("vigil", Level::INFO, Some("vigil"));
+
+/// Bucket bounds, in seconds, of every histogram (all of vigil's histograms are latencies): from
+/// a millisecond, where an ingest on the embedded store sits, to 30 s, the longest a send may
+/// take before it counts as failed.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -28,7 +38,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS)
+            .expect("LATENCY_BUCKETS is not empty")
+            .build_recorder();
         let handle = recorder.handle();
         let gauge = |n: &'static str| recorder.register_gauge(&Key::from_static_name(n), &META);
         Self {

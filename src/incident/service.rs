@@ -365,6 +365,7 @@ impl IncidentService {
         let cls = classify(&policy, alert);
         let fp = cls.fingerprint.clone();
         for _ in 0..MAX_CONFLICTS {
+            let mut steps_fired = 0;
             let now = self.clock.now();
             let state = self.store.fingerprint(&fp).await?;
             let last_change = Some((fp.clone(), alert.occurred_at));
@@ -407,6 +408,7 @@ impl IncidentService {
                         hold,
                     };
                     let (fired, deliveries) = escalate::fire_due(&mut inc, &policy, now, &ctx);
+                    steps_fired = steps_in(&fired);
                     inc.version = 1;
                     timeline.extend(fired);
                     let id = inc.id;
@@ -495,6 +497,7 @@ impl IncidentService {
             }
             match self.commit(tx).await? {
                 CommitOutcome::Committed => {
+                    self.metrics.escalation_steps.increment(steps_fired);
                     if let IngestOutcome::Opened(id) = &outcome {
                         tracing::info!(incident.id = %id, fingerprint = %fp, severity = %cls.severity, rule = %cls.rule, "Incident opened.");
                     }
@@ -706,6 +709,7 @@ impl IncidentService {
             if inc.version == version {
                 return Ok(false);
             }
+            let steps_fired = steps_in(&timeline);
             let tx = Transition {
                 guard: Some(guard),
                 incident: Some(inc.clone()),
@@ -715,7 +719,7 @@ impl IncidentService {
             };
             match self.commit(tx).await? {
                 CommitOutcome::Committed => {
-                    self.metrics.escalation_steps.increment(1);
+                    self.metrics.escalation_steps.increment(steps_fired);
                     tracing::info!(incident.id = %id, from = ?before, to = ?(inc.loop_, inc.step), "Escalation step fired.");
                     return Ok(true);
                 }
@@ -725,4 +729,13 @@ impl IncidentService {
         }
         Err(ServiceError::Contention)
     }
+}
+
+/// How many escalation steps fired in `timeline` (`vigil_escalation_steps_total` counts steps,
+/// the first one, fired as the incident opens, included; a hold or an expired ack is no step).
+fn steps_in(timeline: &[TimelineEntry]) -> u64 {
+    timeline
+        .iter()
+        .filter(|e| matches!(e.event, TimelineEvent::Escalated { .. }))
+        .count() as u64
 }

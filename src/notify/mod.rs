@@ -5,6 +5,7 @@
 
 pub mod email;
 pub mod log;
+pub mod pace;
 pub mod pagerduty;
 pub mod phone;
 pub mod render;
@@ -108,6 +109,11 @@ pub trait Notifier: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Sends once. Never retries; never puts a secret or a phone number in the error.
     async fn send(&self, msg: &Notification) -> Result<Receipt, NotifyError>;
+    /// The provider's rate limit for a message of `kind`, which the worker keeps by delaying
+    /// the send (`pace`): a paced hold is never a failed attempt. `None`: not paced.
+    fn pace(&self, _kind: NotifyKind) -> Option<pace::Pace> {
+        None
+    }
 }
 
 /// The notifiers for one policy, by channel name. Rebuilt on every reload.

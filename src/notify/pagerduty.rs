@@ -7,11 +7,17 @@
 //!
 //! The routing key travels in the request body; it is the credential, so it never appears in an
 //! error, even when PagerDuty's own answer quotes it back.
+//!
+//! Pacing: the Events API takes about 120 events a minute per routing key (a 60 s sliding window;
+//! reference/pagerduty.md). The notifier asks the worker to keep [`PACE_BURST`] events at once,
+//! then one per [`PACE_INTERVAL`] (at most 110 in any minute), so a burst of alerts is delayed,
+//! never refused with 429s that would use up its retries.
 
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use super::pace::Pace;
 use super::retry::{classify_http, parse_retry_after};
 use super::webhook::without_url;
 use super::{ChannelSettings, Notification, Notifier, NotifyError, Receipt};
@@ -25,6 +31,12 @@ const SUMMARY_MAX_CHARS: usize = 1024;
 /// (reference/pagerduty.md §1.3, "retry 429s, e.g. 3 times 30 s apart"). The worker still owns
 /// the retry; this is only the provider's hint, like a header would be.
 const RATE_LIMITED_HINT: Duration = Duration::from_secs(30);
+
+/// Events sent at once per routing key before pacing starts.
+pub const PACE_BURST: u32 = 10;
+/// Then one event per interval per routing key: 100 a minute, so a full burst plus a minute of
+/// paced events (110) stays under PagerDuty's 120.
+pub const PACE_INTERVAL: Duration = Duration::from_millis(600);
 
 /// The longest piece of PagerDuty's error answer kept in a reason.
 const PROVIDER_TEXT_MAX_CHARS: usize = 300;
@@ -124,6 +136,19 @@ impl Notifier for PagerDutyNotifier {
         "pagerduty"
     }
 
+    /// Every event counts against its routing key, whichever vigil channel sends it. The key is
+    /// the credential, so the pacing key is a hash of it.
+    fn pace(&self, _kind: NotifyKind) -> Option<Pace> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.routing_key.hash(&mut h);
+        Some(Pace {
+            key: format!("pagerduty:{:016x}", h.finish()),
+            interval: PACE_INTERVAL,
+            burst: PACE_BURST,
+        })
+    }
+
     async fn send(&self, msg: &Notification) -> Result<Receipt, NotifyError> {
         let dedup_key = msg.incident.to_string();
         let resp = self
@@ -210,6 +235,18 @@ mod tests {
             ..ChannelSettings::default()
         };
         PagerDutyNotifier::new("PD_KEY", &settings, reqwest::Client::new()).unwrap()
+    }
+
+    #[test]
+    fn every_event_is_paced_per_routing_key_without_the_key_in_clear() {
+        let n = notifier("http://127.0.0.1:9");
+        let pace = n.pace(NotifyKind::Resolved).unwrap();
+        assert_eq!(pace, n.pace(NotifyKind::Trigger).unwrap());
+        assert_eq!((pace.interval, pace.burst), (PACE_INTERVAL, PACE_BURST));
+        assert!(!pace.key.contains(KEY), "{}", pace.key);
+        // At most 120 in any minute: the burst plus a minute at the paced rate.
+        let per_minute = Duration::from_secs(60).as_millis() / PACE_INTERVAL.as_millis();
+        assert!(PACE_BURST as u128 + per_minute <= 120);
     }
 
     fn accepted() -> ResponseTemplate {

@@ -299,6 +299,22 @@ mod tests {
     }
 
     #[test]
+    fn the_pagerduty_summary_names_the_region_once() {
+        let t = shipped();
+        let mut ctx = sample_context();
+        // CloudWatch and Route 53 summaries carry the region already.
+        let r = t.render("pagerduty", NotifyKind::Trigger, &ctx);
+        assert_eq!(
+            r.subject.as_deref(),
+            Some("ALARM: route53-hc-api-example-com-unhealthy (us-east-1)")
+        );
+        // Other sources get it added.
+        ctx.summary = "Trading halted".into();
+        let r = t.render("pagerduty", NotifyKind::Trigger, &ctx);
+        assert_eq!(r.subject.as_deref(), Some("Trading halted (us-east-1)"));
+    }
+
+    #[test]
     fn long_text_is_cut_with_a_visible_marker() {
         let t = shipped();
         let mut ctx = sample_context();

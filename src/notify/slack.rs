@@ -16,18 +16,18 @@
 //! transient; every other `ok:false` is permanent and names Slack's error code. The bot token is
 //! only ever in the `Authorization` header, never in an error.
 //!
-//! Pacing: Slack allows about one `chat.postMessage` per second per channel. Rather than wait
-//! (a channel never sleeps), a post that would come too soon returns
-//! `Transient { retry_after }` without sending, and the worker reschedules it.
+//! Pacing: Slack allows about one `chat.postMessage` per second per channel. The notifier says so
+//! ([`Notifier::pace`]) and the worker keeps that pace (`notify::pace`): a post that would come too
+//! soon waits its turn in the outbox, in order, without counting as an attempt.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::pace::Pace;
 use super::retry::{classify_http, parse_retry_after};
 use super::webhook::without_url;
 use super::{ChannelSettings, Notification, Notifier, NotifyError, Receipt, Recipient};
@@ -36,8 +36,8 @@ use crate::domain::Severity;
 use crate::incident::NotifyKind;
 
 /// Slack's pace for `chat.postMessage` to one channel (reference/slack.md §4, "special tier").
-/// This is the provider's limit, not a backoff: the worker still decides when to retry.
-const POST_INTERVAL: Duration = Duration::from_secs(1);
+/// This is the provider's limit, not a backoff: the worker keeps it by delaying sends.
+pub const POST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// `ok:false` codes worth retrying (reference/slack.md §4); every other code is permanent.
 const RETRYABLE_CODES: [&str; 6] = [
@@ -67,40 +67,6 @@ const KEY_FIELDS: [(&str, &str); 6] = [
     ("account", "Account"),
 ];
 
-/// The time of the last `chat.postMessage` per Slack channel.
-///
-/// A small std-`Mutex` map rather than `governor`: the rule is one fixed interval per channel and
-/// the caller needs "how long until allowed" (for `retry_after`), which is one subtraction here;
-/// `governor` is not otherwise in the dependency tree. The lock is held for one lookup and never
-/// across an `.await`. The map grows only with the number of configured channels.
-#[derive(Debug, Default)]
-pub struct SlackPacer {
-    last_post: Mutex<HashMap<String, Instant>>,
-}
-
-impl SlackPacer {
-    /// The process-wide pacer every notifier built from config uses. Process-wide rather than per
-    /// notifier because a policy reload rebuilds every notifier and two vigil channels may name
-    /// the same Slack channel: both must share one budget.
-    pub fn global() -> Arc<Self> {
-        static GLOBAL: LazyLock<Arc<SlackPacer>> = LazyLock::new(Arc::default);
-        GLOBAL.clone()
-    }
-
-    /// Claims the slot for one post to `channel` at `now`, or says how long until the next one.
-    fn reserve(&self, channel: &str, now: Instant) -> Result<(), Duration> {
-        let mut last = self.last_post.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(prev) = last.get(channel) {
-            let since = now.saturating_duration_since(*prev);
-            if since < POST_INTERVAL {
-                return Err(POST_INTERVAL - since);
-            }
-        }
-        last.insert(channel.to_string(), now);
-        Ok(())
-    }
-}
-
 pub struct SlackNotifier {
     /// The configured channel (`#name` or id), where new messages go.
     channel: String,
@@ -112,8 +78,6 @@ pub struct SlackNotifier {
     timeout: Duration,
     /// For the "at HH:MM UTC" of status lines and for Retry-After dates.
     clock: Arc<dyn Clock>,
-    /// Spaces posts to one channel about a second apart.
-    pacer: Arc<SlackPacer>,
 }
 
 impl SlackNotifier {
@@ -136,14 +100,7 @@ impl SlackNotifier {
             http,
             timeout: settings.http_timeout,
             clock: Arc::new(SystemClock),
-            pacer: SlackPacer::global(),
         })
-    }
-
-    /// Uses `pacer` instead of the process-wide one (tests, so each has its own budget).
-    pub fn with_pacer(mut self, pacer: Arc<SlackPacer>) -> Self {
-        self.pacer = pacer;
-        self
     }
 
     /// Replaces the wall clock (tests).
@@ -207,6 +164,18 @@ impl Notifier for SlackNotifier {
         "slack"
     }
 
+    /// New alert messages (trigger, and an escalation, which posts when the channel has no
+    /// earlier message) are paced per Slack channel, shared by every vigil channel that names it.
+    /// Status updates mostly edit the earlier message (`chat.update`, a per-workspace tier, not
+    /// this limit), so they are not held behind a burst of new alerts.
+    fn pace(&self, kind: NotifyKind) -> Option<Pace> {
+        matches!(kind, NotifyKind::Trigger | NotifyKind::Escalate).then(|| Pace {
+            key: format!("slack:{}", self.channel),
+            interval: POST_INTERVAL,
+            burst: 1,
+        })
+    }
+
     async fn send(&self, msg: &Notification) -> Result<Receipt, NotifyError> {
         let now = self.clock.now();
         let existing = msg.reference.as_deref().and_then(parse_reference);
@@ -226,12 +195,6 @@ impl Notifier for SlackNotifier {
                 ("chat.update", body, channel.to_string())
             }
             None => {
-                if let Err(wait) = self.pacer.reserve(&self.channel, Instant::now()) {
-                    return Err(NotifyError::Transient {
-                        retry_after: Some(wait),
-                        reason: "Slack channel pacing: one message per second".into(),
-                    });
-                }
                 let mut body = match msg.kind {
                     NotifyKind::Trigger | NotifyKind::Escalate => alert_message(msg, now),
                     NotifyKind::Acknowledged | NotifyKind::Resolved => status_message(msg, now),
@@ -294,10 +257,11 @@ fn alert_message(msg: &Notification, now: DateTime<Utc>) -> Value {
     let mut blocks = vec![json!({
         "type": "section",
         "block_id": "alert_summary",
+        // The words, severity included, are the template's (`templates/slack/`); only the
+        // colour is added here.
         "text": mrkdwn(&format!(
-            "{} *{}* {}",
+            "{} {}",
             severity_emoji(msg.severity),
-            msg.severity.as_str().to_uppercase(),
             escape_cut(&msg.text, SECTION_TEXT_MAX - 40),
         )),
     })];
@@ -538,12 +502,7 @@ mod tests {
 
     const TOKEN: &str = "xoxb-1234567890-TESTBOTTOKEN-abcdef";
 
-    /// A notifier with its own pacing budget.
     fn notifier(base: &str) -> SlackNotifier {
-        notifier_paced(base, Arc::default())
-    }
-
-    fn notifier_paced(base: &str, pacer: Arc<SlackPacer>) -> SlackNotifier {
         let settings = ChannelSettings {
             slack_api_url: base.to_string(),
             secrets: SecretSource::from_map(HashMap::from([(
@@ -563,7 +522,6 @@ mod tests {
         )
         .unwrap()
         .with_clock(Arc::new(ManualClock::new(at)))
-        .with_pacer(pacer)
     }
 
     fn posted() -> ResponseTemplate {
@@ -634,7 +592,7 @@ mod tests {
             .mount(&server)
             .await;
         let mut msg = notification(NotifyKind::Trigger);
-        msg.text = "CPU <@U999> & <!channel> > 85%".into();
+        msg.text = "*CRITICAL* CPU <@U999> & <!channel> > 85%".into();
         msg.labels.insert("account".into(), "1234<5678>".into());
         msg.labels.insert("kind".into(), "cloudwatch_alarm".into());
         msg.link = Some(format!(
@@ -802,46 +760,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_post_to_a_channel_within_a_second_is_deferred_unsent() {
+    async fn new_alert_messages_are_paced_per_slack_channel_and_never_refused_for_it() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .respond_with(posted())
-            .expect(1)
+            .expect(2)
             .mount(&server)
             .await;
-        let pacer = Arc::new(SlackPacer::default());
-        let n = notifier_paced(&server.uri(), pacer.clone());
+        let n = notifier(&server.uri());
+        let want = Some(Pace {
+            key: "slack:C07ALERTS01".into(),
+            interval: POST_INTERVAL,
+            burst: 1,
+        });
+        assert_eq!(n.pace(NotifyKind::Trigger), want);
+        assert_eq!(n.pace(NotifyKind::Escalate), want);
+        assert_eq!(n.pace(NotifyKind::Acknowledged), None);
+        assert_eq!(n.pace(NotifyKind::Resolved), None);
+        // The notifier itself sends whenever asked: keeping the pace is the worker's job.
         n.send(&notification(NotifyKind::Trigger)).await.unwrap();
-        match n.send(&notification(NotifyKind::Trigger)).await {
-            Err(NotifyError::Transient {
-                retry_after: Some(wait),
-                ..
-            }) => assert!(wait > Duration::ZERO && wait <= POST_INTERVAL, "{wait:?}"),
-            other => panic!("{other:?}"),
-        }
-        // A rebuilt notifier (a reload) shares the channel's budget.
-        assert!(matches!(
-            notifier_paced(&server.uri(), pacer)
-                .send(&notification(NotifyKind::Trigger))
-                .await,
-            Err(NotifyError::Transient { .. })
-        ));
-    }
-
-    #[test]
-    fn pacing_allows_the_next_post_after_the_interval() {
-        let pacer = SlackPacer::default();
-        let t0 = Instant::now();
-        pacer.reserve("C1", t0).unwrap();
-        let wait = pacer
-            .reserve("C1", t0 + Duration::from_millis(300))
-            .unwrap_err();
-        assert_eq!(wait, Duration::from_millis(700));
-        // Other channels have their own budget.
-        pacer
-            .reserve("C2", t0 + Duration::from_millis(300))
-            .unwrap();
-        pacer.reserve("C1", t0 + POST_INTERVAL).unwrap();
+        n.send(&notification(NotifyKind::Trigger)).await.unwrap();
     }
 
     #[tokio::test]
@@ -963,7 +901,7 @@ mod tests {
                     .unwrap_err(),
             );
         }
-        // A network failure, and pacing.
+        // Network failures.
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::pace::Pacer;
 use super::render::RenderContext;
 use super::retry::RetryPolicy;
 use super::{Notification, Notifiers, NotifyError, Receipt, Recipient};
@@ -52,6 +53,9 @@ pub struct DeliveryWorker {
     held: Mutex<HashMap<ulid::Ulid, Held>>,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
+    /// Provider rate limits (Slack per channel, PagerDuty per routing key), on `clock`. One per
+    /// worker, so a policy reload (new notifiers) keeps each channel's budget.
+    pacer: Pacer,
 }
 
 /// A delivery whose attempt the store could not record (a full disk, Redis gone). When the
@@ -92,6 +96,7 @@ impl DeliveryWorker {
             held: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(CONCURRENCY)),
             tasks: TaskTracker::new(),
+            pacer: Pacer::default(),
         }
     }
 
@@ -149,11 +154,13 @@ impl DeliveryWorker {
             started += 1;
             let me = self.clone();
             let permit = self.permits.clone().acquire_owned().await;
+            // In outbox order, so paced channels keep it; once a send may start.
+            let hold = self.pace(&d, self.clock.now());
             self.tasks.spawn(async move {
                 let _permit = permit;
                 let id = d.id;
-                if let Err(e) = me.deliver(d).await {
-                    me.hold(id, &e);
+                if let Err(e) = me.deliver(d, hold).await {
+                    me.hold_back(id, &e);
                 }
                 lock(&me.inflight).remove(&id);
             });
@@ -178,7 +185,11 @@ impl DeliveryWorker {
     }
 
     #[tracing::instrument(skip_all, fields(incident.id = %d.incident, channel = %d.channel, attempt = d.attempt + 1))]
-    async fn deliver(&self, d: Delivery) -> Result<(), StoreError> {
+    async fn deliver(
+        &self,
+        d: Delivery,
+        hold: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), StoreError> {
         // Another task may have finished this row between our read and taking the in-flight
         // slot; sending it again would page twice.
         if !self.store.still_pending(&d).await? {
@@ -192,6 +203,9 @@ impl DeliveryWorker {
             lock(&self.held).remove(&d.id);
             tracing::info!("The attempt held back by a store error is recorded now.");
             return Ok(());
+        }
+        if let Some(until) = hold {
+            return self.put_back_paced(&d, until).await;
         }
         let now = self.clock.now();
         let attempt = d.attempt + 1;
@@ -398,7 +412,7 @@ impl DeliveryWorker {
 
     /// Holds a delivery back after a store error, for the retry policy's delay after as many
     /// tries as it has had.
-    fn hold(&self, id: ulid::Ulid, e: &StoreError) {
+    fn hold_back(&self, id: ulid::Ulid, e: &StoreError) {
         let now = self.clock.now();
         let mut held = lock(&self.held);
         let h = held.entry(id).or_insert(Held {
@@ -419,6 +433,51 @@ impl DeliveryWorker {
             wait = ?wait,
             "The store could not record a delivery attempt; holding it back (a sent one is not sent again)."
         );
+    }
+
+    /// When a delivery on a paced channel may go: `None` now, `Some(t)` not before `t`.
+    fn pace(
+        &self,
+        d: &Delivery,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let notifiers = self.notifiers.load();
+        let pace = notifiers.get(&d.channel).ok()?.pace(d.kind)?;
+        self.pacer.admit(&pace, d.id, now)
+    }
+
+    /// Puts a delivery held by its provider's pace back in the outbox for `until`: the same
+    /// attempt count (pacing never uses up retries) and no timeline entry (nothing was tried).
+    async fn put_back_paced(
+        &self,
+        d: &Delivery,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let kind = self
+            .policy
+            .current()
+            .channels
+            .get(&d.channel)
+            .map(|c| c.kind())
+            .unwrap_or("unknown");
+        self.metrics
+            .counter("vigil_delivery_paced_total", &[("channel_type", kind)])
+            .increment(1);
+        tracing::debug!(until = %until, "Delivery held for the provider's rate limit.");
+        self.store
+            .finish_delivery(
+                d,
+                DeliveryFinish {
+                    update: DeliveryUpdate::Retry {
+                        attempt: d.attempt,
+                        not_before: until,
+                    },
+                    entries: vec![],
+                    follow_ups: vec![],
+                    remember: None,
+                },
+            )
+            .await
     }
 
     /// Renders and sends once; the notifier's own verdict, or `Permanent` when the channel
