@@ -120,10 +120,12 @@ impl DeliveryWorker {
             };
             // Nothing started and nothing in flight: whatever is due is held back, so look
             // again when the first hold ends rather than every few milliseconds.
-            if started == 0 && lock(&self.inflight).is_empty() {
-                if let Some(at) = lock(&self.held).values().map(|h| h.retry_at).min() {
-                    wait = wait.max(until(at));
-                }
+            let earliest_hold = lock(&self.held).values().map(|h| h.retry_at).min();
+            if started == 0
+                && lock(&self.inflight).is_empty()
+                && let Some(at) = earliest_hold
+            {
+                wait = wait.max(until(at));
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
