@@ -157,6 +157,12 @@ struct ServeArgs {
     /// How long shutdown may take to drain.
     #[arg(long, env = "VIGIL_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
+    /// Resolved incidents (with their timelines) are deleted this long after their resolve.
+    #[arg(long, env = "VIGIL_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    retention: Duration,
+    /// SNS MessageIds and EventBridge ids are forgotten this long after they were first seen.
+    #[arg(long, env = "VIGIL_MESSAGE_ID_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    message_id_retention: Duration,
 }
 
 #[tokio::main]
@@ -302,6 +308,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     settings.retry.max_delay = args.delivery_backoff_max;
     settings.max_scheduler_lag = args.max_scheduler_lag;
     settings.shutdown_timeout = args.shutdown_timeout;
+    settings.retention.incidents = args.retention;
+    settings.retention.message_ids = args.message_id_retention;
     let app = App::build(settings, Arc::new(SystemClock)).await?;
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(std::process::ExitCode::SUCCESS)

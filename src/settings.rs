@@ -72,6 +72,8 @@ pub struct Settings {
     pub watch_config: bool,
     /// Provider endpoints, timeouts and the source of channel secrets.
     pub channels: crate::notify::ChannelSettings,
+    /// How long resolved incidents and delivery ids are kept, and how the prune pass runs.
+    pub retention: crate::incident::prune::Retention,
 }
 
 impl Settings {
@@ -100,6 +102,7 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(10),
             watch_config: true,
             channels: crate::notify::ChannelSettings::default(),
+            retention: crate::incident::prune::Retention::default(),
         }
     }
 }

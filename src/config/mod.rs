@@ -116,9 +116,48 @@ pub struct Policy {
     /// incident instead of opening a new one; `None` = never (every firing after a resolve pages
     /// afresh).
     pub flap_cooldown: Option<Duration>,
+    /// The per-source bound on new incidents per minute beyond which alerts fold into a storm
+    /// incident.
+    pub storm: StormPolicy,
     /// sha256 (hex) of the policy files' contents in load order, to tell in logs which policy
     /// version was running.
     pub digest: String,
+}
+
+/// The default of `storm.max_new_per_minute`.
+pub const DEFAULT_STORM_BOUND: u32 = 100;
+
+/// How many new incidents one source may open within a minute (`routing/` `storm`) before
+/// further new alerts from it fold into its storm incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StormPolicy {
+    /// The bound for sources not in `per_source`.
+    pub max_new_per_minute: u32,
+    pub per_source: std::collections::HashMap<crate::domain::Source, u32>,
+}
+
+impl Default for StormPolicy {
+    fn default() -> Self {
+        Self {
+            max_new_per_minute: DEFAULT_STORM_BOUND,
+            per_source: Default::default(),
+        }
+    }
+}
+
+impl StormPolicy {
+    /// The bound for `source`; `None` for heartbeats, which are never grouped.
+    pub fn bound(&self, source: crate::domain::Source) -> Option<u32> {
+        match source {
+            crate::domain::Source::Heartbeat => None,
+            s => Some(
+                self.per_source
+                    .get(&s)
+                    .copied()
+                    .unwrap_or(self.max_new_per_minute),
+            ),
+        }
+    }
 }
 
 impl Policy {

@@ -18,8 +18,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use tokio::sync::oneshot;
 
 use super::{
-    CommitOutcome, DeliveryFinish, FingerprintState, Guard, Store, StoreError, StoreStats,
-    Transition,
+    CommitOutcome, DeliveryFinish, FingerprintState, Guard, Prune, Pruned, Store, StoreError,
+    StoreStats, Transition,
 };
 use crate::domain::{Fingerprint, IncidentId};
 use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
@@ -42,6 +42,11 @@ const SEEN: TableDefinition<&str, i64> = TableDefinition::new("seen");
 const REFS: TableDefinition<(u128, &str), &str> = TableDefinition::new("refs");
 /// (kind, id) → operator-managed record (silences, overrides, heartbeats).
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
+/// (resolve time ms, incident id) → (): resolved incidents in the order they age out (`prune`).
+/// A row whose incident reopened (or resolved again later) is stale and is dropped by `prune`.
+const RESOLVED_AT: TableDefinition<(i64, u128), ()> = TableDefinition::new("resolved_at");
+/// (seen ms, transport delivery id) → (): `SEEN` in the order it ages out (`prune`).
+const SEEN_AT: TableDefinition<(i64, &str), ()> = TableDefinition::new("seen_at");
 /// schema version; see `SCHEMA_VERSION`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -374,6 +379,8 @@ impl Writer {
                     seen: w.open_table(SEEN).map_err(unavailable)?,
                     refs: w.open_table(REFS).map_err(unavailable)?,
                     records: w.open_table(RECORDS).map_err(unavailable)?,
+                    resolved_at: w.open_table(RESOLVED_AT).map_err(unavailable)?,
+                    seen_at: w.open_table(SEEN_AT).map_err(unavailable)?,
                 };
                 for op in &batch {
                     let r = match op {
@@ -498,6 +505,11 @@ impl Writer {
                 }
                 cache.push(CacheChange::Close(fp.to_string(), key));
             }
+            if let (IncidentStatus::Resolved, Some((_, at))) = (inc.status, &inc.resolved) {
+                t.resolved_at
+                    .insert((ms(*at), key), ())
+                    .map_err(unavailable)?;
+            }
             t.incidents
                 .insert(key, bytes.as_slice())
                 .map_err(unavailable)?;
@@ -516,7 +528,11 @@ impl Writer {
                 .map_err(unavailable)?;
         }
         if let Some(did) = &tx.delivery_id {
-            t.seen.insert(did.as_str(), now_ms).map_err(unavailable)?;
+            let seen_ms = tx.decided_at.map(ms).unwrap_or(now_ms);
+            t.seen.insert(did.as_str(), seen_ms).map_err(unavailable)?;
+            t.seen_at
+                .insert((seen_ms, did.as_str()), ())
+                .map_err(unavailable)?;
         }
         if let Some((fp, at)) = &tx.last_change {
             let old = t
@@ -591,6 +607,107 @@ struct Tables<'w> {
     seen: redb::Table<'w, &'static str, i64>,
     refs: redb::Table<'w, (u128, &'static str), &'static str>,
     records: redb::Table<'w, (&'static str, &'static str), &'static [u8]>,
+    resolved_at: redb::Table<'w, (i64, u128), ()>,
+    seen_at: redb::Table<'w, (i64, &'static str), ()>,
+}
+
+/// One bounded prune pass in its own write transaction. redb runs one write transaction at a
+/// time, so the writer waits for this one; `prune.limit` bounds how long.
+fn prune_tx(db: &Database, p: Prune) -> Result<Pruned, StoreError> {
+    let mut out = Pruned::default();
+    let w = db.begin_write().map_err(unavailable)?;
+    {
+        let mut resolved_at = w.open_table(RESOLVED_AT).map_err(unavailable)?;
+        let mut incidents = w.open_table(INCIDENTS).map_err(unavailable)?;
+        let mut open = w.open_table(OPEN).map_err(unavailable)?;
+        let mut last_change = w.open_table(LAST_CHANGE).map_err(unavailable)?;
+        let mut timeline = w.open_table(TIMELINE).map_err(unavailable)?;
+        let mut due = w.open_table(DUE).map_err(unavailable)?;
+        let mut outbox = w.open_table(OUTBOX).map_err(unavailable)?;
+        let mut refs = w.open_table(REFS).map_err(unavailable)?;
+        let cutoff = ms(p.resolved_before);
+        let rows = resolved_at
+            .range(..(cutoff, 0))
+            .map_err(unavailable)?
+            .take(p.limit)
+            .map(|row| row.map(|(k, _)| k.value()).map_err(unavailable))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut gone = std::collections::HashSet::new();
+        for (at, key) in rows {
+            resolved_at.remove((at, key)).map_err(unavailable)?;
+            let inc = match incidents.get(key).map_err(unavailable)? {
+                Some(v) => decode_incident(v.value())?,
+                None => continue,
+            };
+            // A stale row: the incident reopened, or resolved again later (a newer row).
+            let resolved_ms = inc.resolved.as_ref().map(|(_, t)| ms(*t));
+            if inc.status != IncidentStatus::Resolved || resolved_ms != Some(at) {
+                continue;
+            }
+            incidents.remove(key).map_err(unavailable)?;
+            if let Some(d) = inc.next_due {
+                due.remove((ms(d), key)).map_err(unavailable)?;
+            }
+            timeline
+                .retain_in((key, 0)..=(key, u64::MAX), |_, _| false)
+                .map_err(unavailable)?;
+            refs.retain_in((key, "")..(key + 1, ""), |_, _| false)
+                .map_err(unavailable)?;
+            let fp = inc.fingerprint.as_str();
+            let mapped = open.get(fp).map_err(unavailable)?.map(|v| v.value());
+            if mapped == Some(key) {
+                open.remove(fp).map_err(unavailable)?;
+            }
+            let changed = last_change.get(fp).map_err(unavailable)?.map(|v| v.value());
+            if open.get(fp).map_err(unavailable)?.is_none() && changed.is_some_and(|c| c < cutoff) {
+                last_change.remove(fp).map_err(unavailable)?;
+            }
+            gone.insert(key);
+            out.incidents.push((inc.id, inc.fingerprint));
+        }
+        // Outbox rows are keyed by time, not incident: one look over the (short) outbox.
+        if !gone.is_empty() {
+            let mut orphaned = Vec::new();
+            for row in outbox.iter().map_err(unavailable)? {
+                let (k, v) = row.map_err(unavailable)?;
+                let d: Delivery = decode(v.value())?;
+                if gone.contains(&id128(d.incident)) {
+                    orphaned.push(k.value());
+                }
+            }
+            for k in orphaned {
+                outbox.remove(k).map_err(unavailable)?;
+            }
+        }
+        let mut seen_at = w.open_table(SEEN_AT).map_err(unavailable)?;
+        let mut seen = w.open_table(SEEN).map_err(unavailable)?;
+        let seen_cutoff = ms(p.seen_before);
+        let ids = seen_at
+            .range(..(seen_cutoff, ""))
+            .map_err(unavailable)?
+            .take(p.limit)
+            .map(|row| {
+                row.map(|(k, _)| {
+                    let (at, id) = k.value();
+                    (at, id.to_string())
+                })
+                .map_err(unavailable)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (at, id) in ids {
+            seen_at.remove((at, id.as_str())).map_err(unavailable)?;
+            let recorded = seen
+                .get(id.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value());
+            if recorded == Some(at) {
+                seen.remove(id.as_str()).map_err(unavailable)?;
+            }
+            out.delivery_ids += 1;
+        }
+    }
+    w.commit().map_err(unavailable)?;
+    Ok(out)
 }
 
 #[async_trait::async_trait]
@@ -645,6 +762,30 @@ impl Store for EmbeddedStore {
             }
         }
         Ok(out)
+    }
+
+    async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let open = rx.open_table(OPEN).map_err(unavailable)?;
+        let incidents = rx.open_table(INCIDENTS).map_err(unavailable)?;
+        let mut out = Vec::with_capacity(open.len().map_err(unavailable)? as usize);
+        for row in open.iter().map_err(unavailable)? {
+            let (_, id) = row.map_err(unavailable)?;
+            if let Some(v) = incidents.get(id.value()).map_err(unavailable)? {
+                let inc = decode_incident(v.value())?;
+                if inc.status.is_open() {
+                    out.push(inc);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || prune_tx(&db, prune))
+            .await
+            .map_err(unavailable)?
     }
 
     async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {

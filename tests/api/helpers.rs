@@ -120,7 +120,12 @@ pub struct Options {
     pub redis: bool,
     /// Retry bounds instead of the fast ones below (3 attempts, 10–50 ms apart).
     pub retry: Option<vigil::notify::retry::RetryPolicy>,
+    /// Wraps the store the app is given (to observe what the app reads).
+    pub wrap_store: Option<StoreWrapper>,
 }
+
+/// Wraps the store given to the app.
+pub type StoreWrapper = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store>>;
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
@@ -172,6 +177,10 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         Arc::new(RedisStore::connect(&url, &prefix).await.unwrap())
     } else {
         Arc::new(EmbeddedStore::open(&dir.path().join("data")).unwrap())
+    };
+    let store = match opts.wrap_store {
+        Some(wrap) => wrap(store),
+        None => store,
     };
     let app = App::build_with_store(settings, clock.clone(), store, Some(Arc::new(FixtureCerts)))
         .await

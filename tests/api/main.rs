@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod escalation;
 mod fixtures;
+mod growth;
 mod helpers;
 mod operations;
 mod reload;
