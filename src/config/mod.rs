@@ -554,6 +554,54 @@ policies:
     }
 
     #[test]
+    fn storm_bounds_default_to_100_and_are_checked() {
+        let (_dir, p) = load_with(&[]);
+        let p = p.unwrap();
+        assert_eq!(p.storm, StormPolicy::default());
+        assert_eq!(
+            p.storm.bound(crate::domain::Source::Sns),
+            Some(DEFAULT_STORM_BOUND)
+        );
+        assert_eq!(p.storm.bound(crate::domain::Source::Heartbeat), None);
+
+        let (_dir, p) = load_with(&[(
+            "storm.yaml",
+            "storm:\n  max_new_per_minute: 50\n  sources: { bot: 500 }\n",
+        )]);
+        let p = p.unwrap();
+        assert_eq!(p.storm.bound(crate::domain::Source::Sns), Some(50));
+        assert_eq!(p.storm.bound(crate::domain::Source::Bot), Some(500));
+
+        for (text, key, fragment) in [
+            (
+                "storm:\n  max_new_per_minute: 0\n",
+                "storm.max_new_per_minute",
+                "at least 1",
+            ),
+            (
+                "storm:\n  sources: { cloudwatch: 10 }\n",
+                "storm.sources.cloudwatch",
+                "unknown source \"cloudwatch\"",
+            ),
+            (
+                "storm:\n  sources: { sns: 0 }\n",
+                "storm.sources.sns",
+                "at least 1",
+            ),
+            (
+                "storm:\n  max_new_per_mintue: 10\n",
+                "storm.max_new_per_mintue",
+                "unknown field",
+            ),
+        ] {
+            let (_dir, e) = single_error("storm.yaml", text);
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.message.contains(fragment), "{text}: {e}");
+            assert_eq!(e.line, Some(2), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn policies_can_be_shared_across_tasks() {
         fn shareable<T: Clone + Send + Sync + 'static>() {}
         shareable::<Policy>();
