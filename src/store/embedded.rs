@@ -47,6 +47,9 @@ const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("reco
 const RESOLVED_AT: TableDefinition<(i64, u128), ()> = TableDefinition::new("resolved_at");
 /// (seen ms, transport delivery id) → (): `SEEN` in the order it ages out (`prune`).
 const SEEN_AT: TableDefinition<(i64, &str), ()> = TableDefinition::new("seen_at");
+/// Where `prune`'s indexing of older rows stands: `incidents` → the last incident key indexed
+/// (16 bytes, big-endian), `seen` → the last delivery id indexed; `BACKFILLED` once complete.
+const PRUNE_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("prune_state");
 /// schema version; see `SCHEMA_VERSION`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -611,11 +614,101 @@ struct Tables<'w> {
     seen_at: redb::Table<'w, (i64, &'static str), ()>,
 }
 
+/// `PRUNE_STATE` value once an index covers every older row.
+const BACKFILLED: &[u8] = b"done";
+/// Older rows indexed per `prune` call (reads, plus an index row for each that qualifies).
+const BACKFILL_STEP: usize = 10_000;
+
+/// Indexes in `RESOLVED_AT` and `SEEN_AT` the next `BACKFILL_STEP` incidents and delivery ids
+/// written before those indexes existed (rows written since are indexed by the writer, and
+/// indexing one twice changes nothing). Returns whether more remain.
+fn backfill(w: &redb::WriteTransaction) -> Result<bool, StoreError> {
+    let mut state = w.open_table(PRUNE_STATE).map_err(unavailable)?;
+    let mut more = false;
+    let cursor = state
+        .get("incidents")
+        .map_err(unavailable)?
+        .map(|v| v.value().to_vec());
+    if cursor.as_deref() != Some(BACKFILLED) {
+        let start = match cursor.and_then(|c| <[u8; 16]>::try_from(c.as_slice()).ok()) {
+            Some(after) => u128::from_be_bytes(after).checked_add(1),
+            None => Some(0),
+        };
+        let mut last = None;
+        let mut n = 0;
+        if let Some(start) = start {
+            let incidents = w.open_table(INCIDENTS).map_err(unavailable)?;
+            let mut resolved_at = w.open_table(RESOLVED_AT).map_err(unavailable)?;
+            for row in incidents
+                .range(start..)
+                .map_err(unavailable)?
+                .take(BACKFILL_STEP)
+            {
+                let (k, v) = row.map_err(unavailable)?;
+                let key = k.value();
+                n += 1;
+                last = Some(key);
+                // An unreadable row is left alone here (reading it reports it elsewhere).
+                if let Ok(inc) = decode_incident(v.value())
+                    && let (IncidentStatus::Resolved, Some((_, at))) = (inc.status, &inc.resolved)
+                {
+                    resolved_at
+                        .insert((ms(*at), key), ())
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        let next = match last {
+            Some(key) if n == BACKFILL_STEP => key.to_be_bytes().to_vec(),
+            _ => BACKFILLED.to_vec(),
+        };
+        more |= next != BACKFILLED;
+        state
+            .insert("incidents", next.as_slice())
+            .map_err(unavailable)?;
+    }
+    let cursor = state
+        .get("seen")
+        .map_err(unavailable)?
+        .map(|v| v.value().to_vec());
+    if cursor.as_deref() != Some(BACKFILLED) {
+        let after = cursor.map(|c| String::from_utf8_lossy(&c).into_owned());
+        let seen = w.open_table(SEEN).map_err(unavailable)?;
+        let mut seen_at = w.open_table(SEEN_AT).map_err(unavailable)?;
+        let lower = match &after {
+            Some(a) => std::ops::Bound::Excluded(a.as_str()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut last = None;
+        let mut n = 0;
+        for row in seen
+            .range::<&str>((lower, std::ops::Bound::Unbounded))
+            .map_err(unavailable)?
+            .take(BACKFILL_STEP)
+        {
+            let (k, v) = row.map_err(unavailable)?;
+            n += 1;
+            seen_at
+                .insert((v.value(), k.value()), ())
+                .map_err(unavailable)?;
+            last = Some(k.value().to_string());
+        }
+        let next = match last {
+            Some(id) if n == BACKFILL_STEP => id.into_bytes(),
+            _ => BACKFILLED.to_vec(),
+        };
+        more |= next != BACKFILLED;
+        state.insert("seen", next.as_slice()).map_err(unavailable)?;
+    }
+    Ok(more)
+}
+
 /// One bounded prune pass in its own write transaction. redb runs one write transaction at a
 /// time, so the writer waits for this one; `prune.limit` bounds how long.
 fn prune_tx(db: &Database, p: Prune) -> Result<Pruned, StoreError> {
     let mut out = Pruned::default();
     let w = db.begin_write().map_err(unavailable)?;
+    out.backlog = backfill(&w)?;
     {
         let mut resolved_at = w.open_table(RESOLVED_AT).map_err(unavailable)?;
         let mut incidents = w.open_table(INCIDENTS).map_err(unavailable)?;
@@ -1007,6 +1100,57 @@ mod tests {
         inc.version += 1;
         inc.next_due = None;
         assert_eq!(store.incident(inc.id).await.unwrap(), Some(inc));
+    }
+
+    /// Rows written before the prune indexes existed are indexed by `prune`, a step per call,
+    /// and then pruned like any other.
+    #[tokio::test]
+    async fn incidents_and_delivery_ids_from_before_the_prune_indexes_are_pruned() {
+        use super::super::contract::sample_incident;
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let resolved_at = Utc::now() - chrono::Duration::days(60);
+        let mut inc = sample_incident(Fingerprint::parse("legacy").unwrap(), resolved_at);
+        inc.status = IncidentStatus::Resolved;
+        inc.next_due = None;
+        inc.resolved = Some((
+            crate::incident::Actor {
+                who: "old".into(),
+                origin: crate::incident::Origin::Api,
+            },
+            resolved_at,
+        ));
+        {
+            let w = store.db.begin_write().unwrap();
+            {
+                let mut t = w.open_table(INCIDENTS).unwrap();
+                t.insert(id128(inc.id), encode_incident(&inc).as_slice())
+                    .unwrap();
+                let mut s = w.open_table(SEEN).unwrap();
+                s.insert("sns-legacy", ms(resolved_at)).unwrap();
+            }
+            w.commit().unwrap();
+        }
+        let prune = Prune {
+            resolved_before: Utc::now() - chrono::Duration::days(30),
+            seen_before: Utc::now() - chrono::Duration::days(7),
+            limit: 100,
+        };
+        let pruned = store.prune(prune).await.unwrap();
+        assert_eq!(pruned.incidents, vec![(inc.id, inc.fingerprint.clone())]);
+        assert_eq!(pruned.delivery_ids, 1);
+        assert!(!pruned.backlog);
+        assert!(store.incident(inc.id).await.unwrap().is_none());
+        let again = Transition {
+            delivery_id: Some("sns-legacy".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store.commit(again).await.unwrap(),
+            CommitOutcome::Committed,
+            "the old id is forgotten"
+        );
+        assert_eq!(store.prune(prune).await.unwrap(), Pruned::default());
     }
 
     #[tokio::test]

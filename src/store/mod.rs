@@ -236,12 +236,16 @@ pub struct Pruned {
     pub incidents: Vec<(IncidentId, Fingerprint)>,
     /// How many delivery ids were forgotten.
     pub delivery_ids: usize,
+    /// The store is still indexing, a step per call, what was written before its prune indexes
+    /// existed (older versions): call again soon.
+    pub backlog: bool,
 }
 
 impl Pruned {
-    /// Whether the call stopped at `limit`: more may be due, so the caller may call again.
+    /// Whether the call stopped at `limit` or has a backlog: more may be due, so the caller may
+    /// call again soon.
     pub fn full(&self, limit: usize) -> bool {
-        self.incidents.len() >= limit || self.delivery_ids >= limit
+        self.incidents.len() >= limit || self.delivery_ids >= limit || self.backlog
     }
 }
 

@@ -313,6 +313,7 @@ struct Scripts {
     prune_consumers: Script,
     open_incidents: Script,
     prune: Script,
+    backfill: Script,
 }
 
 impl Scripts {
@@ -327,6 +328,7 @@ impl Scripts {
             prune_consumers: Script::new(PRUNE_CONSUMERS_LUA),
             open_incidents: Script::new(OPEN_INCIDENTS_LUA),
             prune: Script::new(PRUNE_LUA),
+            backfill: Script::new(BACKFILL_LUA),
         }
     }
 }
@@ -614,6 +616,40 @@ for _, key in ipairs(seen) do
 end
 return {out, n}
 "#;
+
+/// The next step of indexing in `resolvedat` the resolved incidents written before it existed:
+/// the JSON of those of the next ARGV[1] ids of `idx:resolved` (after the cursor) not indexed
+/// yet; the caller reads their resolve times and adds them. Returns {more (0|1), {id, JSON, …}}.
+///
+/// KEYS: 1 idx:resolved, 2 resolvedat, 3 prune:backfill (the last id looked at, or `done`).
+/// ARGV: 1 step, 2 `{tag}:inc:`.
+const BACKFILL_LUA: &str = r#"
+local cursor = redis.call('GET', KEYS[3])
+if cursor == 'done' then return {0, {}} end
+local lower = '-'
+if cursor then lower = '(' .. cursor end
+local step = tonumber(ARGV[1])
+local ids = redis.call('ZRANGEBYLEX', KEYS[1], lower, '+', 'LIMIT', 0, step)
+local out = {}
+for _, id in ipairs(ids) do
+  if not redis.call('ZSCORE', KEYS[2], id) then
+    local data = redis.call('HGET', ARGV[2] .. id, 'data')
+    if data then
+      table.insert(out, id)
+      table.insert(out, data)
+    end
+  end
+end
+if #ids < step then
+  redis.call('SET', KEYS[3], 'done')
+  return {0, out}
+end
+redis.call('SET', KEYS[3], ids[#ids])
+return {1, out}
+"#;
+
+/// Resolved incidents indexed per `prune` call by `BACKFILL_LUA`.
+const BACKFILL_STEP: usize = 1000;
 
 /// Removes consumers that hold nothing and have been idle longer than ARGV[2] ms.
 /// KEYS: 1 outbox:stream. ARGV: 1 group, 2 idle ms.
@@ -1033,6 +1069,37 @@ impl Store for RedisStore {
 
     async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError> {
         let k = &self.keys;
+        // Older `seen:` keys expire by their TTL; older resolved incidents need indexing.
+        let mut inv = self.scripts.backfill.prepare_invoke();
+        inv.key(k.status(IncidentStatus::Resolved))
+            .key(k.k("resolvedat"))
+            .key(k.k("prune:backfill"))
+            .arg(BACKFILL_STEP)
+            .arg(k.k("inc:"));
+        let (more, older): (i64, Vec<String>) = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let mut index = ::redis::pipe();
+        let mut indexed = 0;
+        for pair in older.chunks(2) {
+            if let [id, data] = pair
+                && let Ok(inc) = decode::<Incident>(data)
+                && let (IncidentStatus::Resolved, Some((_, at))) = (inc.status, &inc.resolved)
+            {
+                index
+                    .cmd("ZADD")
+                    .arg(k.k("resolvedat"))
+                    .arg("NX")
+                    .arg(ms(*at))
+                    .arg(id)
+                    .ignore();
+                indexed += 1;
+            }
+        }
+        if indexed > 0 {
+            self.run(|mut c| async move { index.query_async::<()>(&mut c).await })
+                .await?;
+        }
         let mut inv = self.scripts.prune.prepare_invoke();
         inv.key(k.k("resolvedat"))
             .key(k.k("open"))
@@ -1069,6 +1136,7 @@ impl Store for RedisStore {
         Ok(Pruned {
             incidents,
             delivery_ids: delivery_ids as usize,
+            backlog: more == 1,
         })
     }
 
@@ -1678,6 +1746,40 @@ mod tests {
             ttl > 0 && ttl <= SEEN_TTL.as_secs() as i64,
             "seen ids expire"
         );
+    }
+
+    #[tokio::test]
+    async fn resolved_incidents_written_before_the_prune_index_are_indexed_and_pruned() {
+        let store = replica(&fresh_prefix(), "a", Duration::from_secs(60)).await;
+        let mut inc = crate::store::contract::sample_incident(fp("legacy"), now());
+        inc.status = IncidentStatus::Resolved;
+        inc.next_due = None;
+        inc.resolved = Some((
+            crate::incident::Actor {
+                who: "old".into(),
+                origin: crate::incident::Origin::Api,
+            },
+            now() - chrono::Duration::days(60),
+        ));
+        store.commit(opened(&inc, vec![])).await.unwrap();
+        // As an older version left it: no `resolvedat` entry, no backfill yet.
+        let client = Client::open(redis_url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = ::redis::cmd("DEL")
+            .arg(store.keys.k("resolvedat"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let prune = Prune {
+            resolved_before: now() - chrono::Duration::days(30),
+            seen_before: now() - chrono::Duration::days(7),
+            limit: 100,
+        };
+        let pruned = store.prune(prune).await.unwrap();
+        assert_eq!(pruned.incidents, vec![(inc.id, inc.fingerprint.clone())]);
+        assert!(!pruned.backlog, "one incident: indexed in one step");
+        assert!(store.incident(inc.id).await.unwrap().is_none());
+        assert!(!store.prune(prune).await.unwrap().full(100));
     }
 
     #[tokio::test]
