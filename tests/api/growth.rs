@@ -229,7 +229,20 @@ fn rfc(t: DateTime<Utc>) -> String {
 
 #[tokio::test]
 async fn the_prune_pass_deletes_aged_out_incidents_and_ended_api_silences_and_overrides() {
-    let app = spawn_app().await;
+    prune_pass(false).await;
+}
+
+#[tokio::test]
+async fn the_prune_pass_deletes_aged_out_incidents_and_ended_api_silences_and_overrides_on_redis() {
+    prune_pass(true).await;
+}
+
+async fn prune_pass(redis: bool) {
+    let app = spawn_app_with(Options {
+        redis,
+        ..Default::default()
+    })
+    .await;
     let end = t0() + TimeDelta::hours(1);
     let (status, body) = app
         .post_silence(json!({
@@ -321,6 +334,15 @@ fn distinct(n: usize) -> Value {
 
 #[tokio::test]
 async fn a_flood_of_new_alerts_from_one_source_opens_one_storm_incident_and_pages_once() {
+    flood(false).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_new_alerts_from_one_source_opens_one_storm_incident_and_pages_once_on_redis() {
+    flood(true).await;
+}
+
+async fn flood(redis: bool) {
     let sink = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/page"))
@@ -329,6 +351,7 @@ async fn a_flood_of_new_alerts_from_one_source_opens_one_storm_incident_and_page
         .await;
     let app = spawn_app_with(Options {
         policy: Some(Box::new(storm_policy(&sink.uri()))),
+        redis,
         ..Default::default()
     })
     .await;
