@@ -885,3 +885,46 @@ impl IncidentService {
         Err(ServiceError::Contention)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Source;
+
+    #[test]
+    fn the_storm_window_counts_every_attempt_of_the_last_minute_per_source() {
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        let mut c = StormCounter::default();
+        let admitted: Vec<bool> = (0..4).map(|_| c.admit(Source::Bot, at(0), 3)).collect();
+        assert_eq!(
+            admitted,
+            [true, true, true, false],
+            "the bound, then grouped"
+        );
+        assert!(
+            c.admit(Source::Sns, at(0), 3),
+            "each source has its own count"
+        );
+        assert!(
+            !c.admit(Source::Bot, at(30), 3),
+            "grouped attempts keep the storm going"
+        );
+        assert!(
+            c.admit(Source::Bot, at(60), 3),
+            "the first second's 4 left the window"
+        );
+        assert!(
+            c.admit(Source::Bot, at(61), 3),
+            "30 and 60 in the window: a third fits"
+        );
+        assert!(
+            !c.admit(Source::Bot, at(62), 3),
+            "30, 60 and 61: the bound is reached"
+        );
+        assert!(
+            c.admit(Source::Bot, at(200), 3),
+            "a quiet minute: new alerts open again"
+        );
+    }
+}
