@@ -429,6 +429,8 @@ rules:
   - name: catch-all
     matchers: []
     severity: medium
+# Each new incident is what is measured: no storm grouping.
+storm: {{ max_new_per_minute: 4000000000 }}
 "#
     );
     std::fs::write(dir.join("policy.yaml"), yaml).unwrap();

@@ -61,6 +61,7 @@ pub struct AppHandle {
     pub metrics: Arc<Metrics>,
     pub addr: std::net::SocketAddr,
     scheduler: Arc<Scheduler>,
+    retention: crate::incident::prune::Retention,
 }
 
 impl AppHandle {
@@ -73,6 +74,13 @@ impl AppHandle {
     pub async fn run_deliveries(&self) {
         let _ = self.worker.drain().await;
     }
+
+    /// Runs one retention pass now (by the app's clock).
+    pub async fn run_prune(
+        &self,
+    ) -> Result<crate::incident::prune::PruneReport, crate::store::StoreError> {
+        crate::incident::prune::pass(&self.service, &self.retention).await
+    }
 }
 
 impl App {
@@ -81,6 +89,7 @@ impl App {
             Some(r) => {
                 let options = RedisOptions {
                     lease: r.lease,
+                    seen_ttl: settings.retention.message_ids,
                     ..RedisOptions::default()
                 };
                 let store = RedisStore::connect_with(r.url.expose(), &r.prefix, options).await?;
@@ -223,6 +232,7 @@ impl App {
             metrics,
             addr,
             scheduler,
+            retention: shared.settings.retention.clone(),
         };
         Ok(App {
             listener,
@@ -288,6 +298,12 @@ impl App {
             let stop = stop_loops.clone();
             tokio::spawn(async move { w.run(stop).await })
         };
+        let pruner = tokio::spawn(crate::incident::prune::run(
+            handle.service.clone(),
+            shared.settings.retention.clone(),
+            handle.metrics.clone(),
+            stop_loops.clone(),
+        ));
         let server = {
             let router = http::router(shared.clone());
             let limits = shared.settings.http.clone();
@@ -303,6 +319,7 @@ impl App {
             stop_loops.cancel();
             let _ = scheduler.await;
             let _ = worker.await;
+            let _ = pruner.await;
             served
         };
         match tokio::time::timeout(timeout, drain).await {

@@ -169,6 +169,12 @@ struct ServeArgs {
     /// Connections served at once; more are answered 503 and closed.
     #[arg(long, env = "VIGIL_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Resolved incidents (with their timelines) are deleted this long after their resolve.
+    #[arg(long, env = "VIGIL_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    retention: Duration,
+    /// SNS MessageIds and EventBridge ids are forgotten this long after they were first seen.
+    #[arg(long, env = "VIGIL_MESSAGE_ID_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    message_id_retention: Duration,
 }
 
 #[tokio::main]
@@ -320,6 +326,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections as usize,
     };
+    settings.retention.incidents = args.retention;
+    settings.retention.message_ids = args.message_id_retention;
     let app = App::build(settings, Arc::new(SystemClock)).await?;
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(std::process::ExitCode::SUCCESS)

@@ -102,6 +102,8 @@ impl Default for HttpLimits {
             max_connections: 1024,
         }
     }
+    /// How long resolved incidents and delivery ids are kept, and how the prune pass runs.
+    pub retention: crate::incident::prune::Retention,
 }
 
 impl Settings {
@@ -131,6 +133,7 @@ impl Settings {
             watch_config: true,
             channels: crate::notify::ChannelSettings::default(),
             http: HttpLimits::default(),
+            retention: crate::incident::prune::Retention::default(),
         }
     }
 }

@@ -38,12 +38,12 @@ use super::locate::{PathSeg, line_of};
 use super::routing::{
     BusinessHoursConfig, ChannelConfig, ChannelType, DayConfig, FlappingConfig, HeartbeatConfig,
     InhibitRuleConfig, PersonConfig, PolicyConfig, RestrictConfig, RoutingFile, RuleConfig,
-    ScheduleConfig, SeverityConfig, SilenceConfig, SourcesConfig,
+    ScheduleConfig, SeverityConfig, SilenceConfig, SourcesConfig, StormConfig,
 };
 use super::suppress::{InhibitRule, Problem, Silence};
 use super::{
     ChannelSpec, ConfigError, EscalationPolicy, Layer, Override, Person, Policy, Rotation,
-    Schedule, SeverityPolicy, Step, Target,
+    Schedule, SeverityPolicy, Step, StormPolicy, Target,
 };
 use crate::domain::{Labels, Severity};
 
@@ -168,6 +168,7 @@ struct Merged<'a> {
     business_hours: Option<From<'a, BusinessHoursConfig>>,
     flapping: Option<From<'a, FlappingConfig>>,
     last_resort: Option<From<'a, Vec<String>>>,
+    storm: Option<From<'a, StormConfig>>,
     /// (file, index within that file's list, entry), in file order.
     silences: Vec<(usize, usize, &'a SilenceConfig)>,
     inhibit_rules: Vec<(usize, usize, &'a InhibitRuleConfig)>,
@@ -188,6 +189,7 @@ fn merge<'a>(ctx: &mut Ctx<'_>, docs: &'a [RoutingFile]) -> Merged<'a> {
         business_hours: None,
         flapping: None,
         last_resort: None,
+        storm: None,
         silences: Vec::new(),
         inhibit_rules: Vec::new(),
         heartbeats: BTreeMap::new(),
@@ -210,6 +212,7 @@ fn merge<'a>(ctx: &mut Ctx<'_>, docs: &'a [RoutingFile]) -> Merged<'a> {
             fi,
             doc.last_resort.as_ref(),
         );
+        set_once(ctx, &mut m.storm, "storm", fi, doc.storm.as_ref());
         if let Some(sev) = &doc.severities {
             m.severities_file.get_or_insert(fi);
             for (k, v) in sev {
@@ -340,6 +343,7 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
             }
         }
     }
+    let storm = build_storm(ctx, m);
 
     let digest = {
         use sha2::{Digest, Sha256};
@@ -366,8 +370,46 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
         heartbeats,
         flap_cooldown,
         last_resort,
+        storm,
         digest,
     }
+}
+
+/// `storm`: every bound at least 1, per-source keys name sources that open incidents from
+/// alerts (heartbeats are never grouped: each is its own, operator-made incident).
+fn build_storm(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> StormPolicy {
+    let mut storm = StormPolicy::default();
+    let Some((fi, cfg)) = m.storm else {
+        return storm;
+    };
+    const AT_LEAST_ONE: &str =
+        "must be at least 1 (new incidents per minute before a source's storm incident opens)";
+    if let Some(n) = cfg.max_new_per_minute {
+        if n == 0 {
+            ctx.err(fi, path!["storm", "max_new_per_minute"], AT_LEAST_ONE);
+        }
+        storm.max_new_per_minute = n.max(1);
+    }
+    for (name, &n) in &cfg.sources {
+        let source = match name.as_str() {
+            "sns" => crate::domain::Source::Sns,
+            "eventbridge" => crate::domain::Source::Eventbridge,
+            "bot" => crate::domain::Source::Bot,
+            other => {
+                ctx.err(
+                    fi,
+                    path!["storm", "sources", name.as_str()],
+                    format!("unknown source {other:?} (expected sns, eventbridge or bot)"),
+                );
+                continue;
+            }
+        };
+        if n == 0 {
+            ctx.err(fi, path!["storm", "sources", name.as_str()], AT_LEAST_ONE);
+        }
+        storm.per_source.insert(source, n.max(1));
+    }
+    storm
 }
 
 fn build_severities(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> BTreeMap<Severity, SeverityPolicy> {

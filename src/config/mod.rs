@@ -125,9 +125,48 @@ pub struct Policy {
     pub flap_cooldown: Option<Duration>,
     /// Channels told when an escalation step reached no one, in order; empty when none.
     pub last_resort: Vec<String>,
+    /// The per-source bound on new incidents per minute beyond which alerts fold into a storm
+    /// incident.
+    pub storm: StormPolicy,
     /// sha256 (hex) of the policy files' contents in load order, to tell in logs which policy
     /// version was running.
     pub digest: String,
+}
+
+/// The default of `storm.max_new_per_minute`.
+pub const DEFAULT_STORM_BOUND: u32 = 100;
+
+/// How many new incidents one source may open within a minute (`routing/` `storm`) before
+/// further new alerts from it fold into its storm incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StormPolicy {
+    /// The bound for sources not in `per_source`.
+    pub max_new_per_minute: u32,
+    pub per_source: std::collections::HashMap<crate::domain::Source, u32>,
+}
+
+impl Default for StormPolicy {
+    fn default() -> Self {
+        Self {
+            max_new_per_minute: DEFAULT_STORM_BOUND,
+            per_source: Default::default(),
+        }
+    }
+}
+
+impl StormPolicy {
+    /// The bound for `source`; `None` for heartbeats, which are never grouped.
+    pub fn bound(&self, source: crate::domain::Source) -> Option<u32> {
+        match source {
+            crate::domain::Source::Heartbeat => None,
+            s => Some(
+                self.per_source
+                    .get(&s)
+                    .copied()
+                    .unwrap_or(self.max_new_per_minute),
+            ),
+        }
+    }
 }
 
 impl Policy {
@@ -521,6 +560,54 @@ policies:
             .position(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("{needle:?} not in text"))
             + 1
+    }
+
+    #[test]
+    fn storm_bounds_default_to_100_and_are_checked() {
+        let (_dir, p) = load_with(&[]);
+        let p = p.unwrap();
+        assert_eq!(p.storm, StormPolicy::default());
+        assert_eq!(
+            p.storm.bound(crate::domain::Source::Sns),
+            Some(DEFAULT_STORM_BOUND)
+        );
+        assert_eq!(p.storm.bound(crate::domain::Source::Heartbeat), None);
+
+        let (_dir, p) = load_with(&[(
+            "storm.yaml",
+            "storm:\n  max_new_per_minute: 50\n  sources: { bot: 500 }\n",
+        )]);
+        let p = p.unwrap();
+        assert_eq!(p.storm.bound(crate::domain::Source::Sns), Some(50));
+        assert_eq!(p.storm.bound(crate::domain::Source::Bot), Some(500));
+
+        for (text, key, fragment) in [
+            (
+                "storm:\n  max_new_per_minute: 0\n",
+                "storm.max_new_per_minute",
+                "at least 1",
+            ),
+            (
+                "storm:\n  sources: { cloudwatch: 10 }\n",
+                "storm.sources.cloudwatch",
+                "unknown source \"cloudwatch\"",
+            ),
+            (
+                "storm:\n  sources: { sns: 0 }\n",
+                "storm.sources.sns",
+                "at least 1",
+            ),
+            (
+                "storm:\n  max_new_per_mintue: 10\n",
+                "storm.max_new_per_mintue",
+                "unknown field",
+            ),
+        ] {
+            let (_dir, e) = single_error("storm.yaml", text);
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.message.contains(fragment), "{text}: {e}");
+            assert_eq!(e.line, Some(2), "{text}: {e}");
+        }
     }
 
     #[test]

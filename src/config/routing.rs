@@ -72,6 +72,10 @@ pub struct RoutingFile {
     /// one file.
     #[serde(default)]
     pub last_resort: Option<Vec<String>>,
+    /// Alert storms: how many new incidents one source may open per minute before further new
+    /// alerts from it fold into one storm incident. At most one file.
+    #[serde(default)]
+    pub storm: Option<StormConfig>,
 }
 
 /// Settings for the ingest sources.
@@ -327,6 +331,20 @@ pub struct FlappingConfig {
     /// incident instead of paging afresh.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+}
+
+/// The storm bound: `max_new_per_minute` for every source, `sources` for some of them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StormConfig {
+    /// New incidents one source may open within a minute before further new alerts from it are
+    /// grouped into its storm incident (default 100).
+    #[serde(default)]
+    pub max_new_per_minute: Option<u32>,
+    /// Per-source bounds by source name (`sns`, `eventbridge`, `bot`), overriding
+    /// `max_new_per_minute`.
+    #[serde(default)]
+    pub sources: BTreeMap<String, u32>,
 }
 
 /// A named destination: `type` plus the keys that type takes. Secrets are never written here,

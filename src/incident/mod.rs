@@ -4,6 +4,7 @@
 
 pub mod extras;
 mod model;
+pub mod prune;
 pub mod service;
 pub mod transition;
 

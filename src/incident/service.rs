@@ -61,6 +61,9 @@ pub enum IngestOutcome {
     Replay(Option<IncidentId>),
     /// A resolve for something not open.
     Nothing,
+    /// A new alert from a source over its storm bound, grouped into the source's storm
+    /// incident (opened by this alert when there was none).
+    Storm(IncidentId),
 }
 
 impl IngestOutcome {
@@ -74,6 +77,7 @@ impl IngestOutcome {
             Self::Stale(_) => "stale",
             Self::Replay(_) => "replay",
             Self::Nothing => "nothing_open",
+            Self::Storm(_) => "storm",
         }
     }
 
@@ -86,6 +90,7 @@ impl IngestOutcome {
             | Self::Replay(Some(id)) => {
                 vec![*id]
             }
+            | Self::Storm(id) => vec![*id],
             Self::Resolved(ids) => ids.clone(),
             _ => vec![],
         }
@@ -112,10 +117,54 @@ struct ExtrasCache {
 
 const EXTRAS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The window of the storm bound (`routing/` `storm.max_new_per_minute`).
+const STORM_WINDOW_SECS: i64 = 60;
+
+/// Grouped alerts waiting to be added to one storm incident's count, and who is adding them.
+#[derive(Default)]
+struct StormTally {
+    pending: std::sync::atomic::AtomicU64,
+    writer: tokio::sync::Mutex<()>,
+}
+
+/// New-incident attempts per source over the last `STORM_WINDOW_SECS`, in one-second buckets.
+/// In memory, per process: each replica counts the alerts it receives, so with several replicas
+/// the bound holds per replica. Every attempt counts, grouped ones too, so a storm lasts while
+/// the flood does and ends once a minute passes with no more than the bound of attempts.
+#[derive(Default)]
+struct StormCounter {
+    sources:
+        std::collections::HashMap<crate::domain::Source, std::collections::VecDeque<(i64, u32)>>,
+}
+
+impl StormCounter {
+    /// Counts one attempt from `source` at `now`; whether it is within the bound (opens its own
+    /// incident) or beyond it (is grouped).
+    fn admit(&mut self, source: crate::domain::Source, now: DateTime<Utc>, bound: u32) -> bool {
+        let sec = now.timestamp();
+        let buckets = self.sources.entry(source).or_default();
+        while buckets
+            .front()
+            .is_some_and(|(at, _)| *at <= sec - STORM_WINDOW_SECS || *at > sec)
+        {
+            buckets.pop_front();
+        }
+        let seen: u64 = buckets.iter().map(|(_, n)| u64::from(*n)).sum();
+        match buckets.back_mut() {
+            Some((at, n)) if *at == sec => *n = n.saturating_add(1),
+            _ => buckets.push_back((sec, 1)),
+        }
+        seen < u64::from(bound)
+    }
+}
+
 pub struct IncidentService {
     extras: std::sync::Mutex<ExtrasCache>,
     /// API silences compiled once, recompiled only when their record changes.
     silences: extras::SilenceCache,
+    storm: std::sync::Mutex<StormCounter>,
+    /// Grouped alerts not yet added to their storm incident's count (`count_storm`).
+    storm_tallies: std::sync::Mutex<std::collections::HashMap<IncidentId, Arc<StormTally>>>,
     store: Arc<dyn Store>,
     policy: Arc<PolicyHandle>,
     clock: Arc<dyn Clock>,
@@ -134,6 +183,8 @@ impl IncidentService {
         Self {
             extras: std::sync::Mutex::new(ExtrasCache::default()),
             silences: extras::SilenceCache::default(),
+            storm: std::sync::Mutex::new(StormCounter::default()),
+            storm_tallies: Default::default(),
             store,
             policy,
             clock,
@@ -364,6 +415,7 @@ impl IncidentService {
         let policy = self.policy.current();
         let cls = classify(&policy, alert);
         let fp = cls.fingerprint.clone();
+        let mut admitted: Option<bool> = None;
         for _ in 0..MAX_CONFLICTS {
             let mut steps_fired = 0;
             let now = self.clock.now();
@@ -379,38 +431,15 @@ impl IncidentService {
                     if let Some(reopened) = self.reopen_flapping(&policy, alert, &fp, now).await? {
                         return Ok(reopened);
                     }
-                    let esc = policy
-                        .policies
-                        .get(&cls.policy)
-                        .cloned()
-                        .ok_or_else(|| ServiceError::MissingPolicy(cls.policy.clone()))?;
-                    let collected = crate::clock::after(now, cls.group_window.unwrap_or_default());
-                    let start = policy.notify_at(cls.severity, collected);
-                    let (mut inc, mut timeline) = transition::open(alert, &cls, esc, now, start);
-                    if start > now {
-                        let reason = if start > collected {
-                            "outside business hours"
-                        } else {
-                            "group window: collecting alerts"
-                        };
-                        timeline.push(TimelineEntry {
-                            at: now,
-                            event: TimelineEvent::Deferred {
-                                until: start,
-                                reason: reason.into(),
-                            },
-                        });
+                    // Counted once per alert, not once per retry after a conflict.
+                    let within =
+                        *admitted.get_or_insert_with(|| self.storm_admits(&policy, alert, now));
+                    if !within {
+                        return self.ingest_storm(&policy, alert, &cls, now).await;
                     }
-                    let (overrides, hold) =
-                        self.fire_context(&policy, &inc.labels, None, now).await?;
-                    let ctx = FireContext {
-                        overrides: &overrides,
-                        hold,
-                    };
-                    let (fired, deliveries) = escalate::fire_due(&mut inc, &policy, now, &ctx);
-                    steps_fired = steps_in(&fired);
-                    inc.version = 1;
-                    timeline.extend(fired);
+                    let (inc, timeline, deliveries) =
+                        self.open_incident(&policy, alert, &cls, now).await?;
+                    steps_fired = steps_in(&timeline);
                     let id = inc.id;
                     (
                         Transition {
@@ -420,6 +449,7 @@ impl IncidentService {
                             deliveries,
                             delivery_id: alert.delivery_id.clone(),
                             last_change,
+                            decided_at: Some(now),
                             ..Default::default()
                         },
                         IngestOutcome::Opened(id),
@@ -445,6 +475,7 @@ impl IncidentService {
                             deliveries,
                             delivery_id: alert.delivery_id.clone(),
                             last_change,
+                            decided_at: Some(now),
                             ..Default::default()
                         },
                         outcome,
@@ -466,6 +497,7 @@ impl IncidentService {
                             timeline: if id.is_some() { timeline } else { vec![] },
                             timeline_for: id,
                             delivery_id: alert.delivery_id.clone(),
+                            decided_at: Some(now),
                             ..Default::default()
                         },
                         IngestOutcome::Stale(id),
@@ -476,6 +508,7 @@ impl IncidentService {
                         guard: Some(Guard::NoOpenIncident(fp.clone())),
                         delivery_id: alert.delivery_id.clone(),
                         last_change,
+                        decided_at: Some(now),
                         ..Default::default()
                     },
                     IngestOutcome::Nothing,
@@ -505,6 +538,243 @@ impl IncidentService {
                 }
                 CommitOutcome::Duplicate => return Ok(IngestOutcome::Duplicate),
                 CommitOutcome::Conflict => continue,
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+
+    /// A new incident for `alert` as `cls` classified it, with its first step fired if due now:
+    /// the incident (version 1), its timeline and its deliveries.
+    async fn open_incident(
+        &self,
+        policy: &Policy,
+        alert: &Alert,
+        cls: &crate::classify::Classification,
+        now: DateTime<Utc>,
+    ) -> Result<(Incident, Vec<TimelineEntry>, Vec<super::Delivery>), ServiceError> {
+        let esc = policy
+            .policies
+            .get(&cls.policy)
+            .cloned()
+            .ok_or_else(|| ServiceError::MissingPolicy(cls.policy.clone()))?;
+        let collected = crate::clock::after(now, cls.group_window.unwrap_or_default());
+        let start = policy.notify_at(cls.severity, collected);
+        let (mut inc, mut timeline) = transition::open(alert, cls, esc, now, start);
+        if start > now {
+            let reason = if start > collected {
+                "outside business hours"
+            } else {
+                "group window: collecting alerts"
+            };
+            timeline.push(TimelineEntry {
+                at: now,
+                event: TimelineEvent::Deferred {
+                    until: start,
+                    reason: reason.into(),
+                },
+            });
+        }
+        let (overrides, hold) = self.fire_context(policy, &inc.labels, None, now).await?;
+        let ctx = FireContext {
+            overrides: &overrides,
+            hold,
+        };
+        let (fired, deliveries) = escalate::fire_due(&mut inc, policy, now, &ctx);
+        inc.version = 1;
+        timeline.extend(fired);
+        Ok((inc, timeline, deliveries))
+    }
+
+    /// Whether a new incident from `alert.source` is within the policy's storm bound now.
+    fn storm_admits(&self, policy: &Policy, alert: &Alert, now: DateTime<Utc>) -> bool {
+        let Some(bound) = policy.storm.bound(alert.source) else {
+            return true;
+        };
+        self.storm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(alert.source, now, bound)
+    }
+
+    /// Groups a new alert from a source over its storm bound into the source's storm incident
+    /// for the alert's severity (`storm/<source>/<severity>`), opening that incident (which pages
+    /// once, by the alert's own policy) when none is open. The alert's fingerprint and summary go
+    /// on the storm incident's timeline and its count grows; the alert's own state change is
+    /// still recorded, so its later OK or a stale redelivery is recognised.
+    async fn ingest_storm(
+        &self,
+        policy: &Policy,
+        alert: &Alert,
+        cls: &crate::classify::Classification,
+        now: DateTime<Utc>,
+    ) -> Result<IngestOutcome, ServiceError> {
+        let source = alert.source.as_str();
+        let storm_fp =
+            crate::domain::Fingerprint::parse(format!("storm/{source}/{}", cls.severity.as_str()))
+                .expect("a storm fingerprint is short and printable");
+        self.metrics
+            .counter("vigil_storm_alerts_total", &[("source", source)])
+            .increment(1);
+        let mut now = now;
+        for _ in 0..MAX_CONFLICTS {
+            let folded = TimelineEntry {
+                at: now,
+                event: TimelineEvent::Alert {
+                    status: alert.status,
+                    summary: format!("{}: {}", alert.fingerprint, alert.summary),
+                    occurred_at: alert.occurred_at,
+                },
+            };
+            let state = self.store.fingerprint(&storm_fp).await?;
+            let (tx, opened) = match state.open {
+                // Appended without rewriting the incident: a flood folding into one incident
+                // must not contend on its version. The count follows (`count_storm`).
+                Some(inc) => (
+                    Transition {
+                        timeline: vec![folded],
+                        timeline_for: Some(inc.id),
+                        ..Default::default()
+                    },
+                    inc.id,
+                ),
+                None => {
+                    let bound = policy.storm.bound(alert.source).unwrap_or_default();
+                    let mut labels = cls.labels.clone();
+                    labels.insert("storm".into(), source.into());
+                    let storm_alert = Alert {
+                        source: alert.source,
+                        fingerprint: storm_fp.clone(),
+                        status: crate::domain::AlertStatus::Firing,
+                        summary: format!(
+                            "Alert storm: more than {bound} new {source} alerts within a minute; further {} ones are grouped here",
+                            cls.severity.as_str()
+                        ),
+                        description: None,
+                        labels: labels.clone(),
+                        details: serde_json::json!({
+                            "storm": { "source": source, "max_new_per_minute": bound },
+                        }),
+                        occurred_at: now,
+                        delivery_id: None,
+                        severity_override: None,
+                    };
+                    let storm_cls = crate::classify::Classification {
+                        rule: "storm".into(),
+                        severity: cls.severity,
+                        policy: cls.policy.clone(),
+                        labels,
+                        fingerprint: storm_fp.clone(),
+                        severity_overridden: false,
+                        group_window: None,
+                    };
+                    let (mut inc, mut timeline, deliveries) = self
+                        .open_incident(policy, &storm_alert, &storm_cls, now)
+                        .await?;
+                    inc.members.clear();
+                    timeline.push(folded);
+                    let id = inc.id;
+                    (
+                        Transition {
+                            guard: Some(Guard::NoOpenIncident(storm_fp.clone())),
+                            incident: Some(inc),
+                            timeline,
+                            deliveries,
+                            ..Default::default()
+                        },
+                        id,
+                    )
+                }
+            };
+            let id = opened;
+            let is_new = tx.incident.is_some();
+            let tx = Transition {
+                delivery_id: alert.delivery_id.clone(),
+                last_change: Some((cls.fingerprint.clone(), alert.occurred_at)),
+                decided_at: Some(now),
+                ..tx
+            };
+            match self.commit(tx).await? {
+                CommitOutcome::Committed => {
+                    if is_new {
+                        tracing::warn!(incident.id = %id, source, severity = %cls.severity, "Alert storm: new alerts from this source are grouped into one incident.");
+                    } else {
+                        self.count_storm(id).await;
+                    }
+                    return Ok(IngestOutcome::Storm(id));
+                }
+                CommitOutcome::Duplicate => return Ok(IngestOutcome::Duplicate),
+                // Another task opened the storm incident first: fold into it.
+                CommitOutcome::Conflict => now = self.clock.now(),
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+
+    /// Adds one grouped alert to storm incident `id`'s count. Counts wait in memory and one task
+    /// per storm incident at a time writes them (version-guarded, all that are waiting at once),
+    /// so a flood costs a few incident rewrites instead of one contended rewrite per alert.
+    /// Best effort: the alerts themselves are already on the timeline.
+    async fn count_storm(&self, id: IncidentId) {
+        let tally = {
+            let mut tallies = self.storm_tallies.lock().unwrap_or_else(|e| e.into_inner());
+            tallies.entry(id).or_default().clone()
+        };
+        tally
+            .pending
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Whoever holds the writer drains what is pending, including what arrives meanwhile;
+        // after letting go it looks once more, so no count is left behind.
+        while tally.pending.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            let Ok(_writer) = tally.writer.try_lock() else {
+                return;
+            };
+            loop {
+                let n = tally.pending.swap(0, std::sync::atomic::Ordering::SeqCst);
+                if n == 0 {
+                    break;
+                }
+                match self.add_to_count(id, n).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Resolved (or gone): nothing more is counted on it.
+                        self.storm_tallies
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&id);
+                        return;
+                    }
+                    Err(e) => {
+                        tally
+                            .pending
+                            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                        tracing::warn!(incident.id = %id, error.message = %e, "Could not update the storm incident's count; the next grouped alert tries again.");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `count += n` on open incident `id`; `false` when it is no longer open.
+    async fn add_to_count(&self, id: IncidentId, n: u64) -> Result<bool, ServiceError> {
+        for _ in 0..MAX_CONFLICTS {
+            let Some(mut inc) = self.store.incident(id).await? else {
+                return Ok(false);
+            };
+            if !inc.status.is_open() {
+                return Ok(false);
+            }
+            let guard = Guard::Version(inc.id, inc.version);
+            inc.version += 1;
+            inc.count = inc.count.saturating_add(n);
+            inc.last_seen = self.clock.now();
+            let tx = Transition {
+                guard: Some(guard),
+                incident: Some(inc),
+                ..Default::default()
+            };
+            if self.commit(tx).await? == CommitOutcome::Committed {
+                return Ok(true);
             }
         }
         Err(ServiceError::Contention)
@@ -546,6 +816,7 @@ impl IncidentService {
             timeline,
             delivery_id: alert.delivery_id.clone(),
             last_change: Some((fp.clone(), alert.occurred_at)),
+            decided_at: Some(now),
             ..Default::default()
         };
         match self.commit(tx).await? {
@@ -582,17 +853,9 @@ impl IncidentService {
         })
     }
 
+    /// Through the store's open index: the cost follows what is open, never the history.
     async fn open_incidents(&self) -> Result<Vec<Incident>, ServiceError> {
-        let mut all = self
-            .store
-            .incidents(Some(IncidentStatus::Triggered), usize::MAX)
-            .await?;
-        all.extend(
-            self.store
-                .incidents(Some(IncidentStatus::Acknowledged), usize::MAX)
-                .await?,
-        );
-        Ok(all)
+        Ok(self.store.open_incidents().await?)
     }
 
     /// Acknowledges: stops escalation. With `until`, only until then (a timed ack); otherwise the
@@ -738,4 +1001,47 @@ fn steps_in(timeline: &[TimelineEntry]) -> u64 {
         .iter()
         .filter(|e| matches!(e.event, TimelineEvent::Escalated { .. }))
         .count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Source;
+
+    #[test]
+    fn the_storm_window_counts_every_attempt_of_the_last_minute_per_source() {
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        let mut c = StormCounter::default();
+        let admitted: Vec<bool> = (0..4).map(|_| c.admit(Source::Bot, at(0), 3)).collect();
+        assert_eq!(
+            admitted,
+            [true, true, true, false],
+            "the bound, then grouped"
+        );
+        assert!(
+            c.admit(Source::Sns, at(0), 3),
+            "each source has its own count"
+        );
+        assert!(
+            !c.admit(Source::Bot, at(30), 3),
+            "grouped attempts keep the storm going"
+        );
+        assert!(
+            c.admit(Source::Bot, at(60), 3),
+            "the first second's 4 left the window"
+        );
+        assert!(
+            c.admit(Source::Bot, at(61), 3),
+            "30 and 60 in the window: a third fits"
+        );
+        assert!(
+            !c.admit(Source::Bot, at(62), 3),
+            "30, 60 and 61: the bound is reached"
+        );
+        assert!(
+            c.admit(Source::Bot, at(200), 3),
+            "a quiet minute: new alerts open again"
+        );
+    }
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{CommitOutcome, DeliveryFinish, DeliveryUpdate, Guard, Store, Transition};
+use super::{CommitOutcome, DeliveryFinish, DeliveryUpdate, Guard, Prune, Store, Transition};
 use crate::config::{EscalationPolicy, Step, Target};
 use crate::domain::{AlertStatus, Fingerprint, IncidentId, Source};
 use crate::incident::{
-    Delivery, DeliveryOutcome, Incident, IncidentStatus, NotifyKind, TimelineEntry, TimelineEvent,
+    Actor, Delivery, DeliveryOutcome, Incident, IncidentStatus, NotifyKind, Origin, TimelineEntry,
+    TimelineEvent,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -113,6 +114,240 @@ pub async fn run_all(store: &dyn Store) {
     incidents_are_listed_newest_first(store).await;
     timeline_for_appends_without_an_incident(store).await;
     records_are_kept_by_kind_and_id(store).await;
+    open_incidents_come_from_the_open_index(store).await;
+    prune_deletes_resolved_incidents_past_their_retention(store).await;
+    prune_forgets_delivery_ids_past_their_retention(store).await;
+    prune_is_bounded_per_call(store).await;
+}
+
+/// Far before `t0`, so that nothing the other checks leave behind is old enough to be pruned.
+fn long_ago(days: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(days)
+}
+
+/// An incident created already resolved at `at` (the history prune works through).
+fn resolved_incident(tag: &str, at: DateTime<Utc>) -> Incident {
+    let mut inc = sample_incident(fresh_fp(tag), at);
+    inc.status = IncidentStatus::Resolved;
+    inc.next_due = None;
+    inc.resolved = Some((
+        Actor {
+            who: "contract".into(),
+            origin: Origin::Api,
+        },
+        at,
+    ));
+    inc
+}
+
+async fn open_incidents_come_from_the_open_index(store: &dyn Store) {
+    let open = sample_incident(fresh_fp("open-index"), t0());
+    store.commit(create(&open)).await.unwrap();
+    let mut acked = sample_incident(fresh_fp("open-index-acked"), t0());
+    acked.status = IncidentStatus::Acknowledged;
+    store.commit(create(&acked)).await.unwrap();
+    let resolved = resolved_incident("open-index-resolved", t0());
+    store.commit(create(&resolved)).await.unwrap();
+    // Opened, then resolved by a later transition: it leaves the index.
+    let closing = sample_incident(fresh_fp("open-index-closing"), t0());
+    store.commit(create(&closing)).await.unwrap();
+    let mut closed = resolved_incident("unused", t0());
+    closed.id = closing.id;
+    closed.fingerprint = closing.fingerprint.clone();
+    closed.version = 2;
+    store
+        .commit(Transition {
+            guard: Some(Guard::Version(closing.id, 1)),
+            incident: Some(closed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed = store.open_incidents().await.unwrap();
+    let ids: Vec<IncidentId> = listed.iter().map(|i| i.id).collect();
+    assert!(ids.contains(&open.id) && ids.contains(&acked.id), "{ids:?}");
+    assert!(!ids.contains(&resolved.id) && !ids.contains(&closing.id));
+    assert!(listed.iter().all(|i| i.status.is_open()));
+    assert_eq!(
+        listed.len() as u64,
+        store.stats().await.unwrap().open_incidents,
+        "exactly the open index"
+    );
+}
+
+async fn prune_deletes_resolved_incidents_past_their_retention(store: &dyn Store) {
+    let cutoff = long_ago(30);
+    // Resolved before the cutoff, with a timeline, an outbox row and a provider reference.
+    let old = resolved_incident("prune-old", long_ago(0));
+    let row = Delivery::new(
+        old.id,
+        NotifyKind::Resolved,
+        "log",
+        None,
+        vec![],
+        None,
+        long_ago(0),
+    );
+    let mut tx = create(&old);
+    tx.deliveries = vec![row.clone()];
+    store.commit(tx).await.unwrap();
+    let retry = DeliveryFinish {
+        update: DeliveryUpdate::Retry {
+            attempt: 1,
+            not_before: long_ago(1),
+        },
+        entries: vec![entry(long_ago(0), 1)],
+        follow_ups: vec![],
+        remember: Some("C1:1.0".into()),
+    };
+    let kept_row = retry.retry_row(&row).unwrap();
+    store.finish_delivery(&row, retry).await.unwrap();
+    assert_eq!(store.references(old.id).await.unwrap().len(), 1);
+    // Resolved after the cutoff; open since long before it; resolved before it but reopened.
+    let newer = resolved_incident("prune-newer", long_ago(31));
+    store.commit(create(&newer)).await.unwrap();
+    let open = sample_incident(fresh_fp("prune-open"), long_ago(0));
+    store.commit(create(&open)).await.unwrap();
+    let reopened = resolved_incident("prune-reopened", long_ago(0));
+    store.commit(create(&reopened)).await.unwrap();
+    let mut again = reopened.clone();
+    again.version = 2;
+    again.status = IncidentStatus::Triggered;
+    again.resolved = None;
+    store
+        .commit(Transition {
+            guard: Some(Guard::Version(reopened.id, 1)),
+            incident: Some(again),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let pruned = store
+        .prune(Prune {
+            resolved_before: cutoff,
+            seen_before: long_ago(0),
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        pruned.incidents,
+        vec![(old.id, old.fingerprint.clone())],
+        "only the incident resolved before the cutoff"
+    );
+    assert!(store.incident(old.id).await.unwrap().is_none());
+    assert!(
+        store.timeline(old.id).await.unwrap().is_empty(),
+        "its timeline went"
+    );
+    assert!(
+        store.references(old.id).await.unwrap().is_empty(),
+        "its refs went"
+    );
+    assert!(
+        !store.still_pending(&kept_row).await.unwrap(),
+        "its outbox row went"
+    );
+    assert_eq!(
+        store
+            .fingerprint(&old.fingerprint)
+            .await
+            .unwrap()
+            .last_change,
+        None,
+        "its fingerprint's old last change went"
+    );
+    for kept in [&newer, &open, &reopened] {
+        assert!(store.incident(kept.id).await.unwrap().is_some());
+        assert!(!store.timeline(kept.id).await.unwrap().is_empty());
+    }
+    assert_eq!(
+        store
+            .fingerprint(&open.fingerprint)
+            .await
+            .unwrap()
+            .open
+            .map(|i| i.id),
+        Some(open.id)
+    );
+}
+
+async fn prune_forgets_delivery_ids_past_their_retention(store: &dyn Store) {
+    let old_id = format!("sns-old-{}", ulid::Ulid::new());
+    let new_id = format!("sns-new-{}", ulid::Ulid::new());
+    let seen = |did: &str, at: DateTime<Utc>| Transition {
+        timeline_for: None,
+        delivery_id: Some(did.to_string()),
+        decided_at: Some(at),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.commit(seen(&old_id, long_ago(0))).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store.commit(seen(&new_id, long_ago(8))).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    let pruned = store
+        .prune(Prune {
+            resolved_before: long_ago(0),
+            seen_before: long_ago(7),
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    assert!(pruned.incidents.is_empty());
+    assert_eq!(pruned.delivery_ids, 1);
+    assert_eq!(
+        store.commit(seen(&old_id, long_ago(9))).await.unwrap(),
+        CommitOutcome::Committed,
+        "a forgotten MessageId is accepted again"
+    );
+    assert_eq!(
+        store.commit(seen(&new_id, long_ago(9))).await.unwrap(),
+        CommitOutcome::Duplicate,
+        "a newer MessageId still deduplicates"
+    );
+    // Clean up: the re-accepted id is seen at day 9 and goes with the next prune.
+    store
+        .prune(Prune {
+            resolved_before: long_ago(0),
+            seen_before: long_ago(10),
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+}
+
+async fn prune_is_bounded_per_call(store: &dyn Store) {
+    let old: Vec<Incident> = (0..3)
+        .map(|n| resolved_incident("prune-bound", long_ago(n - 100)))
+        .collect();
+    for inc in &old {
+        store.commit(create(inc)).await.unwrap();
+    }
+    let p = Prune {
+        resolved_before: long_ago(-50),
+        seen_before: long_ago(0),
+        limit: 2,
+    };
+    let first = store.prune(p).await.unwrap();
+    assert_eq!(
+        first
+            .incidents
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
+        vec![old[0].id, old[1].id],
+        "the oldest first, at most the limit"
+    );
+    assert!(first.full(2));
+    let second = store.prune(p).await.unwrap();
+    assert_eq!(second.incidents.len(), 1);
+    assert!(!second.full(2));
+    assert!(store.prune(p).await.unwrap().incidents.is_empty());
 }
 
 async fn records_are_kept_by_kind_and_id(store: &dyn Store) {

@@ -19,8 +19,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use tokio::sync::oneshot;
 
 use super::{
-    CommitOutcome, DeliveryFinish, FingerprintState, Guard, Store, StoreError, StoreStats,
-    Transition,
+    CommitOutcome, DeliveryFinish, FingerprintState, Guard, Prune, Pruned, Store, StoreError,
+    StoreStats, Transition,
 };
 use crate::domain::{Fingerprint, IncidentId};
 use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
@@ -43,6 +43,14 @@ const SEEN: TableDefinition<&str, i64> = TableDefinition::new("seen");
 const REFS: TableDefinition<(u128, &str), &str> = TableDefinition::new("refs");
 /// (kind, id) → operator-managed record (silences, overrides, heartbeats).
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
+/// (resolve time ms, incident id) → (): resolved incidents in the order they age out (`prune`).
+/// A row whose incident reopened (or resolved again later) is stale and is dropped by `prune`.
+const RESOLVED_AT: TableDefinition<(i64, u128), ()> = TableDefinition::new("resolved_at");
+/// (seen ms, transport delivery id) → (): `SEEN` in the order it ages out (`prune`).
+const SEEN_AT: TableDefinition<(i64, &str), ()> = TableDefinition::new("seen_at");
+/// Where `prune`'s indexing of older rows stands: `incidents` → the last incident key indexed
+/// (16 bytes, big-endian), `seen` → the last delivery id indexed; `BACKFILLED` once complete.
+const PRUNE_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("prune_state");
 /// schema version; see `SCHEMA_VERSION`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The test write made while writes are refused (see `probe`).
@@ -570,6 +578,8 @@ impl Writer {
                     seen: w.open_table(SEEN).map_err(unavailable)?,
                     refs: w.open_table(REFS).map_err(unavailable)?,
                     records: w.open_table(RECORDS).map_err(unavailable)?,
+                    resolved_at: w.open_table(RESOLVED_AT).map_err(unavailable)?,
+                    seen_at: w.open_table(SEEN_AT).map_err(unavailable)?,
                 };
                 for op in &batch {
                     let r = match op {
@@ -699,6 +709,11 @@ impl Writer {
                 }
                 cache.push(CacheChange::Close(fp.to_string(), key));
             }
+            if let (IncidentStatus::Resolved, Some((_, at))) = (inc.status, &inc.resolved) {
+                t.resolved_at
+                    .insert((ms(*at), key), ())
+                    .map_err(unavailable)?;
+            }
             t.incidents
                 .insert(key, bytes.as_slice())
                 .map_err(unavailable)?;
@@ -717,7 +732,11 @@ impl Writer {
                 .map_err(unavailable)?;
         }
         if let Some(did) = &tx.delivery_id {
-            t.seen.insert(did.as_str(), now_ms).map_err(unavailable)?;
+            let seen_ms = tx.decided_at.map(ms).unwrap_or(now_ms);
+            t.seen.insert(did.as_str(), seen_ms).map_err(unavailable)?;
+            t.seen_at
+                .insert((seen_ms, did.as_str()), ())
+                .map_err(unavailable)?;
         }
         if let Some((fp, at)) = &tx.last_change {
             let old = t
@@ -823,6 +842,197 @@ struct Tables<'w> {
     seen: redb::Table<'w, &'static str, i64>,
     refs: redb::Table<'w, (u128, &'static str), &'static str>,
     records: redb::Table<'w, (&'static str, &'static str), &'static [u8]>,
+    resolved_at: redb::Table<'w, (i64, u128), ()>,
+    seen_at: redb::Table<'w, (i64, &'static str), ()>,
+}
+
+/// `PRUNE_STATE` value once an index covers every older row.
+const BACKFILLED: &[u8] = b"done";
+/// Older rows indexed per `prune` call (reads, plus an index row for each that qualifies).
+const BACKFILL_STEP: usize = 10_000;
+
+/// Indexes in `RESOLVED_AT` and `SEEN_AT` the next `BACKFILL_STEP` incidents and delivery ids
+/// written before those indexes existed (rows written since are indexed by the writer, and
+/// indexing one twice changes nothing). Returns whether more remain.
+fn backfill(w: &redb::WriteTransaction) -> Result<bool, StoreError> {
+    let mut state = w.open_table(PRUNE_STATE).map_err(unavailable)?;
+    let mut more = false;
+    let cursor = state
+        .get("incidents")
+        .map_err(unavailable)?
+        .map(|v| v.value().to_vec());
+    if cursor.as_deref() != Some(BACKFILLED) {
+        let start = match cursor.and_then(|c| <[u8; 16]>::try_from(c.as_slice()).ok()) {
+            Some(after) => u128::from_be_bytes(after).checked_add(1),
+            None => Some(0),
+        };
+        let mut last = None;
+        let mut n = 0;
+        if let Some(start) = start {
+            let incidents = w.open_table(INCIDENTS).map_err(unavailable)?;
+            let mut resolved_at = w.open_table(RESOLVED_AT).map_err(unavailable)?;
+            for row in incidents
+                .range(start..)
+                .map_err(unavailable)?
+                .take(BACKFILL_STEP)
+            {
+                let (k, v) = row.map_err(unavailable)?;
+                let key = k.value();
+                n += 1;
+                last = Some(key);
+                // An unreadable row is left alone here (reading it reports it elsewhere).
+                if let Ok(inc) = decode_incident(v.value())
+                    && let (IncidentStatus::Resolved, Some((_, at))) = (inc.status, &inc.resolved)
+                {
+                    resolved_at
+                        .insert((ms(*at), key), ())
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        let next = match last {
+            Some(key) if n == BACKFILL_STEP => key.to_be_bytes().to_vec(),
+            _ => BACKFILLED.to_vec(),
+        };
+        more |= next != BACKFILLED;
+        state
+            .insert("incidents", next.as_slice())
+            .map_err(unavailable)?;
+    }
+    let cursor = state
+        .get("seen")
+        .map_err(unavailable)?
+        .map(|v| v.value().to_vec());
+    if cursor.as_deref() != Some(BACKFILLED) {
+        let after = cursor.map(|c| String::from_utf8_lossy(&c).into_owned());
+        let seen = w.open_table(SEEN).map_err(unavailable)?;
+        let mut seen_at = w.open_table(SEEN_AT).map_err(unavailable)?;
+        let lower = match &after {
+            Some(a) => std::ops::Bound::Excluded(a.as_str()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut last = None;
+        let mut n = 0;
+        for row in seen
+            .range::<&str>((lower, std::ops::Bound::Unbounded))
+            .map_err(unavailable)?
+            .take(BACKFILL_STEP)
+        {
+            let (k, v) = row.map_err(unavailable)?;
+            n += 1;
+            seen_at
+                .insert((v.value(), k.value()), ())
+                .map_err(unavailable)?;
+            last = Some(k.value().to_string());
+        }
+        let next = match last {
+            Some(id) if n == BACKFILL_STEP => id.into_bytes(),
+            _ => BACKFILLED.to_vec(),
+        };
+        more |= next != BACKFILLED;
+        state.insert("seen", next.as_slice()).map_err(unavailable)?;
+    }
+    Ok(more)
+}
+
+/// One bounded prune pass in its own write transaction. redb runs one write transaction at a
+/// time, so the writer waits for this one; `prune.limit` bounds how long.
+fn prune_tx(db: &Database, p: Prune) -> Result<Pruned, StoreError> {
+    let mut out = Pruned::default();
+    let w = db.begin_write().map_err(unavailable)?;
+    out.backlog = backfill(&w)?;
+    {
+        let mut resolved_at = w.open_table(RESOLVED_AT).map_err(unavailable)?;
+        let mut incidents = w.open_table(INCIDENTS).map_err(unavailable)?;
+        let mut open = w.open_table(OPEN).map_err(unavailable)?;
+        let mut last_change = w.open_table(LAST_CHANGE).map_err(unavailable)?;
+        let mut timeline = w.open_table(TIMELINE).map_err(unavailable)?;
+        let mut due = w.open_table(DUE).map_err(unavailable)?;
+        let mut outbox = w.open_table(OUTBOX).map_err(unavailable)?;
+        let mut refs = w.open_table(REFS).map_err(unavailable)?;
+        let cutoff = ms(p.resolved_before);
+        let rows = resolved_at
+            .range(..(cutoff, 0))
+            .map_err(unavailable)?
+            .take(p.limit)
+            .map(|row| row.map(|(k, _)| k.value()).map_err(unavailable))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut gone = std::collections::HashSet::new();
+        for (at, key) in rows {
+            resolved_at.remove((at, key)).map_err(unavailable)?;
+            let inc = match incidents.get(key).map_err(unavailable)? {
+                Some(v) => decode_incident(v.value())?,
+                None => continue,
+            };
+            // A stale row: the incident reopened, or resolved again later (a newer row).
+            let resolved_ms = inc.resolved.as_ref().map(|(_, t)| ms(*t));
+            if inc.status != IncidentStatus::Resolved || resolved_ms != Some(at) {
+                continue;
+            }
+            incidents.remove(key).map_err(unavailable)?;
+            if let Some(d) = inc.next_due {
+                due.remove((ms(d), key)).map_err(unavailable)?;
+            }
+            timeline
+                .retain_in((key, 0)..=(key, u64::MAX), |_, _| false)
+                .map_err(unavailable)?;
+            refs.retain_in((key, "")..(key + 1, ""), |_, _| false)
+                .map_err(unavailable)?;
+            let fp = inc.fingerprint.as_str();
+            let mapped = open.get(fp).map_err(unavailable)?.map(|v| v.value());
+            if mapped == Some(key) {
+                open.remove(fp).map_err(unavailable)?;
+            }
+            let changed = last_change.get(fp).map_err(unavailable)?.map(|v| v.value());
+            if open.get(fp).map_err(unavailable)?.is_none() && changed.is_some_and(|c| c < cutoff) {
+                last_change.remove(fp).map_err(unavailable)?;
+            }
+            gone.insert(key);
+            out.incidents.push((inc.id, inc.fingerprint));
+        }
+        // Outbox rows are keyed by time, not incident: one look over the (short) outbox.
+        if !gone.is_empty() {
+            let mut orphaned = Vec::new();
+            for row in outbox.iter().map_err(unavailable)? {
+                let (k, v) = row.map_err(unavailable)?;
+                let d: Delivery = decode(v.value())?;
+                if gone.contains(&id128(d.incident)) {
+                    orphaned.push(k.value());
+                }
+            }
+            for k in orphaned {
+                outbox.remove(k).map_err(unavailable)?;
+            }
+        }
+        let mut seen_at = w.open_table(SEEN_AT).map_err(unavailable)?;
+        let mut seen = w.open_table(SEEN).map_err(unavailable)?;
+        let seen_cutoff = ms(p.seen_before);
+        let ids = seen_at
+            .range(..(seen_cutoff, ""))
+            .map_err(unavailable)?
+            .take(p.limit)
+            .map(|row| {
+                row.map(|(k, _)| {
+                    let (at, id) = k.value();
+                    (at, id.to_string())
+                })
+                .map_err(unavailable)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (at, id) in ids {
+            seen_at.remove((at, id.as_str())).map_err(unavailable)?;
+            let recorded = seen
+                .get(id.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value());
+            if recorded == Some(at) {
+                seen.remove(id.as_str()).map_err(unavailable)?;
+            }
+            out.delivery_ids += 1;
+        }
+    }
+    w.commit().map_err(unavailable)?;
+    Ok(out)
 }
 
 #[async_trait::async_trait]
@@ -877,6 +1087,34 @@ impl Store for EmbeddedStore {
             }
         }
         Ok(out)
+    }
+
+    async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let open = rx.open_table(OPEN).map_err(unavailable)?;
+        let incidents = rx.open_table(INCIDENTS).map_err(unavailable)?;
+        let mut out = Vec::with_capacity(open.len().map_err(unavailable)? as usize);
+        for row in open.iter().map_err(unavailable)? {
+            let (_, id) = row.map_err(unavailable)?;
+            if let Some(v) = incidents.get(id.value()).map_err(unavailable)? {
+                let inc = decode_incident(v.value())?;
+                if inc.status.is_open() {
+                    out.push(inc);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError> {
+        // While writes are refused (a full disk), pruning waits like any other write.
+        if let Some(problem) = self.db.problem() {
+            return Err(StoreError::Unavailable(problem));
+        }
+        let db = self.db.get().map_err(unavailable)?;
+        tokio::task::spawn_blocking(move || prune_tx(&db, prune))
+            .await
+            .map_err(unavailable)?
     }
 
     async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
@@ -1141,6 +1379,57 @@ mod tests {
     fn an_empty_data_directory_starts_an_empty_store() {
         let dir = tempfile::tempdir().unwrap();
         EmbeddedStore::open(&dir.path().join("fresh")).expect("a new directory is fine");
+    }
+
+    /// Rows written before the prune indexes existed are indexed by `prune`, a step per call,
+    /// and then pruned like any other.
+    #[tokio::test]
+    async fn incidents_and_delivery_ids_from_before_the_prune_indexes_are_pruned() {
+        use super::super::contract::sample_incident;
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let resolved_at = Utc::now() - chrono::Duration::days(60);
+        let mut inc = sample_incident(Fingerprint::parse("legacy").unwrap(), resolved_at);
+        inc.status = IncidentStatus::Resolved;
+        inc.next_due = None;
+        inc.resolved = Some((
+            crate::incident::Actor {
+                who: "old".into(),
+                origin: crate::incident::Origin::Api,
+            },
+            resolved_at,
+        ));
+        {
+            let w = store.db.begin_write().unwrap();
+            {
+                let mut t = w.open_table(INCIDENTS).unwrap();
+                t.insert(id128(inc.id), encode_incident(&inc).as_slice())
+                    .unwrap();
+                let mut s = w.open_table(SEEN).unwrap();
+                s.insert("sns-legacy", ms(resolved_at)).unwrap();
+            }
+            w.commit().unwrap();
+        }
+        let prune = Prune {
+            resolved_before: Utc::now() - chrono::Duration::days(30),
+            seen_before: Utc::now() - chrono::Duration::days(7),
+            limit: 100,
+        };
+        let pruned = store.prune(prune).await.unwrap();
+        assert_eq!(pruned.incidents, vec![(inc.id, inc.fingerprint.clone())]);
+        assert_eq!(pruned.delivery_ids, 1);
+        assert!(!pruned.backlog);
+        assert!(store.incident(inc.id).await.unwrap().is_none());
+        let again = Transition {
+            delivery_id: Some("sns-legacy".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store.commit(again).await.unwrap(),
+            CommitOutcome::Committed,
+            "the old id is forgotten"
+        );
+        assert_eq!(store.prune(prune).await.unwrap(), Pruned::default());
     }
 
     #[tokio::test]

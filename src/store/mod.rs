@@ -54,6 +54,9 @@ pub struct Transition {
     /// The source's latest state-change time for a fingerprint, kept even without an incident so
     /// an ALARM that arrives after its own OK is recognised as stale.
     pub last_change: Option<(Fingerprint, DateTime<Utc>)>,
+    /// When the caller decided the transition (its injected clock): the delivery id is recorded
+    /// as seen at this time, which is what `prune` ages it by. `None`: the store's wall clock.
+    pub decided_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +142,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError>;
 
+    /// Every open (triggered or acknowledged) incident, in no particular order, read through the
+    /// open-fingerprint index: the cost follows the number of open incidents, never the history
+    /// of resolved ones (inhibition and `trading_resumed` ask on every alert).
+    async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError>;
+
+    /// Deletes what has outlived its retention (see `Prune`), oldest first, bounded by
+    /// `prune.limit`. Through time-ordered indexes: the cost follows what is deleted, not what
+    /// is kept.
+    async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError>;
+
     /// Oldest first.
     async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError>;
 
@@ -205,6 +218,41 @@ pub trait Store: Send + Sync + 'static {
     /// file). Readiness lists it.
     fn problem(&self) -> Option<String> {
         None
+    }
+}
+
+/// What one `prune` call may delete. Times come from the caller's (injected) clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune {
+    /// Resolved incidents whose resolve is before this go, with their timeline, outbox rows,
+    /// provider references and due row, and their fingerprint's last change when no incident of
+    /// that fingerprint is open and the change is older than this too.
+    pub resolved_before: DateTime<Utc>,
+    /// Transport delivery ids (SNS `MessageId`s) seen before this are forgotten: the same id is
+    /// then applied again.
+    pub seen_before: DateTime<Utc>,
+    /// At most this many incidents, and this many delivery ids, go in one call (the oldest
+    /// first), so that one call never holds the store's writer for long.
+    pub limit: usize,
+}
+
+/// What one `prune` call deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// The incidents deleted, with their fingerprints (the caller drops records keyed by them).
+    pub incidents: Vec<(IncidentId, Fingerprint)>,
+    /// How many delivery ids were forgotten.
+    pub delivery_ids: usize,
+    /// The store is still indexing, a step per call, what was written before its prune indexes
+    /// existed (older versions): call again soon.
+    pub backlog: bool,
+}
+
+impl Pruned {
+    /// Whether the call stopped at `limit` or has a backlog: more may be due, so the caller may
+    /// call again soon.
+    pub fn full(&self, limit: usize) -> bool {
+        self.incidents.len() >= limit || self.delivery_ids >= limit || self.backlog
     }
 }
 

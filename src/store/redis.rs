@@ -20,7 +20,9 @@
 //! | `idx:all`, `idx:<status>` | zset | incident ids, score 0: lexical order = ULID = creation order |
 //! | `tl:<id>` | list | timeline entries (JSON), oldest first |
 //! | `due` | zset | incident id, score = `next_due` (ms): the due-index (one row per incident) |
-//! | `seen:<delivery id>` | string | a transport delivery id already applied; expires after `SEEN_TTL` |
+//! | `seen:<delivery id>` | string | a transport delivery id already applied (value: seen ms); expires after `RedisOptions::seen_ttl` |
+//! | `seen:at` | zset | `seen:<delivery id>` key names, score = seen ms: what `prune` forgets first |
+//! | `resolvedat` | zset | resolved incident ids, score = resolve time (ms): what `prune` deletes first |
 //! | `refs:<id>` | hash | channel name → provider reference (first one kept) |
 //! | `outbox` | hash | delivery id → delivery JSON: every outbox row (`stats().outbox` = its length) |
 //! | `outbox:tok` | hash | delivery id → `<attempt>:<not_before ms>`: which attempt the row is at |
@@ -51,7 +53,8 @@
 //! # Guarantees
 //!
 //! - A version-guarded transition commits at most once across all replicas (the check and the
-//!   write are one script). A transport delivery id is applied at most once within `SEEN_TTL`.
+//!   write are one script). A transport delivery id is applied at most once until it is
+//!   pruned (`prune`, by the caller's clock) or its key expires (`RedisOptions::seen_ttl`).
 //! - A delivery is sent at least once while Redis keeps its data; it is sent more than once only
 //!   when a replica stops polling for longer than the lease while its send is in flight, or dies
 //!   between sending and recording the attempt.
@@ -83,8 +86,8 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{
-    CommitOutcome, DeliveryFinish, FingerprintState, Guard, Store, StoreError, StoreStats,
-    Transition,
+    CommitOutcome, DeliveryFinish, FingerprintState, Guard, Prune, Pruned, Store, StoreError,
+    StoreStats, Transition,
 };
 use crate::domain::{Fingerprint, IncidentId};
 use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
@@ -93,9 +96,9 @@ use crate::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
 const SCHEMA_VERSION: u64 = 1;
 /// The consumer group every replica reads the outbox stream in.
 const GROUP: &str = "workers";
-/// How long a transport delivery id is remembered (SNS and EventBridge redeliver within minutes
-/// to hours; a week is far beyond any retry window).
-const SEEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a transport delivery id is remembered by default (SNS and EventBridge redeliver
+/// within minutes to hours; a week is far beyond any retry window).
+pub const SEEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Consecutive timeouts after which the connection is replaced: a timeout alone does not make
 /// the connection manager reconnect, and a half-open TCP connection would otherwise time out
 /// forever.
@@ -115,6 +118,9 @@ pub struct RedisOptions {
     /// The bound on every store call (connect and response), so an unreachable Redis is reported
     /// as `Unavailable` instead of hanging the scheduler or the worker.
     pub timeout: Duration,
+    /// How long Redis itself keeps a `seen:<delivery id>` key (its TTL): the message-id
+    /// retention. `prune` forgets ids by the caller's clock as well.
+    pub seen_ttl: Duration,
 }
 
 impl Default for RedisOptions {
@@ -123,6 +129,7 @@ impl Default for RedisOptions {
             consumer: default_consumer(),
             lease: Duration::from_secs(60),
             timeout: Duration::from_secs(2),
+            seen_ttl: SEEN_TTL,
         }
     }
 }
@@ -304,6 +311,9 @@ struct Scripts {
     incidents: Script,
     fingerprint: Script,
     prune_consumers: Script,
+    open_incidents: Script,
+    prune: Script,
+    backfill: Script,
 }
 
 impl Scripts {
@@ -316,6 +326,9 @@ impl Scripts {
             incidents: Script::new(INCIDENTS_LUA),
             fingerprint: Script::new(FINGERPRINT_LUA),
             prune_consumers: Script::new(PRUNE_CONSUMERS_LUA),
+            open_incidents: Script::new(OPEN_INCIDENTS_LUA),
+            prune: Script::new(PRUNE_LUA),
+            backfill: Script::new(BACKFILL_LUA),
         }
     }
 }
@@ -324,11 +337,12 @@ impl Scripts {
 ///
 /// KEYS: 1 seen, 2 open, 3 lastchange, 4 due, 5 outbox:delayed, 6 outbox, 7 outbox:tok,
 /// 8 idx:all, 9 idx:triggered, 10 idx:acknowledged, 11 idx:resolved, 12 guarded incident,
-/// 13 written incident, 14 timeline.
-/// ARGV: 1 has delivery id, 2 seen ttl (s), 3 now (ms), 4 guard kind (none|open|version),
+/// 13 written incident, 14 timeline, 15 resolvedat, 16 seen:at.
+/// ARGV: 1 has delivery id, 2 seen ttl (s), 3 seen at (ms), 4 guard kind (none|open|version),
 /// 5 guard fingerprint or version, 6 has incident, 7 id, 8 JSON, 9 version, 10 status,
 /// 11 fingerprint, 12 next_due ms or '', 13 last_change fingerprint or '', 14 last_change ms,
-/// 15 n timeline entries, the entries, then n deliveries, each (id, token, not_before ms, JSON).
+/// 15 resolved at ms or '', 16 n timeline entries, the entries, then n deliveries, each (id,
+/// token, not_before ms, JSON).
 const COMMIT_LUA: &str = r#"
 local function idx(status)
   if status == 'triggered' then return KEYS[9] end
@@ -354,9 +368,14 @@ if ARGV[6] == '1' then
   if prev then redis.call('ZREM', idx(prev), id) end
   redis.call('ZADD', idx(status), 0, id)
   redis.call('ZADD', KEYS[8], 0, id)
+  if status == 'resolved' and ARGV[15] ~= '' then
+    redis.call('ZADD', KEYS[15], ARGV[15], id)
+  else
+    redis.call('ZREM', KEYS[15], id)
+  end
   redis.call('HSET', KEYS[13], 'data', ARGV[8], 'version', ARGV[9], 'status', status)
 end
-local i = 15
+local i = 16
 local n = tonumber(ARGV[i])
 for j = 1, n do redis.call('RPUSH', KEYS[14], ARGV[i + j]) end
 i = i + n + 1
@@ -367,7 +386,10 @@ for j = 0, n - 1 do
   redis.call('HSET', KEYS[7], ARGV[o], ARGV[o + 1])
   redis.call('ZADD', KEYS[5], ARGV[o + 2], ARGV[o])
 end
-if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2]) end
+if ARGV[1] == '1' then
+  redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
+  redis.call('ZADD', KEYS[16], ARGV[3], KEYS[1])
+end
 if ARGV[13] ~= '' then
   local old = redis.call('HGET', KEYS[3], ARGV[13])
   if (not old) or tonumber(old) < tonumber(ARGV[14]) then
@@ -532,6 +554,102 @@ if id then data = redis.call('HGET', ARGV[2] .. id, 'data') or '' end
 local lc = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 return {data, lc}
 "#;
+
+/// Every open incident's JSON, through the open-fingerprint index. KEYS: 1 open. ARGV: 1 the
+/// incident key prefix.
+const OPEN_INCIDENTS_LUA: &str = r#"
+local out = {}
+for _, id in ipairs(redis.call('HVALS', KEYS[1])) do
+  local data = redis.call('HGET', ARGV[1] .. id, 'data')
+  if data then table.insert(out, data) end
+end
+return out
+"#;
+
+/// One bounded prune pass. Returns {{id, fingerprint, …}, number of delivery ids forgotten}.
+///
+/// KEYS: 1 resolvedat, 2 open, 3 lastchange, 4 due, 5 idx:all, 6 idx:resolved, 7 outbox,
+/// 8 outbox:tok, 9 outbox:delayed, 10 outbox:sid, 11 seen:at.
+/// ARGV: 1 resolved-before ms, 2 seen-before ms, 3 limit, 4 `{tag}:inc:`, 5 `{tag}:tl:`,
+/// 6 `{tag}:refs:`.
+const PRUNE_LUA: &str = r#"
+local limit = tonumber(ARGV[3])
+local gone, out, n = {}, {}, 0
+local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, limit)
+for _, id in ipairs(rows) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = ARGV[4] .. id
+  if redis.call('HGET', key, 'status') == 'resolved' then
+    local fp = cjson.decode(redis.call('HGET', key, 'data')).fingerprint
+    redis.call('DEL', key, ARGV[5] .. id, ARGV[6] .. id)
+    redis.call('ZREM', KEYS[4], id)
+    redis.call('ZREM', KEYS[5], id)
+    redis.call('ZREM', KEYS[6], id)
+    if redis.call('HGET', KEYS[2], fp) == id then redis.call('HDEL', KEYS[2], fp) end
+    if redis.call('HEXISTS', KEYS[2], fp) == 0 then
+      local lc = redis.call('HGET', KEYS[3], fp)
+      if lc and tonumber(lc) < tonumber(ARGV[1]) then redis.call('HDEL', KEYS[3], fp) end
+    end
+    gone[id] = true
+    table.insert(out, id)
+    table.insert(out, fp)
+  end
+end
+if #out > 0 then
+  local all = redis.call('HGETALL', KEYS[7])
+  for j = 1, #all, 2 do
+    local d = cjson.decode(all[j + 1])
+    if gone[d.incident] then
+      local did = all[j]
+      redis.call('HDEL', KEYS[7], did)
+      redis.call('HDEL', KEYS[8], did)
+      redis.call('ZREM', KEYS[9], did)
+      redis.call('HDEL', KEYS[10], did)
+    end
+  end
+end
+local seen = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', '(' .. ARGV[2], 'LIMIT', 0, limit)
+for _, key in ipairs(seen) do
+  redis.call('ZREM', KEYS[11], key)
+  redis.call('DEL', key)
+  n = n + 1
+end
+return {out, n}
+"#;
+
+/// The next step of indexing in `resolvedat` the resolved incidents written before it existed:
+/// the JSON of those of the next ARGV[1] ids of `idx:resolved` (after the cursor) not indexed
+/// yet; the caller reads their resolve times and adds them. Returns {more (0|1), {id, JSON, …}}.
+///
+/// KEYS: 1 idx:resolved, 2 resolvedat, 3 prune:backfill (the last id looked at, or `done`).
+/// ARGV: 1 step, 2 `{tag}:inc:`.
+const BACKFILL_LUA: &str = r#"
+local cursor = redis.call('GET', KEYS[3])
+if cursor == 'done' then return {0, {}} end
+local lower = '-'
+if cursor then lower = '(' .. cursor end
+local step = tonumber(ARGV[1])
+local ids = redis.call('ZRANGEBYLEX', KEYS[1], lower, '+', 'LIMIT', 0, step)
+local out = {}
+for _, id in ipairs(ids) do
+  if not redis.call('ZSCORE', KEYS[2], id) then
+    local data = redis.call('HGET', ARGV[2] .. id, 'data')
+    if data then
+      table.insert(out, id)
+      table.insert(out, data)
+    end
+  end
+end
+if #ids < step then
+  redis.call('SET', KEYS[3], 'done')
+  return {0, out}
+end
+redis.call('SET', KEYS[3], ids[#ids])
+return {1, out}
+"#;
+
+/// Resolved incidents indexed per `prune` call by `BACKFILL_LUA`.
+const BACKFILL_STEP: usize = 1000;
 
 /// Removes consumers that hold nothing and have been idle longer than ARGV[2] ms.
 /// KEYS: 1 outbox:stream. ARGV: 1 group, 2 idle ms.
@@ -803,10 +921,12 @@ impl Store for RedisStore {
             .key(k.status(IncidentStatus::Resolved))
             .key(guarded)
             .key(written)
-            .key(timeline_key);
+            .key(timeline_key)
+            .key(k.k("resolvedat"))
+            .key(k.k("seen:at"));
         inv.arg(if tx.delivery_id.is_some() { "1" } else { "0" })
-            .arg(SEEN_TTL.as_secs())
-            .arg(Utc::now().timestamp_millis());
+            .arg(self.options.seen_ttl.as_secs().max(1))
+            .arg(ms(tx.decided_at.unwrap_or_else(Utc::now)));
         match &tx.guard {
             None => inv.arg("none").arg(""),
             Some(Guard::NoOpenIncident(fp)) => inv.arg("open").arg(fp.as_str()),
@@ -826,6 +946,10 @@ impl Store for RedisStore {
         match &tx.last_change {
             Some((fp, at)) => inv.arg(fp.as_str()).arg(ms(*at)),
             None => inv.arg("").arg(0),
+        };
+        match tx.incident.as_ref().and_then(|i| i.resolved.as_ref()) {
+            Some((_, at)) => inv.arg(ms(*at)),
+            None => inv.arg(""),
         };
         // Entries with nowhere to go are dropped, as in the embedded store.
         let entries: &[TimelineEntry] = if timeline_id.is_some() {
@@ -925,6 +1049,95 @@ impl Store for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let mut inv = self.scripts.open_incidents.prepare_invoke();
+        inv.key(self.keys.k("open")).arg(self.keys.k("inc:"));
+        let rows: Vec<String> = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let inc: Incident = decode(&row)?;
+            if inc.status.is_open() {
+                out.push(inc);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError> {
+        let k = &self.keys;
+        // Older `seen:` keys expire by their TTL; older resolved incidents need indexing.
+        let mut inv = self.scripts.backfill.prepare_invoke();
+        inv.key(k.status(IncidentStatus::Resolved))
+            .key(k.k("resolvedat"))
+            .key(k.k("prune:backfill"))
+            .arg(BACKFILL_STEP)
+            .arg(k.k("inc:"));
+        let (more, older): (i64, Vec<String>) = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let mut index = ::redis::pipe();
+        let mut indexed = 0;
+        for pair in older.chunks(2) {
+            if let [id, data] = pair
+                && let Ok(inc) = decode::<Incident>(data)
+                && let (IncidentStatus::Resolved, Some((_, at))) = (inc.status, &inc.resolved)
+            {
+                index
+                    .cmd("ZADD")
+                    .arg(k.k("resolvedat"))
+                    .arg("NX")
+                    .arg(ms(*at))
+                    .arg(id)
+                    .ignore();
+                indexed += 1;
+            }
+        }
+        if indexed > 0 {
+            self.run(|mut c| async move { index.query_async::<()>(&mut c).await })
+                .await?;
+        }
+        let mut inv = self.scripts.prune.prepare_invoke();
+        inv.key(k.k("resolvedat"))
+            .key(k.k("open"))
+            .key(k.k("lastchange"))
+            .key(k.k("due"))
+            .key(k.k("idx:all"))
+            .key(k.status(IncidentStatus::Resolved))
+            .key(k.k("outbox"))
+            .key(k.k("outbox:tok"))
+            .key(k.k("outbox:delayed"))
+            .key(k.k("outbox:sid"))
+            .key(k.k("seen:at"))
+            .arg(ms(prune.resolved_before))
+            .arg(ms(prune.seen_before))
+            .arg(count(prune.limit))
+            .arg(k.k("inc:"))
+            .arg(k.k("tl:"))
+            .arg(k.k("refs:"));
+        let (gone, delivery_ids): (Vec<String>, u64) = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let mut incidents = Vec::with_capacity(gone.len() / 2);
+        for pair in gone.chunks(2) {
+            let [id, fp] = pair else {
+                return Err(StoreError::Corrupt(
+                    "prune script answered an odd list".into(),
+                ));
+            };
+            let id = IncidentId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let fp =
+                Fingerprint::parse(fp.as_str()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            incidents.push((id, fp));
+        }
+        Ok(Pruned {
+            incidents,
+            delivery_ids: delivery_ids as usize,
+            backlog: more == 1,
+        })
     }
 
     async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
@@ -1214,6 +1427,7 @@ mod tests {
                 consumer: format!("{name}-{}", ulid::Ulid::new()),
                 lease,
                 timeout: Duration::from_secs(2),
+                seen_ttl: SEEN_TTL,
             },
         )
         .await
@@ -1532,6 +1746,40 @@ mod tests {
             ttl > 0 && ttl <= SEEN_TTL.as_secs() as i64,
             "seen ids expire"
         );
+    }
+
+    #[tokio::test]
+    async fn resolved_incidents_written_before_the_prune_index_are_indexed_and_pruned() {
+        let store = replica(&fresh_prefix(), "a", Duration::from_secs(60)).await;
+        let mut inc = crate::store::contract::sample_incident(fp("legacy"), now());
+        inc.status = IncidentStatus::Resolved;
+        inc.next_due = None;
+        inc.resolved = Some((
+            crate::incident::Actor {
+                who: "old".into(),
+                origin: crate::incident::Origin::Api,
+            },
+            now() - chrono::Duration::days(60),
+        ));
+        store.commit(opened(&inc, vec![])).await.unwrap();
+        // As an older version left it: no `resolvedat` entry, no backfill yet.
+        let client = Client::open(redis_url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = ::redis::cmd("DEL")
+            .arg(store.keys.k("resolvedat"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let prune = Prune {
+            resolved_before: now() - chrono::Duration::days(30),
+            seen_before: now() - chrono::Duration::days(7),
+            limit: 100,
+        };
+        let pruned = store.prune(prune).await.unwrap();
+        assert_eq!(pruned.incidents, vec![(inc.id, inc.fingerprint.clone())]);
+        assert!(!pruned.backlog, "one incident: indexed in one step");
+        assert!(store.incident(inc.id).await.unwrap().is_none());
+        assert!(!store.prune(prune).await.unwrap().full(100));
     }
 
     #[tokio::test]

@@ -127,7 +127,12 @@ pub struct Options {
     pub store: Option<Arc<dyn Store>>,
     /// Keep the embedded store's file here instead of in the test's temporary directory.
     pub data_dir: Option<PathBuf>,
+    /// Wraps the store the app is given (to observe what the app reads).
+    pub wrap_store: Option<StoreWrapper>,
 }
+
+/// Wraps the store given to the app.
+pub type StoreWrapper = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store>>;
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
@@ -187,6 +192,10 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     } else {
         let data = opts.data_dir.unwrap_or_else(|| dir.path().join("data"));
         Arc::new(EmbeddedStore::open(&data).unwrap())
+    };
+    let store = match opts.wrap_store {
+        Some(wrap) => wrap(store),
+        None => store,
     };
     let fetcher: Option<Arc<dyn CertFetcher>> =
         (!opts.http_cert_fetcher).then(|| Arc::new(FixtureCerts) as Arc<dyn CertFetcher>);

@@ -9,6 +9,7 @@ mod clocks;
 mod deploy;
 mod escalation;
 mod fixtures;
+mod growth;
 mod helpers;
 mod observability;
 mod operations;

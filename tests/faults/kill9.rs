@@ -101,8 +101,8 @@ impl Sink {
     }
 }
 
-/// Two steps through the webhook, the second 2 s after the first; every event is medium. (The
-/// critical policy exists because the desk's invariants require it.)
+/// Two steps through the webhook, the second 2 s after the first; every event is medium; no storm
+/// grouping. (The critical policy exists because the desk's invariants require it.)
 fn write_policy(dir: &Path, sink: &str) {
     std::fs::create_dir_all(dir).unwrap();
     webhook_policy(sink)(dir);
@@ -115,6 +115,12 @@ fn write_policy(dir: &Path, sink: &str) {
         "the simple policy has two steps"
     );
     std::fs::write(dir.join("policy.yaml"), policy).unwrap();
+    // One incident per event is what is checked: no storm grouping.
+    std::fs::write(
+        dir.join("storm.yaml"),
+        "storm: { max_new_per_minute: 4000000000 }\n",
+    )
+    .unwrap();
 }
 
 #[test]
