@@ -74,6 +74,8 @@ pub struct Settings {
     pub channels: crate::notify::ChannelSettings,
     /// How long the HTTP server waits for slow and idle clients, and how many it serves at once.
     pub http: HttpLimits,
+    /// How long resolved incidents and delivery ids are kept, and how the prune pass runs.
+    pub retention: crate::incident::prune::Retention,
 }
 
 /// The HTTP server's bounds on slow, idle and numerous clients (README, "Settings").
@@ -102,8 +104,6 @@ impl Default for HttpLimits {
             max_connections: 1024,
         }
     }
-    /// How long resolved incidents and delivery ids are kept, and how the prune pass runs.
-    pub retention: crate::incident::prune::Retention,
 }
 
 impl Settings {

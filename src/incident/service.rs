@@ -90,7 +90,7 @@ impl IngestOutcome {
             | Self::Replay(Some(id)) => {
                 vec![*id]
             }
-            | Self::Storm(id) => vec![*id],
+            Self::Storm(id) => vec![*id],
             Self::Resolved(ids) => ids.clone(),
             _ => vec![],
         }

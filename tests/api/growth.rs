@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -14,109 +14,11 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use vigil::domain::{Fingerprint, IncidentId};
-use vigil::incident::{Actor, Delivery, Incident, IncidentStatus, Origin, TimelineEntry};
-use vigil::store::{
-    CommitOutcome, DeliveryFinish, FingerprintState, Guard, Prune, Pruned, Store, StoreError,
-    StoreStats, Transition,
-};
+use vigil::domain::Fingerprint;
+use vigil::incident::{Actor, IncidentStatus, Origin};
+use vigil::store::{CommitOutcome, Guard, Store, Transition};
 
 use crate::helpers::*;
-
-/// A store that counts what the incident flow reads: calls of the history listing
-/// (`incidents`), and incidents handed out by the open index (`open_incidents`).
-struct Counting {
-    inner: Arc<dyn Store>,
-    listings: AtomicUsize,
-    open_read: AtomicUsize,
-}
-
-impl Counting {
-    fn reset(&self) {
-        self.listings.store(0, Ordering::SeqCst);
-        self.open_read.store(0, Ordering::SeqCst);
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for Counting {
-    async fn commit(&self, tx: Transition) -> Result<CommitOutcome, StoreError> {
-        self.inner.commit(tx).await
-    }
-    async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        self.inner.incident(id).await
-    }
-    async fn fingerprint(&self, fp: &Fingerprint) -> Result<FingerprintState, StoreError> {
-        self.inner.fingerprint(fp).await
-    }
-    async fn incidents(
-        &self,
-        status: Option<IncidentStatus>,
-        limit: usize,
-    ) -> Result<Vec<Incident>, StoreError> {
-        self.listings.fetch_add(1, Ordering::SeqCst);
-        self.inner.incidents(status, limit).await
-    }
-    async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        let out = self.inner.open_incidents().await?;
-        self.open_read.fetch_add(out.len(), Ordering::SeqCst);
-        Ok(out)
-    }
-    async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError> {
-        self.inner.prune(prune).await
-    }
-    async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
-        self.inner.timeline(id).await
-    }
-    async fn due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<(DateTime<Utc>, IncidentId)>, StoreError> {
-        self.inner.due(now, limit).await
-    }
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.next_due().await
-    }
-    async fn deliveries_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.deliveries_due(now, limit).await
-    }
-    async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError> {
-        self.inner.still_pending(delivery).await
-    }
-    async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.next_delivery().await
-    }
-    async fn finish_delivery(
-        &self,
-        delivery: &Delivery,
-        finish: DeliveryFinish,
-    ) -> Result<(), StoreError> {
-        self.inner.finish_delivery(delivery, finish).await
-    }
-    async fn references(&self, id: IncidentId) -> Result<BTreeMap<String, String>, StoreError> {
-        self.inner.references(id).await
-    }
-    async fn put_record(&self, kind: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.inner.put_record(kind, id, value).await
-    }
-    async fn get_record(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_record(kind, id).await
-    }
-    async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_record(kind, id).await
-    }
-    async fn records(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner.records(kind).await
-    }
-    async fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.inner.stats().await
-    }
-}
 
 /// How many resolved incidents the history holds in the lookup test.
 const HISTORY: usize = 20_000;
@@ -159,15 +61,11 @@ async fn fill_history(store: &dyn Store) {
 
 #[tokio::test]
 async fn inhibition_and_trading_resumed_read_only_the_open_incidents_however_long_the_history() {
-    let counting: Arc<std::sync::OnceLock<Arc<Counting>>> = Default::default();
+    let counting: Arc<std::sync::OnceLock<Arc<ObservedStore>>> = Default::default();
     let slot = counting.clone();
     let app = spawn_app_with(Options {
         wrap_store: Some(Box::new(move |inner| {
-            let c = Arc::new(Counting {
-                inner,
-                listings: AtomicUsize::new(0),
-                open_read: AtomicUsize::new(0),
-            });
+            let c = Arc::new(ObservedStore::new(inner));
             let _ = slot.set(c.clone());
             c
         })),

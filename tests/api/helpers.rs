@@ -1,7 +1,9 @@
 //! `spawn_app()` and one helper per endpoint. `TEST_LOG=1` turns on the app's logs.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -12,9 +14,14 @@ use rsa::signature::{SignatureEncoding as _, Signer as _};
 use serde_json::{Value, json};
 use vigil::app::{App, AppHandle};
 use vigil::clock::ManualClock;
+use vigil::domain::{Fingerprint, IncidentId};
+use vigil::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
 use vigil::ingest::{CertFetcher, IngestError, SnsEnvelope};
 use vigil::settings::{Secret, Settings};
-use vigil::store::{EmbeddedStore, RedisStore, Store};
+use vigil::store::{
+    CommitOutcome, DeliveryFinish, EmbeddedStore, FingerprintState, Prune, Pruned, RedisStore,
+    Store, StoreError, StoreStats, Transition,
+};
 use wiremock::MockServer;
 
 pub const INGEST_TOKEN: &str = "test-ingest-token";
@@ -456,5 +463,120 @@ rules:
 "#
         );
         std::fs::write(dir.join("policy.yaml"), yaml).unwrap();
+    }
+}
+
+/// A real store seen through a test's eyes: it counts what the incident flow reads (calls of
+/// the history listing `incidents`, and incidents handed out by the open index), and can be
+/// made to refuse recording delivery attempts, as a full disk or a Redis outage right after a
+/// send would.
+pub struct ObservedStore {
+    pub inner: Arc<dyn Store>,
+    pub listings: AtomicUsize,
+    pub open_read: AtomicUsize,
+    pub refuse_finish: AtomicBool,
+}
+
+impl ObservedStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            listings: AtomicUsize::new(0),
+            open_read: AtomicUsize::new(0),
+            refuse_finish: AtomicBool::new(false),
+        }
+    }
+
+    pub fn reset(&self) {
+        self.listings.store(0, Ordering::SeqCst);
+        self.open_read.store(0, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for ObservedStore {
+    async fn commit(&self, tx: Transition) -> Result<CommitOutcome, StoreError> {
+        self.inner.commit(tx).await
+    }
+    async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        self.inner.incident(id).await
+    }
+    async fn fingerprint(&self, fp: &Fingerprint) -> Result<FingerprintState, StoreError> {
+        self.inner.fingerprint(fp).await
+    }
+    async fn incidents(
+        &self,
+        status: Option<IncidentStatus>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
+        self.inner.incidents(status, limit).await
+    }
+    async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let out = self.inner.open_incidents().await?;
+        self.open_read.fetch_add(out.len(), Ordering::SeqCst);
+        Ok(out)
+    }
+    async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError> {
+        self.inner.prune(prune).await
+    }
+    async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
+        self.inner.timeline(id).await
+    }
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(DateTime<Utc>, IncidentId)>, StoreError> {
+        self.inner.due(now, limit).await
+    }
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.next_due().await
+    }
+    async fn deliveries_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.deliveries_due(now, limit).await
+    }
+    async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError> {
+        self.inner.still_pending(delivery).await
+    }
+    async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.next_delivery().await
+    }
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        finish: DeliveryFinish,
+    ) -> Result<(), StoreError> {
+        if self.refuse_finish.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "injected: the store refuses writes".into(),
+            ));
+        }
+        self.inner.finish_delivery(delivery, finish).await
+    }
+    async fn references(&self, id: IncidentId) -> Result<BTreeMap<String, String>, StoreError> {
+        self.inner.references(id).await
+    }
+    async fn put_record(&self, kind: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.inner.put_record(kind, id, value).await
+    }
+    async fn get_record(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_record(kind, id).await
+    }
+    async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_record(kind, id).await
+    }
+    async fn records(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.records(kind).await
+    }
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats().await
+    }
+    fn problem(&self) -> Option<String> {
+        self.inner.problem()
     }
 }

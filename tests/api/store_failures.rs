@@ -3,114 +3,20 @@
 //! commit, says so on `/readyz` and in a metric, recovers by itself, and never re-sends a
 //! delivery in a loop because its outcome could not be written down.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use vigil::domain::{Fingerprint, IncidentId};
-use vigil::incident::{Delivery, Incident, IncidentStatus, TimelineEntry};
-use vigil::store::{
-    CommitOutcome, DeliveryFinish, FingerprintState, Store, StoreError, StoreStats, Transition,
-};
+use vigil::store::Store;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Options, incident_of, spawn_app_with, test_redis_store, webhook_policy};
-
-/// A real store whose `finish_delivery` can be made to fail, as a full disk or a Redis outage
-/// right after a send would make it fail.
-struct RefusingStore {
-    inner: Arc<dyn Store>,
-    refuse_finish: AtomicBool,
-}
-
-impl RefusingStore {
-    fn refused() -> StoreError {
-        StoreError::Unavailable("injected: the store refuses writes".into())
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for RefusingStore {
-    async fn commit(&self, tx: Transition) -> Result<CommitOutcome, StoreError> {
-        self.inner.commit(tx).await
-    }
-    async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        self.inner.incident(id).await
-    }
-    async fn fingerprint(&self, fp: &Fingerprint) -> Result<FingerprintState, StoreError> {
-        self.inner.fingerprint(fp).await
-    }
-    async fn incidents(
-        &self,
-        status: Option<IncidentStatus>,
-        limit: usize,
-    ) -> Result<Vec<Incident>, StoreError> {
-        self.inner.incidents(status, limit).await
-    }
-    async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
-        self.inner.timeline(id).await
-    }
-    async fn due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<(DateTime<Utc>, IncidentId)>, StoreError> {
-        self.inner.due(now, limit).await
-    }
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.next_due().await
-    }
-    async fn deliveries_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.deliveries_due(now, limit).await
-    }
-    async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError> {
-        self.inner.still_pending(delivery).await
-    }
-    async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.next_delivery().await
-    }
-    async fn finish_delivery(
-        &self,
-        delivery: &Delivery,
-        finish: DeliveryFinish,
-    ) -> Result<(), StoreError> {
-        if self.refuse_finish.load(Ordering::SeqCst) {
-            return Err(Self::refused());
-        }
-        self.inner.finish_delivery(delivery, finish).await
-    }
-    async fn references(&self, id: IncidentId) -> Result<BTreeMap<String, String>, StoreError> {
-        self.inner.references(id).await
-    }
-    async fn put_record(&self, kind: &str, id: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.inner.put_record(kind, id, value).await
-    }
-    async fn get_record(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_record(kind, id).await
-    }
-    async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_record(kind, id).await
-    }
-    async fn records(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner.records(kind).await
-    }
-    async fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.inner.stats().await
-    }
-    fn problem(&self) -> Option<String> {
-        self.inner.problem()
-    }
-}
+use crate::helpers::{
+    ObservedStore, Options, incident_of, spawn_app_with, test_redis_store, webhook_policy,
+};
 
 async fn sink() -> MockServer {
     let sink = MockServer::start().await;
@@ -181,10 +87,8 @@ async fn sent_delivery_whose_record_fails_is_not_sent_again(redis: bool) {
     } else {
         Arc::new(vigil::store::EmbeddedStore::open(dir.path()).unwrap())
     };
-    let store = Arc::new(RefusingStore {
-        inner,
-        refuse_finish: AtomicBool::new(true),
-    });
+    let store = Arc::new(ObservedStore::new(inner));
+    store.refuse_finish.store(true, Ordering::SeqCst);
     let app = spawn_app_with(Options {
         policy: Some(Box::new(webhook_policy(&sink.uri()))),
         store: Some(store.clone()),
