@@ -404,6 +404,18 @@ pub fn incident_of(body: &Value) -> String {
         .to_string()
 }
 
+/// An HTTP fake that answers every POST with 200, like a healthy webhook receiver.
+pub async fn ok_sink() -> MockServer {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, ResponseTemplate};
+    let sink = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&sink)
+        .await;
+    sink
+}
+
 /// The requests a wiremock sink received, as JSON bodies.
 pub async fn received(sink: &MockServer) -> Vec<Value> {
     sink.received_requests()

@@ -6,8 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use vigil::clock::Clock;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 use crate::helpers::*;
 
@@ -19,11 +18,7 @@ fn value(metrics: &str, name: &str) -> Option<f64> {
 }
 
 async fn app() -> (TestApp, MockServer) {
-    let sink = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&sink)
-        .await;
+    let sink = crate::helpers::ok_sink().await;
     let app = spawn_app_with(Options {
         policy: Some(Box::new(webhook_policy(&sink.uri()))),
         ..Default::default()

@@ -52,6 +52,8 @@ rules:
   - name: everything
     matchers: []
     severity: critical
+# The pacing is what is checked here: one incident (and one post) per alert, no storm grouping.
+storm: { max_new_per_minute: 1000000 }
 "##,
     )
     .unwrap();

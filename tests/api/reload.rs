@@ -119,13 +119,7 @@ async fn a_file_change_reloads_by_itself() {
 
 #[tokio::test]
 async fn an_open_incident_keeps_its_policy_snapshot_across_a_reload() {
-    use wiremock::matchers::method;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let sink = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&sink)
-        .await;
+    let sink = crate::helpers::ok_sink().await;
     let app = spawn_app_with(Options {
         policy: Some(Box::new(webhook_policy(&sink.uri()))),
         ..Default::default()

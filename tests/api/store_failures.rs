@@ -18,15 +18,6 @@ use crate::helpers::{
     ObservedStore, Options, incident_of, spawn_app_with, test_redis_store, webhook_policy,
 };
 
-async fn sink() -> MockServer {
-    let sink = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&sink)
-        .await;
-    sink
-}
-
 /// How many times the sink received the delivery with this Idempotency-Key.
 async fn sends_of(sink: &MockServer, key: &str) -> usize {
     sink.received_requests()
@@ -80,7 +71,7 @@ async fn a_sent_delivery_whose_record_fails_is_not_sent_again_on_redis() {
 /// The worker sends, the store refuses the record: the delivery is held back (the same bounded
 /// backoff as a failed send) and only its record is retried. The provider hears it once.
 async fn sent_delivery_whose_record_fails_is_not_sent_again(redis: bool) {
-    let sink = sink().await;
+    let sink = crate::helpers::ok_sink().await;
     let dir = tempfile::tempdir().unwrap();
     let inner: Arc<dyn Store> = if redis {
         Arc::new(test_redis_store().await)

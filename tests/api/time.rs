@@ -7,8 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 use crate::helpers::*;
 
@@ -87,11 +86,7 @@ rules:
 }
 
 async fn setup() -> (MockServer, TestApp) {
-    let sink = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&sink)
-        .await;
+    let sink = crate::helpers::ok_sink().await;
     let app = spawn_app_with(Options {
         policy: Some(Box::new(policy(sink.uri()))),
         ..Default::default()

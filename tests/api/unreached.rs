@@ -106,11 +106,7 @@ async fn a_critical_step_that_reached_no_one_fails_readiness_and_tells_the_last_
 
 #[tokio::test]
 async fn a_step_with_one_delivery_sent_is_not_unreached() {
-    let sink = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&sink)
-        .await;
+    let sink = crate::helpers::ok_sink().await;
     let app = spawn_app_with(Options {
         policy: Some(Box::new(webhook_policy(&sink.uri()))),
         ..Default::default()
