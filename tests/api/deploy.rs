@@ -103,7 +103,10 @@ async fn kubernetes_manifests_match_the_binary() {
     // Probes hit real endpoints on the named port. Readiness for traffic is /healthz: /readyz
     // fails on conditions all replicas share (a critical incident that reached no one), which
     // must never take every replica out of the Service at once.
-    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/healthz")] {
+    for (probe, path) in [
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/healthz"),
+    ] {
         assert_eq!(s(c, &[probe, "httpGet", "path"]).as_str(), Some(path));
         assert_eq!(s(c, &[probe, "httpGet", "port"]).as_str(), Some(port_name));
     }
