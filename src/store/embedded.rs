@@ -81,6 +81,14 @@ enum Op {
     ),
 }
 
+impl Op {
+    fn into_reply(self) -> oneshot::Sender<Result<CommitOutcome, StoreError>> {
+        match self {
+            Op::Commit(_, reply) | Op::Finish(_, reply) | Op::Record(_, reply) => reply,
+        }
+    }
+}
+
 /// A transition with its records already encoded. The caller's task encodes them (on any
 /// runtime thread) so that the one writer thread, which every commit waits for, only touches
 /// the tables.
@@ -628,10 +636,7 @@ impl Writer {
                     }
                 }
                 for (op, r) in batch.into_iter().zip(results) {
-                    let reply = match op {
-                        Op::Commit(_, reply) | Op::Finish(_, reply) | Op::Record(_, reply) => reply,
-                    };
-                    let _ = reply.send(Ok(r));
+                    let _ = op.into_reply().send(Ok(r));
                 }
             }
             Err(e) => {
@@ -816,10 +821,9 @@ fn probe(db: &Database) -> Result<(), String> {
 /// Answers every operation of a batch that was not applied.
 fn refuse(batch: Vec<Op>, problem: &str) {
     for op in batch {
-        let reply = match op {
-            Op::Commit(_, reply) | Op::Finish(_, reply) | Op::Record(_, reply) => reply,
-        };
-        let _ = reply.send(Err(StoreError::Unavailable(problem.to_string())));
+        let _ = op
+            .into_reply()
+            .send(Err(StoreError::Unavailable(problem.to_string())));
     }
 }
 

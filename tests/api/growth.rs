@@ -11,8 +11,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use vigil::domain::Fingerprint;
 use vigil::incident::{Actor, IncidentStatus, Origin};
@@ -241,12 +239,7 @@ async fn a_flood_of_new_alerts_from_one_source_opens_one_storm_incident_and_page
 }
 
 async fn flood(redis: bool) {
-    let sink = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/page"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&sink)
-        .await;
+    let sink = ok_sink().await;
     let app = spawn_app_with(Options {
         policy: Some(Box::new(storm_policy(&sink.uri()))),
         redis,

@@ -416,6 +416,18 @@ pub async fn ok_sink() -> MockServer {
     sink
 }
 
+/// The JSON bodies a fake received at path `at`, in the order it received them.
+pub async fn received_at(server: &MockServer, at: &str) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == at)
+        .filter_map(|r| serde_json::from_slice(&r.body).ok())
+        .collect()
+}
+
 /// The requests a wiremock sink received, as JSON bodies.
 pub async fn received(sink: &MockServer) -> Vec<Value> {
     sink.received_requests()

@@ -110,18 +110,6 @@ async fn app_on(f: &Fakes, redis: bool) -> TestApp {
     .await
 }
 
-/// The JSON bodies a fake received at `at`, in the order it received them.
-async fn bodies(server: &MockServer, at: &str) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.url.path() == at)
-        .filter_map(|r| serde_json::from_slice(&r.body).ok())
-        .collect()
-}
-
 /// The first block's text of a Slack post: the line with the severity and the summary.
 fn headline(post: &Value) -> String {
     post["blocks"][0]["text"]["text"]
@@ -184,14 +172,20 @@ async fn storm(redis: bool) {
     app.handle.run_deliveries().await;
     for _ in 0..(STORM + 60) {
         app.advance(Duration::from_secs(1)).await;
-        if bodies(&f.slack, "/chat.postMessage").await.len() >= STORM
-            && bodies(&f.pd, "/v2/enqueue").await.len() >= STORM
+        if crate::helpers::received_at(&f.slack, "/chat.postMessage")
+            .await
+            .len()
+            >= STORM
+            && crate::helpers::received_at(&f.pd, "/v2/enqueue")
+                .await
+                .len()
+                >= STORM
         {
             break;
         }
     }
 
-    let posts = bodies(&f.slack, "/chat.postMessage").await;
+    let posts = crate::helpers::received_at(&f.slack, "/chat.postMessage").await;
     assert_eq!(posts.len(), STORM, "every alert posted, none twice");
     let order: Vec<String> = posts
         .iter()
@@ -203,7 +197,12 @@ async fn storm(redis: bool) {
         .collect();
     let want: Vec<String> = (0..STORM).map(|i| format!("storm alarm {i:03}")).collect();
     assert_eq!(order, want, "posted in the order the incidents opened");
-    assert_eq!(bodies(&f.pd, "/v2/enqueue").await.len(), STORM);
+    assert_eq!(
+        crate::helpers::received_at(&f.pd, "/v2/enqueue")
+            .await
+            .len(),
+        STORM
+    );
 
     let mut slack_sent = Vec::new();
     let mut pd_sent = Vec::new();
@@ -275,7 +274,7 @@ async fn slack_says_the_severity_once_and_pagerduty_the_region_once() {
         assert_eq!(status, StatusCode::OK, "{fixture_name}: {body}");
         // Two posts to one Slack channel: the second waits its second.
         app.advance(Duration::from_secs(1)).await;
-        let pd = bodies(&f.pd, "/v2/enqueue").await;
+        let pd = crate::helpers::received_at(&f.pd, "/v2/enqueue").await;
         let summary = pd.last().unwrap()["payload"]["summary"]
             .as_str()
             .unwrap()
@@ -285,7 +284,7 @@ async fn slack_says_the_severity_once_and_pagerduty_the_region_once() {
             1,
             "{fixture_name}: {summary}"
         );
-        let posts = bodies(&f.slack, "/chat.postMessage").await;
+        let posts = crate::helpers::received_at(&f.slack, "/chat.postMessage").await;
         let headline = headline(posts.last().unwrap());
         assert_eq!(
             headline.matches("CRITICAL").count(),

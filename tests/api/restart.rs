@@ -52,8 +52,21 @@ fn start(config: &std::path::Path, data: &std::path::Path, port: u16) -> Proc {
 }
 
 pub(crate) fn start_with(config: &std::path::Path, store: &[&std::ffi::OsStr], port: u16) -> Proc {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+    serve_command(config, store, port)
+        .spawn()
+        .map(Proc)
+        .expect("vigil binary starts")
+}
+
+/// `vigil serve` on `port` with the policy in `config`, the store flags `store`, the shipped
+/// templates and the tests' tokens; its stdout only with `TEST_LOG`.
+pub(crate) fn serve_command(
+    config: &std::path::Path,
+    store: &[&std::ffi::OsStr],
+    port: u16,
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--config")
         .arg(config)
         .args(store)
@@ -67,10 +80,8 @@ pub(crate) fn start_with(config: &std::path::Path, store: &[&std::ffi::OsStr], p
         } else {
             Stdio::null()
         })
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map(Proc)
-        .expect("vigil binary starts")
+        .stderr(Stdio::inherit());
+    cmd
 }
 
 pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) {

@@ -7,7 +7,7 @@
 //! BENCHMARKS.md: `cargo test --test api slow_clients -- --nocapture`.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
-use crate::restart::{Proc, free_port, wait_ready};
+use crate::restart::{Proc, free_port, serve_command, wait_ready};
 
 struct Vigil {
     proc: Proc,
@@ -31,23 +31,9 @@ async fn start(env: &[(&str, &str)]) -> Vigil {
     let config = dir.path().join("routing");
     copy_routing(&config);
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--config")
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--templates")
-        .arg(shipped_templates())
-        .env("VIGIL_INGEST_TOKENS", INGEST_TOKEN)
-        .env("VIGIL_OPERATOR_TOKENS", OPERATOR_TOKEN)
-        .env("RUST_LOG", "error")
-        .stdout(if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::inherit());
+    let data = dir.path().join("data");
+    let mut cmd = serve_command(&config, &["--data".as_ref(), data.as_os_str()], port);
+    cmd.env("RUST_LOG", "error");
     for (k, v) in env {
         cmd.env(k, v);
     }

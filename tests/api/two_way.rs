@@ -131,17 +131,6 @@ async fn app_with(f: &Fakes) -> TestApp {
     .await
 }
 
-async fn bodies(server: &MockServer, at: &str) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.url.path() == at)
-        .filter_map(|r| serde_json::from_slice(&r.body).ok())
-        .collect()
-}
-
 fn hmac_hex(secret: &str, data: &[u8]) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(data);
@@ -223,12 +212,12 @@ async fn alarm_pages_pagerduty_and_slack_and_a_slack_ack_stops_everything() {
     let id = incident_of(&body);
     app.handle.run_deliveries().await;
 
-    let pd = bodies(&f.pd, "/v2/enqueue").await;
+    let pd = crate::helpers::received_at(&f.pd, "/v2/enqueue").await;
     assert_eq!(events(&pd), ["trigger"]);
     assert_eq!(pd[0]["dedup_key"], id.as_str());
     assert_eq!(pd[0]["routing_key"], PD_ROUTING_KEY);
     assert_eq!(pd[0]["payload"]["severity"], "critical");
-    let posted = bodies(&f.slack, "/chat.postMessage").await;
+    let posted = crate::helpers::received_at(&f.slack, "/chat.postMessage").await;
     assert_eq!(posted.len(), 1);
     let buttons: Vec<(String, String)> = posted[0]["blocks"]
         .as_array()
@@ -273,10 +262,10 @@ async fn alarm_pages_pagerduty_and_slack_and_a_slack_ack_stops_everything() {
     assert_eq!(inc["acknowledged"][0]["origin"], "slack");
     app.handle.run_deliveries().await;
     assert_eq!(
-        events(&bodies(&f.pd, "/v2/enqueue").await),
+        events(&crate::helpers::received_at(&f.pd, "/v2/enqueue").await),
         ["trigger", "acknowledge"]
     );
-    let updates = bodies(&f.slack, "/chat.update").await;
+    let updates = crate::helpers::received_at(&f.slack, "/chat.update").await;
     assert_eq!(
         updates.len(),
         1,
@@ -291,7 +280,7 @@ async fn alarm_pages_pagerduty_and_slack_and_a_slack_ack_stops_everything() {
     // Nothing escalates any more.
     app.advance(Duration::from_secs(10 * 60)).await;
     assert_eq!(
-        events(&bodies(&f.pd, "/v2/enqueue").await),
+        events(&crate::helpers::received_at(&f.pd, "/v2/enqueue").await),
         ["trigger", "acknowledge"]
     );
 
@@ -305,10 +294,15 @@ async fn alarm_pages_pagerduty_and_slack_and_a_slack_ack_stops_everything() {
     );
     app.handle.run_deliveries().await;
     assert_eq!(
-        events(&bodies(&f.pd, "/v2/enqueue").await),
+        events(&crate::helpers::received_at(&f.pd, "/v2/enqueue").await),
         ["trigger", "acknowledge", "resolve"]
     );
-    assert_eq!(bodies(&f.slack, "/chat.update").await.len(), 2);
+    assert_eq!(
+        crate::helpers::received_at(&f.slack, "/chat.update")
+            .await
+            .len(),
+        2
+    );
     let timeline = app.incident(&id).await["timeline"]
         .as_array()
         .unwrap()
@@ -350,12 +344,14 @@ async fn a_pagerduty_webhook_ack_stops_the_timers_and_is_not_echoed_back() {
     app.handle.run_deliveries().await;
     app.advance(Duration::from_secs(10 * 60)).await;
     assert_eq!(
-        events(&bodies(&f.pd, "/v2/enqueue").await),
+        events(&crate::helpers::received_at(&f.pd, "/v2/enqueue").await),
         ["trigger"],
         "no acknowledge echoed, no escalation"
     );
     assert_eq!(
-        bodies(&f.slack, "/chat.update").await.len(),
+        crate::helpers::received_at(&f.slack, "/chat.update")
+            .await
+            .len(),
         1,
         "Slack still hears of the ack"
     );
