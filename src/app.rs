@@ -62,6 +62,8 @@ pub struct AppHandle {
     pub addr: std::net::SocketAddr,
     scheduler: Arc<Scheduler>,
     retention: crate::incident::prune::Retention,
+    reconciler: Arc<crate::pipeline::reconcile::Reconciler>,
+    dead_letters: Arc<crate::pipeline::dead_letter::DeadLetters>,
 }
 
 impl AppHandle {
@@ -73,6 +75,34 @@ impl AppHandle {
     /// Sends every delivery due now and waits for the attempts to be recorded.
     pub async fn run_deliveries(&self) {
         let _ = self.worker.drain().await;
+    }
+
+    /// Runs one reconciliation pass over every configured region now; the report by region.
+    pub async fn reconcile_now(
+        &self,
+    ) -> Vec<(
+        String,
+        Result<crate::pipeline::reconcile::RegionReport, String>,
+    )> {
+        self.reconciler.pass().await
+    }
+
+    /// Receives from every configured dead-letter queue until it answers empty (at most 10
+    /// receives each, each waiting up to `wait`); what became of each message, by queue.
+    pub async fn drain_dead_letters_now(
+        &self,
+        wait: std::time::Duration,
+    ) -> Vec<(
+        String,
+        Result<Vec<crate::pipeline::dead_letter::Fate>, String>,
+    )> {
+        let queues = self.policy.current().sns_dead_letter_queues.clone();
+        let mut out = Vec::new();
+        for q in queues {
+            let r = self.dead_letters.drain(&q, wait, 10).await;
+            out.push((q, r));
+        }
+        out
     }
 
     /// Runs one retention pass now (by the app's clock).
@@ -190,6 +220,32 @@ impl App {
             fetcher,
             settings.sns_extra_trusted_prefixes.clone(),
         ));
+        let recovery = Arc::new(crate::pipeline::RecoveryHealth::default());
+        let aws = Arc::new(crate::pipeline::aws::AwsClients::new(
+            settings.channels.aws.clone(),
+        ));
+        let sns = Arc::new(crate::pipeline::sns::SnsIntake {
+            service: service.clone(),
+            policy: policy.clone(),
+            certs: certs.clone(),
+            clock: clock.clone(),
+        });
+        let reconciler = Arc::new(crate::pipeline::reconcile::Reconciler {
+            service: service.clone(),
+            policy: policy.clone(),
+            reader: Arc::new(crate::pipeline::reconcile::SdkAlarms {
+                clients: aws.clone(),
+            }),
+            health: recovery.clone(),
+            metrics: metrics.clone(),
+        });
+        let dead_letters = Arc::new(crate::pipeline::dead_letter::DeadLetters {
+            intake: sns.clone(),
+            policy: policy.clone(),
+            clients: aws,
+            health: recovery.clone(),
+            metrics: metrics.clone(),
+        });
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -223,6 +279,8 @@ impl App {
             scheduler: health,
             clock,
             signed: http::auth::signed_slots(),
+            sns,
+            recovery,
         });
         let handle = AppHandle {
             service,
@@ -233,6 +291,8 @@ impl App {
             addr,
             scheduler,
             retention: shared.settings.retention.clone(),
+            reconciler,
+            dead_letters,
         };
         Ok(App {
             listener,
@@ -304,6 +364,8 @@ impl App {
             handle.metrics.clone(),
             stop_loops.clone(),
         ));
+        let reconciler = tokio::spawn(handle.reconciler.clone().run(stop_loops.clone()));
+        let dead_letters = tokio::spawn(handle.dead_letters.clone().run(stop_loops.clone()));
         let server = {
             let router = http::router(shared.clone());
             let limits = shared.settings.http.clone();
@@ -320,6 +382,8 @@ impl App {
             let _ = scheduler.await;
             let _ = worker.await;
             let _ = pruner.await;
+            let _ = reconciler.await;
+            let _ = dead_letters.await;
             served
         };
         match tokio::time::timeout(timeout, drain).await {

@@ -6,6 +6,7 @@
 //! - `incident` — open, fold (dedup) or resolve an incident; acknowledge; one version-guarded store transition each
 //! - `escalate` — step timing from the incident's policy snapshot, who is on call (`oncall`), the due-time scheduler
 //! - `notify`   — the outbox worker and one notifier per channel type, with shared retry/backoff
+//! - `pipeline` — the ways in that are not a request: the shared SNS path, reconciliation from CloudWatch, SNS dead-letter queues
 //! - `store`    — the durable state (`Store` trait; embedded redb by default)
 //! - `http`     — the API: ingest, incidents, health, readiness, metrics, reload
 //!
@@ -26,6 +27,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod notify;
 pub mod oncall;
+pub mod pipeline;
 pub mod settings;
 pub mod simulate;
 pub mod store;

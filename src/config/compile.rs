@@ -314,7 +314,12 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
     let critical = critical_policies(m);
     check_critical_paths(ctx, m, &critical);
     check_schedule_coverage(ctx, m, &schedules, &critical);
-    let (sns_allowed_topics, sns_max_age) = build_sources(ctx, m);
+    let Sources {
+        sns_allowed_topics,
+        sns_max_age,
+        sns_dead_letter_queues,
+        reconcile,
+    } = build_sources(ctx, m);
     let business_hours = build_business_hours(ctx, m, timezone);
     let silences = build_silences(ctx, m, timezone);
     let inhibit_rules = build_inhibit_rules(ctx, m);
@@ -364,6 +369,8 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
         rules,
         sns_allowed_topics,
         sns_max_age,
+        sns_dead_letter_queues,
+        reconcile,
         business_hours,
         silences,
         inhibit_rules,
@@ -395,11 +402,12 @@ fn build_storm(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> StormPolicy {
             "sns" => crate::domain::Source::Sns,
             "eventbridge" => crate::domain::Source::Eventbridge,
             "bot" => crate::domain::Source::Bot,
+            "reconcile" => crate::domain::Source::Reconcile,
             other => {
                 ctx.err(
                     fi,
                     path!["storm", "sources", name.as_str()],
-                    format!("unknown source {other:?} (expected sns, eventbridge or bot)"),
+                    format!("unknown source {other:?} (expected sns, eventbridge, bot or reconcile)"),
                 );
                 continue;
             }
@@ -1427,39 +1435,144 @@ fn build_rules(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Vec<CompiledRule> {
 /// Default `sources.sns.max_age`: SNS retries an HTTP(S) delivery for at most 3,600 s.
 pub const DEFAULT_SNS_MAX_AGE: Duration = Duration::from_secs(60 * 60);
 
-fn build_sources(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> (Vec<String>, Duration) {
+/// Default `sources.cloudwatch.reconcile.interval`.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest reconciliation interval: a pass reads every alarm of every region, and
+/// DescribeAlarms is limited to 9 requests per second per account and region.
+pub const MIN_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What `sources` compiles to.
+struct Sources {
+    sns_allowed_topics: Vec<String>,
+    sns_max_age: Duration,
+    sns_dead_letter_queues: Vec<String>,
+    reconcile: Option<super::Reconcile>,
+}
+
+/// An AWS region code: `ap-southeast-1`, `us-gov-west-1`, `cn-north-1`.
+pub fn is_region_code(s: &str) -> bool {
+    static REGION: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$").expect("static regex is valid")
+    });
+    REGION.is_match(s)
+}
+
+fn build_sources(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Sources {
     static ARN: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
             r"^arn:aws(-[a-z]+)*:sns:[a-z]{2}(-[a-z]+)+-\d+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$",
         )
         .expect("static regex is valid")
     });
+    let mut out = Sources {
+        sns_allowed_topics: Vec::new(),
+        sns_max_age: DEFAULT_SNS_MAX_AGE,
+        sns_dead_letter_queues: Vec::new(),
+        reconcile: None,
+    };
     let Some((fi, src)) = m.sources else {
-        return (Vec::new(), DEFAULT_SNS_MAX_AGE);
+        return out;
     };
-    let Some(sns) = &src.sns else {
-        return (Vec::new(), DEFAULT_SNS_MAX_AGE);
-    };
-    if sns.max_age.is_some_and(|a| a.is_zero()) {
-        ctx.err(
-            fi,
-            path!["sources", "sns", "max_age"],
-            "max_age must be more than 0",
-        );
-    }
-    for (i, arn) in sns.allowed_topics.iter().enumerate() {
-        if !ARN.is_match(arn) {
+    if let Some(sns) = &src.sns {
+        if sns.max_age.is_some_and(|a| a.is_zero()) {
             ctx.err(
                 fi,
-                path!["sources", "sns", "allowed_topics", i],
-                format!("{arn:?} is not an SNS topic ARN (arn:aws:sns:<region>:<12-digit account>:<topic>)"),
+                path!["sources", "sns", "max_age"],
+                "max_age must be more than 0",
             );
         }
+        for (i, arn) in sns.allowed_topics.iter().enumerate() {
+            if !ARN.is_match(arn) {
+                ctx.err(
+                    fi,
+                    path!["sources", "sns", "allowed_topics", i],
+                    format!("{arn:?} is not an SNS topic ARN (arn:aws:sns:<region>:<12-digit account>:<topic>)"),
+                );
+            }
+        }
+        for (i, queue) in sns.dead_letter_queues.iter().enumerate() {
+            if let Err(why) = check_queue_url(queue) {
+                ctx.err(fi, path!["sources", "sns", "dead_letter_queues", i], why);
+            } else if out.sns_dead_letter_queues.contains(queue) {
+                ctx.err(
+                    fi,
+                    path!["sources", "sns", "dead_letter_queues", i],
+                    format!("{queue:?} is listed twice"),
+                );
+            } else {
+                out.sns_dead_letter_queues.push(queue.clone());
+            }
+        }
+        out.sns_allowed_topics = sns.allowed_topics.clone();
+        out.sns_max_age = sns.max_age.unwrap_or(DEFAULT_SNS_MAX_AGE);
     }
-    (
-        sns.allowed_topics.clone(),
-        sns.max_age.unwrap_or(DEFAULT_SNS_MAX_AGE),
-    )
+    if let Some(rec) = src.cloudwatch.as_ref().and_then(|c| c.reconcile.as_ref()) {
+        let mut regions = Vec::new();
+        if rec.regions.is_empty() {
+            ctx.err(
+                fi,
+                path!["sources", "cloudwatch", "reconcile", "regions"],
+                "name at least one region (e.g. ap-southeast-1), or leave reconcile out",
+            );
+        }
+        for (i, region) in rec.regions.iter().enumerate() {
+            if !is_region_code(region) {
+                ctx.err(
+                    fi,
+                    path!["sources", "cloudwatch", "reconcile", "regions", i],
+                    format!("{region:?} is not an AWS region code (e.g. ap-southeast-1)"),
+                );
+            } else if !regions.contains(region) {
+                regions.push(region.clone());
+            }
+        }
+        let interval = rec.interval.unwrap_or(DEFAULT_RECONCILE_INTERVAL);
+        if interval < MIN_RECONCILE_INTERVAL {
+            ctx.err(
+                fi,
+                path!["sources", "cloudwatch", "reconcile", "interval"],
+                format!(
+                    "must be at least {} (DescribeAlarms allows 9 requests per second per region)",
+                    humantime::format_duration(MIN_RECONCILE_INTERVAL)
+                ),
+            );
+        }
+        out.reconcile = Some(super::Reconcile {
+            regions,
+            interval: interval.max(MIN_RECONCILE_INTERVAL),
+        });
+    }
+    out
+}
+
+/// An SQS queue URL: `https://sqs.<region>.amazonaws.com/<account>/<queue>` in production;
+/// any http(s) URL whose path is `/<12-digit account>/<queue name>` (an emulator) is accepted.
+fn check_queue_url(raw: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("{raw:?} is not an SQS queue URL ({why}; expected https://sqs.<region>.amazonaws.com/<account>/<queue>)"));
+    let Ok(url) = url::Url::parse(raw) else {
+        return bad("not a URL");
+    };
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return bad("not an http(s) URL");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return bad("it has a query or fragment");
+    }
+    let parts: Vec<&str> = url.path().trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [account, name]
+            if account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && (1..=80).contains(&name.len())
+                && name
+                    .trim_end_matches(".fifo")
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(())
+        }
+        _ => bad("its path is not /<12-digit account>/<queue name>"),
+    }
 }
 
 fn is_env_name(s: &str) -> bool {

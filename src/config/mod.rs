@@ -40,7 +40,7 @@ use crate::domain::{EmailAddress, PhoneNumber, Severity};
 
 pub use calendar::{Calendar, Days, WeeklyWindow};
 pub use compile::{
-    CompiledRule, MatchOp, Matcher, MatcherError, REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT,
+    CompiledRule, MatchOp, is_region_code, Matcher, MatcherError, REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT,
 };
 pub use heartbeat::Heartbeat;
 pub use locate::{PathSeg, line_of};
@@ -111,6 +111,10 @@ pub struct Policy {
     pub sns_allowed_topics: Vec<String>,
     /// `sources.sns.max_age`: an SNS Notification signed longer ago than this is a replay.
     pub sns_max_age: Duration,
+    /// `sources.sns.dead_letter_queues`: SQS queue URLs drained through the SNS path.
+    pub sns_dead_letter_queues: Vec<String>,
+    /// `sources.cloudwatch.reconcile`; `None` = no reconciliation.
+    pub reconcile: Option<Reconcile>,
     /// The business-hours calendar; always `Some` when a severity uses business hours.
     pub business_hours: Option<Calendar>,
     /// Silences written in `routing/` (API-made ones are stored and passed in by the caller).
@@ -152,6 +156,14 @@ impl Default for StormPolicy {
             per_source: Default::default(),
         }
     }
+}
+
+/// Reconciliation from CloudWatch (`sources.cloudwatch.reconcile`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconcile {
+    /// Region codes, in file order, without repeats.
+    pub regions: Vec<String>,
+    pub interval: Duration,
 }
 
 impl StormPolicy {

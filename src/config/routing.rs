@@ -85,6 +85,30 @@ pub struct SourcesConfig {
     /// Amazon SNS HTTP(S) subscriptions.
     #[serde(default)]
     pub sns: Option<SnsSourceConfig>,
+    /// What vigil reads from CloudWatch itself.
+    #[serde(default)]
+    pub cloudwatch: Option<CloudwatchSourceConfig>,
+}
+
+/// `sources.cloudwatch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudwatchSourceConfig {
+    /// Read every alarm's state (`DescribeAlarms`) at start-up, after a store outage and every
+    /// interval, and act on the transitions vigil never received.
+    #[serde(default)]
+    pub reconcile: Option<ReconcileConfig>,
+}
+
+/// `sources.cloudwatch.reconcile`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// The regions whose alarms are read (Route 53 health-check alarms live in us-east-1).
+    pub regions: Vec<String>,
+    /// How often a pass runs. Default 1m.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
 }
 
 /// Settings for the SNS endpoint.
@@ -98,6 +122,10 @@ pub struct SnsSourceConfig {
     /// retrying a delivery within an hour): recorded, nobody paged. Default 1h.
     #[serde(default, with = "humantime_serde")]
     pub max_age: Option<Duration>,
+    /// SQS queue URLs of the subscriptions' redrive policies: what SNS could not deliver.
+    /// vigil drains them at start-up and continuously.
+    #[serde(default)]
+    pub dead_letter_queues: Vec<String>,
 }
 
 /// One row of the escalation matrix.

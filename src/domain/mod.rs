@@ -68,6 +68,8 @@ pub enum Source {
     Bot,
     /// A missed heartbeat.
     Heartbeat,
+    /// A CloudWatch alarm state found by reconciliation (`DescribeAlarms`), not delivered.
+    Reconcile,
 }
 
 impl Source {
@@ -77,6 +79,7 @@ impl Source {
             Self::Eventbridge => "eventbridge",
             Self::Bot => "bot",
             Self::Heartbeat => "heartbeat",
+            Self::Reconcile => "reconcile",
         }
     }
 }

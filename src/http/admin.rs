@@ -26,8 +26,11 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             humantime::format_duration(s.settings.max_scheduler_lag)
         ));
     }
+    // A region that cannot be reconciled or a queue that cannot be drained: alarms SNS loses
+    // meanwhile would not be recovered.
+    problems.extend(s.recovery.problems());
     let policy = s.policy.current();
-    let body = json!({
+    let mut body = json!({
         "status": if problems.is_empty() { "ready" } else { "not_ready" },
         "problems": problems,
         "policy_digest": policy.digest,
@@ -36,6 +39,12 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         "outbox": stats.map(|s| s.outbox),
         "timers": stats.map(|s| s.timers),
     });
+    if policy.reconcile.is_some() {
+        body["reconciliation"] = json!(s.recovery.snapshot(crate::pipeline::Kind::Region));
+    }
+    if !policy.sns_dead_letter_queues.is_empty() {
+        body["dead_letter_queues"] = json!(s.recovery.snapshot(crate::pipeline::Kind::Queue));
+    }
     let code = if problems.is_empty() {
         StatusCode::OK
     } else {

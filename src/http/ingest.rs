@@ -16,7 +16,9 @@ use super::AppState;
 use super::auth::{ApiKey, SignedSlot, Token};
 use super::error::ApiError;
 use crate::domain::Alert;
+use crate::incident::service::Arrival;
 use crate::ingest::{self, IngestError, SnsEnvelope, SnsMessage};
+use crate::pipeline::sns::SnsError;
 
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
@@ -115,15 +117,13 @@ pub async fn sns(
             env.message.type_name()
         )));
     }
-    ingest::verify(&env, &s.certs).await?;
+    let verified = s.sns.verify(&env).await?;
     // Verified: no longer an anonymous body.
     drop(slot);
-    let policy = s.policy.current();
     let topic = env.message.topic_arn();
-    let allowed = policy.sns_allowed_topics.iter().any(|t| t == topic);
     match &env.message {
         SnsMessage::SubscriptionConfirmation { subscribe_url, .. } => {
-            if !allowed {
+            if !s.sns.allowed(&env) {
                 return Err(ApiError::forbidden(format!(
                     "topic {topic} is not in sources.sns.allowed_topics; subscription not confirmed"
                 )));
@@ -167,32 +167,27 @@ pub async fn sns(
                 Json(json!({ "unsubscribed": true, "topic": topic })),
             ))
         }
-        SnsMessage::Notification {
-            message,
-            message_id,
-            timestamp,
-            ..
-        } => {
-            if !allowed {
-                return Err(ApiError::forbidden(format!(
-                    "topic {topic} is not in sources.sns.allowed_topics"
-                )));
-            }
-            let alert = ingest::parse_alarm(message, Some(message_id.clone()))?;
-            let now = s.clock.now();
-            if let Some(sent_at) = ingest::sns::replay_sent_at(timestamp, now, policy.sns_max_age)?
-            {
-                let outcome = s.service.ingest_replay(&alert, sent_at).await?;
-                tracing::warn!(topic, message_id, sent_at = %sent_at, max_age = ?policy.sns_max_age, outcome = outcome.label(), "SNS notification older than sources.sns.max_age: recorded as a replay; nobody is paged.");
-                let result = json!({
-                    "fingerprint": alert.fingerprint,
-                    "outcome": outcome.label(),
-                    "incidents": outcome.incidents(),
-                });
-                return Ok((StatusCode::OK, Json(json!({ "results": [result] }))));
-            }
-            let results = accept(&s, std::slice::from_ref(&alert)).await?;
-            Ok((StatusCode::OK, Json(json!({ "results": results }))))
+        SnsMessage::Notification { .. } => {
+            let started = Instant::now();
+            let taken = s
+                .sns
+                .take(&verified, &Arrival::Delivered)
+                .await
+                .map_err(|e| match e {
+                    SnsError::Ingest(e) => ApiError::from(e),
+                    SnsError::TopicNotAllowed(_) => ApiError::forbidden(e.to_string()),
+                    SnsError::Service(e) => ApiError::from(e),
+                })?
+                .ok_or_else(|| ApiError::bad_request("not an SNS Notification"))?;
+            s.metrics
+                .ingest_latency
+                .record(started.elapsed().as_secs_f64());
+            let result = json!({
+                "fingerprint": taken.alert.fingerprint,
+                "outcome": taken.outcome.label(),
+                "incidents": taken.outcome.incidents(),
+            });
+            Ok((StatusCode::OK, Json(json!({ "results": [result] }))))
         }
     }
 }

@@ -44,6 +44,10 @@ pub struct Shared {
     pub ack: Option<crate::ack::AckSigner>,
     /// Bounds the signed bodies (SNS, Slack, PagerDuty) read at once: `auth::SignedSlot`.
     pub signed: Arc<tokio::sync::Semaphore>,
+    /// The SNS Notification path, shared with the dead-letter drain.
+    pub sns: Arc<crate::pipeline::sns::SnsIntake>,
+    /// Reconciliation and dead-letter drain health, for `/readyz`.
+    pub recovery: Arc<crate::pipeline::RecoveryHealth>,
 }
 
 pub type AppState = Arc<Shared>;

@@ -167,6 +167,24 @@ pub enum TimelineEvent {
         occurred_at: DateTime<Utc>,
         sent_at: DateTime<Utc>,
     },
+    /// The alert was not delivered to vigil: reconciliation found the alarm in this state when
+    /// it read CloudWatch (`DescribeAlarms`), so its notification was lost (vigil was down, or
+    /// SNS gave up).
+    Reconciled {
+        region: String,
+        state: String,
+        changed_at: DateTime<Utc>,
+        /// In plain words: "found by reconciliation, not delivered".
+        note: String,
+    },
+    /// The alert came from an SNS dead-letter queue: SNS gave up delivering it to vigil.
+    DeadLetter {
+        queue: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+        /// In plain words: "delivered late, from SNS's dead-letter queue".
+        note: String,
+    },
     /// An escalation step fired.
     Escalated {
         #[serde(rename = "loop")]

@@ -97,6 +97,53 @@ impl IngestOutcome {
     }
 }
 
+/// How an alert reached vigil. Anything but `Delivered` is written on the timeline of the
+/// incident it touches, so an operator can tell a page made late from one made on time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrival {
+    /// Its sender delivered it (an HTTP request).
+    Delivered,
+    /// Reconciliation read the alarm's state from CloudWatch in `region`: its notification was
+    /// never received.
+    Reconciled { region: String },
+    /// Taken from SNS's dead-letter queue `queue`: SNS had given up delivering it.
+    DeadLetter { queue: String },
+}
+
+impl Arrival {
+    /// `reconciliation`, `dead_letter` (metric label), or `None` for a delivered alert.
+    pub fn path(&self) -> Option<&'static str> {
+        match self {
+            Self::Delivered => None,
+            Self::Reconciled { .. } => Some("reconciliation"),
+            Self::DeadLetter { .. } => Some("dead_letter"),
+        }
+    }
+
+    fn note(&self, alert: &Alert) -> Option<TimelineEvent> {
+        match self {
+            Self::Delivered => None,
+            Self::Reconciled { region } => Some(TimelineEvent::Reconciled {
+                region: region.clone(),
+                state: alert
+                    .labels
+                    .get("alarm_state")
+                    .cloned()
+                    .unwrap_or_else(|| alert.status.as_str().to_string()),
+                changed_at: alert.occurred_at,
+                note: format!(
+                    "found by reconciliation (DescribeAlarms in {region}), not delivered: its notification never reached vigil"
+                ),
+            }),
+            Self::DeadLetter { queue } => Some(TimelineEvent::DeadLetter {
+                queue: queue.clone(),
+                message_id: alert.delivery_id.clone(),
+                note: "delivered late, from SNS's dead-letter queue: SNS had given up delivering it to vigil".into(),
+            }),
+        }
+    }
+}
+
 /// Wakes the long-lived loops when a commit gives them work.
 #[derive(Clone, Default)]
 pub struct Wakers {
@@ -170,6 +217,9 @@ pub struct IncidentService {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     wake: Wakers,
+    /// Alerts the store refused (the sender was answered 503): reconciliation looks again soon
+    /// after this moves, since a sender that gave up meanwhile will not send again.
+    refusals: std::sync::atomic::AtomicU64,
 }
 
 impl IncidentService {
@@ -190,7 +240,13 @@ impl IncidentService {
             clock,
             metrics,
             wake,
+            refusals: Default::default(),
         }
+    }
+
+    /// How many alerts the store has refused since start.
+    pub fn refusals(&self) -> u64 {
+        self.refusals.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -335,6 +391,16 @@ impl IncidentService {
     /// A sender's time too far in the future (`transition::MAX_CLOCK_AHEAD`) is replaced by the
     /// receive time, and the claimed time is kept on the timeline.
     pub async fn ingest(&self, alert: &Alert) -> Result<IngestOutcome, ServiceError> {
+        self.ingest_via(alert, &Arrival::Delivered).await
+    }
+
+    /// As [`ingest`](Self::ingest), for an alert that arrived by `arrival`: the timeline of the
+    /// incident it opens, updates or resolves says how, and `vigil_recovered_total` counts it.
+    pub async fn ingest_via(
+        &self,
+        alert: &Alert,
+        arrival: &Arrival,
+    ) -> Result<IngestOutcome, ServiceError> {
         let now = self.clock.now();
         let bounded;
         let (alert, claimed) = match transition::implausible_future(alert.occurred_at, now) {
@@ -348,10 +414,15 @@ impl IncidentService {
             None => (alert, None),
         };
         let outcome = if alert.labels.get("kind").map(String::as_str) == Some(TRADING_RESUMED) {
-            self.ingest_resumed(alert).await?
+            self.ingest_resumed(alert).await
         } else {
-            self.ingest_alert(alert, claimed).await?
+            self.ingest_alert(alert, claimed, arrival.note(alert)).await
         };
+        if let Err(ServiceError::Store(_)) = &outcome {
+            self.refusals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let outcome = outcome?;
         self.metrics
             .counter(
                 "vigil_alerts_total",
@@ -361,7 +432,50 @@ impl IncidentService {
                 ],
             )
             .increment(1);
+        if let Some(path) = arrival.path() {
+            self.metrics
+                .counter(
+                    "vigil_recovered_total",
+                    &[("path", path), ("outcome", outcome.label())],
+                )
+                .increment(1);
+        }
         Ok(outcome)
+    }
+
+    /// Reconciliation's entry: `alert` is an alarm's current state as CloudWatch reports it.
+    /// It is acted on only when it is a transition vigil has not seen — newer than the last
+    /// state change recorded for its fingerprint — and when acting changes something: an
+    /// alarm in ALARM (or INSUFFICIENT_DATA) opens or updates its incident, one in OK resolves
+    /// its open incident. `None` = seen already, or nothing to do; nothing is written then, so a
+    /// pass over unchanged alarms costs reads only, and an incident a person resolved while its
+    /// alarm stayed in ALARM is not reopened by later passes.
+    pub async fn reconcile(
+        &self,
+        alert: &Alert,
+        region: &str,
+    ) -> Result<Option<IngestOutcome>, ServiceError> {
+        let fp = classify(&self.policy.current(), alert).fingerprint;
+        let state = self.store.fingerprint(&fp).await?;
+        let believable = crate::clock::after(self.clock.now(), transition::MAX_CLOCK_AHEAD);
+        let newest = state
+            .open
+            .as_ref()
+            .map(|i| i.last_change)
+            .into_iter()
+            .chain(state.last_change)
+            .filter(|t| *t <= believable)
+            .max();
+        if newest.is_some_and(|seen| alert.occurred_at <= seen) {
+            return Ok(None);
+        }
+        if alert.status == crate::domain::AlertStatus::Resolved && state.open.is_none() {
+            return Ok(None);
+        }
+        let arrival = Arrival::Reconciled {
+            region: region.to_string(),
+        };
+        self.ingest_via(alert, &arrival).await.map(Some)
     }
 
     /// Records `alert`, sent at `sent_at`, as a replay: a `replayed_alert` timeline entry on the
@@ -411,6 +525,7 @@ impl IncidentService {
         &self,
         alert: &Alert,
         claimed: Option<DateTime<Utc>>,
+        note: Option<TimelineEvent>,
     ) -> Result<IngestOutcome, ServiceError> {
         let policy = self.policy.current();
         let cls = classify(&policy, alert);
@@ -428,7 +543,10 @@ impl IncidentService {
                 now,
             ) {
                 AlertEffect::Open => {
-                    if let Some(reopened) = self.reopen_flapping(&policy, alert, &fp, now).await? {
+                    if let Some(reopened) = self
+                        .reopen_flapping(&policy, alert, &fp, now, note.clone())
+                        .await?
+                    {
                         return Ok(reopened);
                     }
                     // Counted once per alert, not once per retry after a conflict.
@@ -514,6 +632,17 @@ impl IncidentService {
                     IngestOutcome::Nothing,
                 ),
             };
+            if let Some(note) = &note
+                && (tx.incident.is_some() || tx.timeline_for.is_some())
+            {
+                tx.timeline.insert(
+                    0,
+                    TimelineEntry {
+                        at: now,
+                        event: note.clone(),
+                    },
+                );
+            }
             if let Some(claimed) = claimed
                 && (tx.incident.is_some() || tx.timeline_for.is_some())
             {
@@ -788,6 +917,7 @@ impl IncidentService {
         alert: &Alert,
         fp: &crate::domain::Fingerprint,
         now: DateTime<Utc>,
+        note: Option<TimelineEvent>,
     ) -> Result<Option<IngestOutcome>, ServiceError> {
         if policy.flap_cooldown.is_none() {
             return Ok(None);
@@ -808,7 +938,10 @@ impl IncidentService {
             return Ok(None);
         }
         let guard = Guard::Version(inc.id, inc.version);
-        let timeline = transition::reopen(&mut inc, alert, now);
+        let mut timeline = transition::reopen(&mut inc, alert, now);
+        if let Some(note) = note {
+            timeline.insert(0, TimelineEntry { at: now, event: note });
+        }
         let id = inc.id;
         let tx = Transition {
             guard: Some(guard),

@@ -16,6 +16,7 @@
 
 pub mod bot;
 pub mod cloudwatch;
+pub mod describe_alarms;
 pub mod eventbridge;
 pub mod pagerduty;
 pub mod slack;

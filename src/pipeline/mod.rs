@@ -1,0 +1,128 @@
+//! The pipeline's ways in that are not an HTTP request: what vigil pulls from AWS so that an alarm
+//! that fired while vigil was not there to receive it is still paged.
+//!
+//! - `sns`: the one path of an SNS Notification — signature, topic allow-list, MessageId dedup,
+//!   parse, ingest — shared by the HTTP endpoint and the dead-letter drain;
+//! - `reconcile`: reads every alarm's state from CloudWatch (`DescribeAlarms`) at start-up, after
+//!   a store outage and every interval, and acts on the transitions vigil never received;
+//! - `dead_letter`: drains the SQS dead-letter queues of vigil's SNS subscriptions (what SNS gave
+//!   up delivering) through `sns`;
+//! - `aws`: the SDK clients they use, built from the standard AWS configuration.
+//!
+//! Owns the loops and their health ([`RecoveryHealth`], shown on `/readyz`). Uses the incident
+//! service, `ingest` and `config`; must not import `http` (which calls into it).
+
+pub mod aws;
+pub mod dead_letter;
+pub mod reconcile;
+pub mod sns;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// How one reconciliation region or one dead-letter queue is doing.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceHealth {
+    /// When the last pass (region) or receive (queue) succeeded.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The last failure, while it is the latest outcome.
+    pub last_error: Option<String>,
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Failures in a row.
+    pub failures: u32,
+    /// Region: alarms read by the last pass. Queue: messages taken since start.
+    pub count: u64,
+    /// Queue: messages left in the queue for a human (forged, unverifiable, from a topic not
+    /// allowed) since start.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub refused: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The state of every reconciliation region and dead-letter queue, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct RecoveryHealth {
+    regions: Mutex<BTreeMap<String, SourceHealth>>,
+    queues: Mutex<BTreeMap<String, SourceHealth>>,
+}
+
+/// Which map of [`RecoveryHealth`].
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Region,
+    Queue,
+}
+
+impl RecoveryHealth {
+    fn map(&self, kind: Kind) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceHealth>> {
+        match kind {
+            Kind::Region => &self.regions,
+            Kind::Queue => &self.queues,
+        }
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn update(&self, kind: Kind, name: &str, f: impl FnOnce(&mut SourceHealth)) {
+        f(self.map(kind).entry(name.to_string()).or_default());
+    }
+
+    pub fn succeeded(&self, kind: Kind, name: &str, at: DateTime<Utc>) {
+        self.update(kind, name, |h| {
+            h.last_success = Some(at);
+            h.last_error = None;
+            h.failing_since = None;
+            h.failures = 0;
+        });
+    }
+
+    pub fn failed(&self, kind: Kind, name: &str, at: DateTime<Utc>, error: String) {
+        self.update(kind, name, |h| {
+            h.last_error = Some(error);
+            h.failing_since.get_or_insert(at);
+            h.failures += 1;
+        });
+    }
+
+    /// Forgets regions or queues no longer configured.
+    pub fn retain(&self, kind: Kind, keep: &[String]) {
+        self.map(kind).retain(|name, _| keep.contains(name));
+    }
+
+    pub fn snapshot(&self, kind: Kind) -> BTreeMap<String, SourceHealth> {
+        self.map(kind).clone()
+    }
+
+    /// One line per failing region or queue, for `/readyz` problems.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (region, h) in self.snapshot(Kind::Region) {
+            if let (Some(err), Some(since)) = (&h.last_error, h.failing_since) {
+                out.push(format!(
+                    "reconciliation from CloudWatch in {region} failing since {} ({} attempts; last success {}): {err}",
+                    since.to_rfc3339(),
+                    h.failures,
+                    h.last_success
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| "never".into()),
+                ));
+            }
+        }
+        for (queue, h) in self.snapshot(Kind::Queue) {
+            if let (Some(err), Some(since)) = (&h.last_error, h.failing_since) {
+                out.push(format!(
+                    "dead-letter queue {queue} cannot be drained since {} ({} attempts): {err}",
+                    since.to_rfc3339(),
+                    h.failures,
+                ));
+            }
+        }
+        out
+    }
+}
