@@ -230,15 +230,15 @@ impl App {
             certs: certs.clone(),
             clock: clock.clone(),
         });
-        let reconciler = Arc::new(crate::pipeline::reconcile::Reconciler {
-            service: service.clone(),
-            policy: policy.clone(),
-            reader: Arc::new(crate::pipeline::reconcile::SdkAlarms {
+        let reconciler = Arc::new(crate::pipeline::reconcile::Reconciler::new(
+            service.clone(),
+            policy.clone(),
+            Arc::new(crate::pipeline::reconcile::SdkAlarms {
                 clients: aws.clone(),
             }),
-            health: recovery.clone(),
-            metrics: metrics.clone(),
-        });
+            recovery.clone(),
+            metrics.clone(),
+        ));
         let dead_letters = Arc::new(crate::pipeline::dead_letter::DeadLetters {
             intake: sns.clone(),
             policy: policy.clone(),

@@ -407,7 +407,9 @@ fn build_storm(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> StormPolicy {
                 ctx.err(
                     fi,
                     path!["storm", "sources", name.as_str()],
-                    format!("unknown source {other:?} (expected sns, eventbridge, bot or reconcile)"),
+                    format!(
+                        "unknown source {other:?} (expected sns, eventbridge, bot or reconcile)"
+                    ),
                 );
                 continue;
             }
@@ -1548,7 +1550,11 @@ fn build_sources(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Sources {
 /// An SQS queue URL: `https://sqs.<region>.amazonaws.com/<account>/<queue>` in production;
 /// any http(s) URL whose path is `/<12-digit account>/<queue name>` (an emulator) is accepted.
 fn check_queue_url(raw: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("{raw:?} is not an SQS queue URL ({why}; expected https://sqs.<region>.amazonaws.com/<account>/<queue>)"));
+    let bad = |why: &str| {
+        Err(format!(
+            "{raw:?} is not an SQS queue URL ({why}; expected https://sqs.<region>.amazonaws.com/<account>/<queue>)"
+        ))
+    };
     let Ok(url) = url::Url::parse(raw) else {
         return bad("not a URL");
     };

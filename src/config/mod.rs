@@ -40,7 +40,8 @@ use crate::domain::{EmailAddress, PhoneNumber, Severity};
 
 pub use calendar::{Calendar, Days, WeeklyWindow};
 pub use compile::{
-    CompiledRule, MatchOp, is_region_code, Matcher, MatcherError, REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT,
+    CompiledRule, MatchOp, Matcher, MatcherError, REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT,
+    is_region_code,
 };
 pub use heartbeat::Heartbeat;
 pub use locate::{PathSeg, line_of};

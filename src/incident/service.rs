@@ -940,7 +940,13 @@ impl IncidentService {
         let guard = Guard::Version(inc.id, inc.version);
         let mut timeline = transition::reopen(&mut inc, alert, now);
         if let Some(note) = note {
-            timeline.insert(0, TimelineEntry { at: now, event: note });
+            timeline.insert(
+                0,
+                TimelineEntry {
+                    at: now,
+                    event: note,
+                },
+            );
         }
         let id = inc.id;
         let tx = Transition {

@@ -98,8 +98,12 @@ pub fn described_alarm(alarm: &DescribedAlarm, region: &str) -> Result<Alert, In
         .arn
         .as_deref()
         .ok_or_else(|| bad("AlarmArn", "missing".into()))?;
-    let arn = AlarmArn::parse(arn_text)
-        .ok_or_else(|| bad("AlarmArn", format!("not a CloudWatch alarm ARN: {arn_text:?}")))?;
+    let arn = AlarmArn::parse(arn_text).ok_or_else(|| {
+        bad(
+            "AlarmArn",
+            format!("not a CloudWatch alarm ARN: {arn_text:?}"),
+        )
+    })?;
     let state = alarm
         .state
         .as_deref()
@@ -118,11 +122,13 @@ pub fn described_alarm(alarm: &DescribedAlarm, region: &str) -> Result<Alert, In
         .as_deref()
         .filter(|n| !n.is_empty())
         .unwrap_or(arn.name);
-    let fingerprint =
-        Fingerprint::parse(arn_text).map_err(|e| bad("AlarmArn", e.to_string()))?;
+    let fingerprint = Fingerprint::parse(arn_text).map_err(|e| bad("AlarmArn", e.to_string()))?;
 
     let single_dims = sorted(&alarm.dimensions);
-    let math: Vec<(bool, Option<(Option<&str>, Option<&str>, BTreeMap<String, String>)>)> = alarm
+    let math: Vec<(
+        bool,
+        Option<(Option<&str>, Option<&str>, BTreeMap<String, String>)>,
+    )> = alarm
         .metrics
         .iter()
         .map(|m| {
@@ -172,7 +178,8 @@ pub fn described_alarm(alarm: &DescribedAlarm, region: &str) -> Result<Alert, In
         dimensions: &metric.dimensions,
     });
     let summary = alarm_summary(state, name, labels.get("region").map(String::as_str));
-    let description = alarm_description(alarm.description.as_deref(), alarm.state_reason.as_deref());
+    let description =
+        alarm_description(alarm.description.as_deref(), alarm.state_reason.as_deref());
 
     // The keys of the SNS message for the same change, so details read alike on both paths.
     let mut details = Map::new();
@@ -183,12 +190,20 @@ pub fn described_alarm(alarm: &DescribedAlarm, region: &str) -> Result<Alert, In
     };
     put("AlarmName", Some(json!(name)));
     put("AlarmArn", Some(json!(arn_text)));
-    put("AlarmDescription", alarm.description.as_deref().map(|d| json!(d)));
+    put(
+        "AlarmDescription",
+        alarm.description.as_deref().map(|d| json!(d)),
+    );
     put("NewStateValue", Some(json!(state)));
-    put("NewStateReason", alarm.state_reason.as_deref().map(|r| json!(r)));
+    put(
+        "NewStateReason",
+        alarm.state_reason.as_deref().map(|r| json!(r)),
+    );
     put(
         "StateChangeTime",
-        Some(json!(occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true))),
+        Some(json!(
+            occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true)
+        )),
     );
     put("AWSAccountId", Some(json!(arn.account)));
     put("AlarmRule", alarm.alarm_rule.as_deref().map(|r| json!(r)));
@@ -313,7 +328,9 @@ mod tests {
         let mut alarm = metric_alarm();
         alarm.state_transitioned = None;
         assert_eq!(
-            described_alarm(&alarm, "ap-southeast-1").unwrap().occurred_at,
+            described_alarm(&alarm, "ap-southeast-1")
+                .unwrap()
+                .occurred_at,
             at(50)
         );
     }
@@ -397,7 +414,9 @@ mod tests {
         let composite = DescribedAlarm {
             kind: DescribedKind::Composite,
             name: Some("trading-degraded".into()),
-            arn: Some("arn:aws:cloudwatch:ap-southeast-1:123456789012:alarm:trading-degraded".into()),
+            arn: Some(
+                "arn:aws:cloudwatch:ap-southeast-1:123456789012:alarm:trading-degraded".into(),
+            ),
             state: Some("OK".into()),
             state_transitioned: Some(at(3)),
             alarm_rule: Some("ALARM(\"a\") OR ALARM(\"b\")".into()),
@@ -421,7 +440,10 @@ mod tests {
     fn what_no_alert_can_exist_without_is_refused_by_name() {
         let cases: [(fn(&mut DescribedAlarm), &str); 5] = [
             (|a| a.arn = None, "AlarmArn: missing"),
-            (|a| a.arn = Some("arn:aws:sns:x".into()), "not a CloudWatch alarm ARN"),
+            (
+                |a| a.arn = Some("arn:aws:sns:x".into()),
+                "not a CloudWatch alarm ARN",
+            ),
             (|a| a.state = None, "StateValue: missing"),
             (|a| a.state = Some("BROKEN".into()), "expected \"ALARM\""),
             (

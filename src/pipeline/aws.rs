@@ -104,8 +104,7 @@ mod tests {
             Some("ap-southeast-1")
         );
         assert_eq!(
-            queue_region("https://us-east-1.queue.amazonaws.com/123456789012/vigil-dlq")
-                .as_deref(),
+            queue_region("https://us-east-1.queue.amazonaws.com/123456789012/vigil-dlq").as_deref(),
             Some("us-east-1")
         );
         assert_eq!(

@@ -186,7 +186,12 @@ impl DeadLetters {
                 Fate::Taken
             }
             Ok(None) => {
-                tracing::info!(queue, sns.message_id = env.message.message_id(), r#type = env.message.type_name(), "A dead letter that carries no alert (not a Notification); deleted.");
+                tracing::info!(
+                    queue,
+                    sns.message_id = env.message.message_id(),
+                    r#type = env.message.type_name(),
+                    "A dead letter that carries no alert (not a Notification); deleted."
+                );
                 Fate::Taken
             }
             Err(SnsError::Service(e)) => {
@@ -203,7 +208,12 @@ impl DeadLetters {
 
     /// Receives from `queue` until it answers empty (each receive waiting `wait`), at most
     /// `rounds` times; every fate in order.
-    pub async fn drain(&self, queue: &str, wait: Duration, rounds: usize) -> Result<Vec<Fate>, String> {
+    pub async fn drain(
+        &self,
+        queue: &str,
+        wait: Duration,
+        rounds: usize,
+    ) -> Result<Vec<Fate>, String> {
         let mut all = Vec::new();
         for _ in 0..rounds {
             let fates = self.receive(queue, wait).await?;

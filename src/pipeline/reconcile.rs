@@ -23,7 +23,9 @@ use super::{Kind, RecoveryHealth};
 use crate::config::PolicyHandle;
 use crate::incident::IncidentService;
 use crate::incident::service::IngestOutcome;
-use crate::ingest::describe_alarms::{DescribedAlarm, DescribedKind, DescribedMetric, described_alarm};
+use crate::ingest::describe_alarms::{
+    DescribedAlarm, DescribedKind, DescribedMetric, described_alarm,
+};
 use crate::metrics::Metrics;
 
 /// The longest wait before a failed pass is tried again.
@@ -91,9 +93,14 @@ fn describe_error(
     }
 }
 
-fn time(t: Option<&aws_sdk_cloudwatch::primitives::DateTime>) -> Option<chrono::DateTime<chrono::Utc>> {
+/// A CloudWatch time, to the millisecond: CloudWatch keeps milliseconds (SNS's
+/// `StateChangeTime` has three digits), so the same change compares equal on both paths.
+fn time(
+    t: Option<&aws_sdk_cloudwatch::primitives::DateTime>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
     let t = t?;
-    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+    let ms = t.to_millis().ok()?;
+    chrono::DateTime::from_timestamp_millis(ms)
 }
 
 fn dims(d: &[aws_sdk_cloudwatch::types::Dimension]) -> Vec<(String, String)> {
@@ -170,18 +177,39 @@ impl RegionReport {
 }
 
 pub struct Reconciler {
-    pub service: Arc<IncidentService>,
-    pub policy: Arc<PolicyHandle>,
-    pub reader: Arc<dyn AlarmReader>,
-    pub health: Arc<RecoveryHealth>,
-    pub metrics: Arc<Metrics>,
+    service: Arc<IncidentService>,
+    policy: Arc<PolicyHandle>,
+    reader: Arc<dyn AlarmReader>,
+    health: Arc<RecoveryHealth>,
+    metrics: Arc<Metrics>,
+    /// One pass at a time per process (the loop's and one asked for through the handle), so
+    /// two passes never race to act on the same unseen transition.
+    passing: tokio::sync::Mutex<()>,
 }
 
 impl Reconciler {
+    pub fn new(
+        service: Arc<IncidentService>,
+        policy: Arc<PolicyHandle>,
+        reader: Arc<dyn AlarmReader>,
+        health: Arc<RecoveryHealth>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            service,
+            policy,
+            reader,
+            health,
+            metrics,
+            passing: Default::default(),
+        }
+    }
+
     /// One pass over `region`: read every alarm, act on the unseen transitions. Fails on the
     /// first error reading AWS or writing the store (the next pass starts over; acting is
     /// idempotent).
     pub async fn pass_region(&self, region: &str) -> Result<RegionReport, String> {
+        let _one = self.passing.lock().await;
         let started = self.service.now();
         let result = self.pass_region_inner(region).await;
         match &result {
@@ -199,9 +227,19 @@ impl Reconciler {
                     .gauge("vigil_reconcile_alarms", &[("region", region)])
                     .set(report.alarms as f64);
                 if !report.acted.is_empty() {
-                    tracing::warn!(region, opened = report.opened(), resolved = report.resolved(), acted = report.acted.len(), "Reconciliation found alarm transitions vigil never received.");
+                    tracing::warn!(
+                        region,
+                        opened = report.opened(),
+                        resolved = report.resolved(),
+                        acted = report.acted.len(),
+                        "Reconciliation found alarm transitions vigil never received."
+                    );
                 } else {
-                    tracing::debug!(region, alarms = report.alarms, "Reconciliation pass: nothing missed.");
+                    tracing::debug!(
+                        region,
+                        alarms = report.alarms,
+                        "Reconciliation pass: nothing missed."
+                    );
                 }
             }
             Err(e) => {

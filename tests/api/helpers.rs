@@ -499,6 +499,8 @@ pub struct ObservedStore {
     pub listings: AtomicUsize,
     pub open_read: AtomicUsize,
     pub refuse_finish: AtomicBool,
+    /// Refuse every commit (a store that is down for writes).
+    pub refuse_commit: AtomicBool,
 }
 
 impl ObservedStore {
@@ -508,6 +510,7 @@ impl ObservedStore {
             listings: AtomicUsize::new(0),
             open_read: AtomicUsize::new(0),
             refuse_finish: AtomicBool::new(false),
+            refuse_commit: AtomicBool::new(false),
         }
     }
 
@@ -520,6 +523,11 @@ impl ObservedStore {
 #[async_trait::async_trait]
 impl Store for ObservedStore {
     async fn commit(&self, tx: Transition) -> Result<CommitOutcome, StoreError> {
+        if self.refuse_commit.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "test: the store refuses writes".into(),
+            ));
+        }
         self.inner.commit(tx).await
     }
     async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {

@@ -14,6 +14,7 @@ mod helpers;
 mod observability;
 mod operations;
 mod pacing;
+mod recovery;
 mod reload;
 mod restart;
 mod slow_clients;
