@@ -168,6 +168,7 @@ pub async fn sns(
             ))
         }
         SnsMessage::Notification {
+            subject,
             message,
             message_id,
             timestamp,
@@ -178,8 +179,15 @@ pub async fn sns(
                     "topic {topic} is not in sources.sns.allowed_topics"
                 )));
             }
-            let alert = ingest::parse_alarm(message, Some(message_id.clone()))?;
             let now = s.clock.now();
+            let alert = ingest::parse_notification(
+                topic,
+                subject.as_deref(),
+                message,
+                message_id,
+                timestamp,
+                now,
+            );
             if let Some(sent_at) = ingest::sns::replay_sent_at(timestamp, now, policy.sns_max_age)?
             {
                 let outcome = s.service.ingest_replay(&alert, sent_at).await?;
