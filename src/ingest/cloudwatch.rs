@@ -9,7 +9,8 @@
 //! Every field is treated as optional and cosmetic fields of the wrong type are ignored (a real
 //! alarm must not be dropped over its `Unit`); only what the alert cannot exist without (the state,
 //! the alarm's identity, when it changed) is required. A `Message` that is not a CloudWatch alarm
-//! (topics also carry other publishers) is `Malformed`, never a panic.
+//! (topics also carry other publishers) is `Malformed`, never a panic; `ingest::sns_notification`
+//! then takes it as a generic notification.
 
 use std::collections::BTreeMap;
 
