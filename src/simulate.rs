@@ -21,10 +21,19 @@ pub fn alerts_from_payload(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Alert>
         let env = SnsEnvelope::parse(body)?;
         return match env.message {
             SnsMessage::Notification {
+                topic_arn,
+                subject,
                 message,
                 message_id,
-                ..
-            } => Ok(vec![ingest::parse_alarm(&message, Some(message_id))?]),
+                timestamp,
+            } => Ok(vec![ingest::parse_notification(
+                &topic_arn,
+                subject.as_deref(),
+                &message,
+                &message_id,
+                &timestamp,
+                now,
+            )]),
             other => Err(IngestError::Malformed(format!(
                 "an SNS {} carries no alarm",
                 other.type_name()

@@ -60,7 +60,8 @@ impl FromStr for Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
-    /// A CloudWatch (or Route 53 health-check) alarm delivered by an SNS HTTP subscription.
+    /// A CloudWatch (or Route 53 health-check) alarm, or any other message, delivered by an SNS
+    /// HTTP subscription.
     Sns,
     /// A "CloudWatch Alarm State Change" event from an EventBridge API destination.
     Eventbridge,

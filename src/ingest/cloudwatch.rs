@@ -9,7 +9,8 @@
 //! Every field is treated as optional and cosmetic fields of the wrong type are ignored (a real
 //! alarm must not be dropped over its `Unit`); only what the alert cannot exist without (the state,
 //! the alarm's identity, when it changed) is required. A `Message` that is not a CloudWatch alarm
-//! (topics also carry other publishers) is `Malformed`, never a panic.
+//! (topics also carry other publishers) is `Malformed`, never a panic; `ingest::sns_notification`
+//! then takes it as a generic notification.
 
 use std::collections::BTreeMap;
 
@@ -346,12 +347,28 @@ fn region_code(long_name_or_code: &str) -> Option<&'static str> {
         .map(|(_, code)| *code)
 }
 
+/// Whether a JSON object claims to be a CloudWatch alarm: it has `NewStateValue`, `AlarmName` or
+/// `AlarmArn`. Such a `Message` goes to [`parse_alarm`]; any other is a generic notification.
+pub fn has_alarm_markers(map: &Map<String, Value>) -> bool {
+    map.contains_key("NewStateValue")
+        || map.contains_key("AlarmName")
+        || map.contains_key("AlarmArn")
+}
+
 /// Parses the CloudWatch alarm JSON carried in an SNS `Message`. `delivery_id` is the SNS
-/// `MessageId` (a repeat is a no-op downstream).
+/// `MessageId` (a repeat is a no-op downstream). `fallback_region` is the region of the signed
+/// TopicArn (`ingest::topic_region`): CloudWatch publishes only to a topic of the alarm's own
+/// region, so it stands in when an ARN must be rebuilt and the `Region` display name is in no
+/// table (2014-era payloads say `"EU - Ireland"`).
 ///
 /// Required: `NewStateValue` (`ALARM` | `OK` | `INSUFFICIENT_DATA`), `StateChangeTime`, and the
-/// alarm's identity (`AlarmArn`, or `AlarmName` + `AWSAccountId` + a known `Region` to rebuild it).
-pub fn parse_alarm(message: &str, delivery_id: Option<String>) -> Result<Alert, IngestError> {
+/// alarm's identity (`AlarmArn`, or `AlarmName` + `AWSAccountId` + a known `Region` or a
+/// `fallback_region` to rebuild it).
+pub fn parse_alarm(
+    message: &str,
+    delivery_id: Option<String>,
+    fallback_region: Option<&str>,
+) -> Result<Alert, IngestError> {
     let not_alarm = |why: String| {
         IngestError::Malformed(format!("SNS Message is not a CloudWatch alarm: {why}"))
     };
@@ -360,10 +377,7 @@ pub fn parse_alarm(message: &str, delivery_id: Option<String>) -> Result<Alert, 
     let Value::Object(map) = &value else {
         return Err(not_alarm("expected a JSON object".into()));
     };
-    if !map.contains_key("NewStateValue")
-        && !map.contains_key("AlarmName")
-        && !map.contains_key("AlarmArn")
-    {
+    if !has_alarm_markers(map) {
         return Err(not_alarm("no AlarmName, AlarmArn or NewStateValue".into()));
     }
     let f = Fields::new("Message", map);
@@ -404,13 +418,16 @@ pub fn parse_alarm(message: &str, delivery_id: Option<String>) -> Result<Alert, 
             let account = f
                 .opt_str("AWSAccountId")?
                 .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()));
-            let region = f.lenient_str("Region").and_then(region_code);
+            let region = f
+                .lenient_str("Region")
+                .and_then(region_code)
+                .or(fallback_region.filter(|r| is_region_code(r)));
             match (region, account) {
                 (Some(region), Some(account)) => build_alarm_arn(region, account, name),
                 _ => {
                     return Err(f.malformed(
                         "AlarmArn",
-                        "missing, and it cannot be rebuilt (needs AWSAccountId and a known Region)",
+                        "missing, and it cannot be rebuilt (needs AWSAccountId and a known Region or topic region)",
                     ));
                 }
             }
@@ -527,7 +544,7 @@ mod tests {
 
     fn alert_of(name: &str) -> Alert {
         let (message, id) = message_of(name);
-        parse_alarm(&message, Some(id)).unwrap_or_else(|e| panic!("{name}: {e}"))
+        parse_alarm(&message, Some(id), None).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -646,7 +663,7 @@ mod tests {
             "\"NewStateValue\":\"ALARM\"",
             "\"NewStateValue\":\"INSUFFICIENT_DATA\"",
         );
-        let alert = parse_alarm(&message, None).expect("parses");
+        let alert = parse_alarm(&message, None, None).expect("parses");
         assert_eq!(alert.status, AlertStatus::InsufficientData);
         assert_eq!(alert.labels["alarm_state"], "INSUFFICIENT_DATA");
         assert_eq!(
@@ -687,7 +704,7 @@ mod tests {
         })
         .to_string()
         };
-        let alert = parse_alarm(&make(true), None).expect("parses");
+        let alert = parse_alarm(&make(true), None, None).expect("parses");
         assert_eq!(alert.labels["alarm_type"], "metric_math");
         assert_eq!(alert.labels["namespace"], "AWS/ApplicationELB");
         assert_eq!(alert.labels["metric"], "TargetResponseTime");
@@ -703,7 +720,7 @@ mod tests {
         assert_eq!(alert.description.as_deref(), Some("Thresholds Crossed"));
 
         // When the returned series is an expression, the single metric it is built on counts.
-        let alert = parse_alarm(&make(false), None).expect("parses");
+        let alert = parse_alarm(&make(false), None, None).expect("parses");
         assert_eq!(alert.labels["alarm_type"], "metric_math");
         assert_eq!(alert.labels["metric"], "TargetResponseTime");
     }
@@ -725,7 +742,7 @@ mod tests {
                                     "State": {"Value": "ALARM", "Timestamp": "2026-11-20T04:02:11.510+0000"}}]
         })
         .to_string();
-        let alert = parse_alarm(&message, Some("m".into())).expect("parses");
+        let alert = parse_alarm(&message, Some("m".into()), None).expect("parses");
         assert_eq!(alert.labels["alarm_type"], "composite");
         assert_eq!(alert.labels["kind"], "cloudwatch_alarm");
         assert!(!alert.labels.contains_key("namespace") && !alert.labels.contains_key("metric"));
@@ -743,13 +760,47 @@ mod tests {
             "Trigger": {"MetricName": "disk_used_percent", "Namespace": "CWAgent", "Dimensions": []}
         })
         .to_string();
-        let alert = parse_alarm(&message, None).expect("parses");
+        let alert = parse_alarm(&message, None, None).expect("parses");
         assert_eq!(
             alert.fingerprint.as_str(),
             "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:disk-full"
         );
         assert_eq!(alert.labels["region"], "eu-west-1");
         assert_eq!(alert.description, None);
+    }
+
+    #[test]
+    fn an_unknown_region_name_falls_back_to_the_topic_region() {
+        let message = json!({
+            "AlarmName": "legacy-disk-full", "AWSAccountId": "123456789012", "NewStateValue": "ALARM",
+            "StateChangeTime": "2014-06-03T09:12:40.000+0000", "Region": "EU - Ireland",
+            "Trigger": {"MetricName": "DiskSpaceUtilization", "Namespace": "System/Linux", "Dimensions": []}
+        })
+        .to_string();
+        // Without the topic's region the ARN cannot be rebuilt: refused, as before.
+        match parse_alarm(&message, None, None) {
+            Err(IngestError::Malformed(m)) => assert!(m.contains("Message.AlarmArn"), "{m}"),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+        let alert = parse_alarm(&message, None, Some("eu-west-1")).expect("parses");
+        assert_eq!(
+            alert.fingerprint.as_str(),
+            "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:legacy-disk-full"
+        );
+        assert_eq!(alert.labels["region"], "eu-west-1");
+        assert_eq!(alert.summary, "ALARM: legacy-disk-full (eu-west-1)");
+
+        // A Region the table knows wins over the topic's; so does an AlarmArn.
+        let known = message.replace("EU - Ireland", "Asia Pacific (Sydney)");
+        let alert = parse_alarm(&known, None, Some("eu-west-1")).expect("parses");
+        assert_eq!(alert.labels["region"], "ap-southeast-2");
+        let (with_arn, _) = message_of("cloudwatch-alarm-sns-notification.json");
+        let alert = parse_alarm(&with_arn, None, Some("eu-west-1")).expect("parses");
+        assert_eq!(alert.fingerprint.as_str(), EKS_ARN);
+
+        // A fallback that is not a region code is not used.
+        assert!(parse_alarm(&message, None, Some("EU:Ireland")).is_err());
+        assert!(parse_alarm(&message, None, Some("")).is_err());
     }
 
     #[test]
@@ -809,7 +860,7 @@ mod tests {
             ),
         ];
         for (message, expected) in cases {
-            match parse_alarm(&message, None) {
+            match parse_alarm(&message, None, None) {
                 Err(IngestError::Malformed(m)) => assert!(m.contains(expected), "{message}: {m}"),
                 other => panic!("{message}: expected Malformed, got {other:?}"),
             }
@@ -829,7 +880,8 @@ mod tests {
             let (message, _) = message_of(name);
             for input in mutations(message.as_bytes(), 400, 0xA1A2 + i as u64) {
                 let text = String::from_utf8_lossy(&input);
-                let _ = parse_alarm(&text, None);
+                let _ = parse_alarm(&text, None, None);
+                let _ = parse_alarm(&text, None, Some("ap-southeast-1"));
             }
         }
     }

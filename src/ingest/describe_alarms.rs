@@ -349,7 +349,7 @@ mod tests {
         else {
             panic!("fixture is a Notification");
         };
-        let from_sns = crate::ingest::parse_alarm(&message, Some(message_id)).unwrap();
+        let from_sns = crate::ingest::parse_alarm(&message, Some(message_id), None).unwrap();
         let msg: Value = serde_json::from_str(&message).unwrap();
         let trigger = &msg["Trigger"];
         let dims = trigger["Dimensions"]

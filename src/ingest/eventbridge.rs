@@ -205,7 +205,7 @@ mod tests {
         else {
             panic!("SNS fixture is a notification");
         };
-        let via_sns = parse_alarm(&message, None).expect("SNS alarm parses");
+        let via_sns = parse_alarm(&message, None, None).expect("SNS alarm parses");
 
         assert_eq!(alert.fingerprint, via_sns.fingerprint);
         assert_eq!(alert.labels, via_sns.labels);

@@ -1,14 +1,16 @@
 //! Stage 1, ingest: raw request bodies in, verified and normalized [`Alert`]s out.
 //!
-//! Comes in: the bytes of an SNS HTTP delivery (`sns`, whose `Message` is a CloudWatch alarm parsed
-//! by `cloudwatch`), an EventBridge "CloudWatch Alarm State Change" event (`eventbridge`), or a
-//! trading-bot event or batch (`bot`). Goes out: [`Alert`]s, or an [`IngestError`] that says which
-//! field was wrong and which HTTP status the caller should answer with. Two-way channels come in
-//! here too: a Slack button click (`slack`) and a PagerDuty V3 webhook (`pagerduty`), each checked
-//! against its HMAC signature before it is parsed.
+//! Comes in: the bytes of an SNS HTTP delivery (`sns`; a Notification's `Message` becomes an
+//! alert in `sns_notification`: a CloudWatch alarm parsed by `cloudwatch`, any other message a
+//! generic `sns_notification` alert), an EventBridge "CloudWatch Alarm State Change" event
+//! (`eventbridge`), or a trading-bot event or batch (`bot`). Goes out: [`Alert`]s, or an
+//! [`IngestError`] that says which field was wrong and which HTTP status the caller should answer
+//! with. Two-way channels come in here too: a Slack button click (`slack`) and a PagerDuty V3
+//! webhook (`pagerduty`), each checked against its HMAC signature before it is parsed.
 //!
 //! Everything here is pure parsing and verification; the only I/O is fetching an SNS signing
-//! certificate through the injectable [`CertFetcher`]. Nothing here panics on any input, and
+//! certificate through the injectable [`CertFetcher`] (and the one warning `sns_notification` logs
+//! when an alarm-shaped message does not parse). Nothing here panics on any input, and
 //! `serde_json::Value` does not leave this module except as [`Alert::details`].
 //!
 //! [`Alert`]: crate::domain::Alert
@@ -21,6 +23,7 @@ pub mod eventbridge;
 pub mod pagerduty;
 pub mod slack;
 pub mod sns;
+pub mod sns_notification;
 
 pub use bot::parse_events;
 pub use cloudwatch::parse_alarm;
@@ -29,6 +32,7 @@ pub use sns::{
     CertCache, CertFetcher, HttpCertFetcher, SnsEnvelope, SnsMessage, subscribe_url_is_safe,
     topic_region, verify,
 };
+pub use sns_notification::parse_notification;
 
 use serde_json::{Map, Value};
 

@@ -2,7 +2,7 @@
 //!
 //! Comes in: the POST body bytes, parsed as JSON whatever the Content-Type (SNS sends
 //! `text/plain`). Goes out: an [`SnsEnvelope`] whose [`SnsMessage`] is a `SubscriptionConfirmation`,
-//! a `Notification` (its `Message` is handed to `ingest::cloudwatch`) or an
+//! a `Notification` (its fields are handed to `ingest::sns_notification`) or an
 //! `UnsubscribeConfirmation`, after [`verify`] has checked its signature (SignatureVersion 1 =
 //! SHA1withRSA, 2 = SHA256withRSA) against a certificate fetched only from a trusted
 //! `https://sns.<region>.amazonaws.com/....pem` URL (or, for tests only, an explicitly configured
@@ -44,7 +44,8 @@ pub enum SnsMessage {
         token: String,
         subscribe_url: String,
     },
-    /// A published message; for a CloudWatch alarm topic `message` is the alarm JSON.
+    /// A published message: the alarm JSON from CloudWatch, or anything another publisher sent
+    /// (`ingest::parse_notification` takes both).
     Notification {
         message_id: String,
         topic_arn: String,

@@ -81,6 +81,7 @@ impl SnsIntake {
     ) -> Result<Option<Taken>, SnsError> {
         let env = verified.envelope();
         let SnsMessage::Notification {
+            subject,
             message,
             message_id,
             timestamp,
@@ -93,11 +94,20 @@ impl SnsIntake {
         if !self.allowed(env) {
             return Err(SnsError::TopicNotAllowed(topic.to_string()));
         }
-        let alert = ingest::parse_alarm(message, Some(message_id.clone()))?;
+        let now = self.clock.now();
+        // Every message of an allowed topic is taken: a CloudWatch alarm as such, anything else
+        // as a generic notification (a 400 would make SNS drop it for good).
+        let alert = ingest::parse_notification(
+            topic,
+            subject.as_deref(),
+            message,
+            message_id,
+            timestamp,
+            now,
+        );
         if *arrival == Arrival::Delivered {
             let policy = self.policy.current();
-            if let Some(sent_at) =
-                ingest::sns::replay_sent_at(timestamp, self.clock.now(), policy.sns_max_age)?
+            if let Some(sent_at) = ingest::sns::replay_sent_at(timestamp, now, policy.sns_max_age)?
             {
                 let outcome = self.service.ingest_replay(&alert, sent_at).await?;
                 tracing::warn!(topic, message_id, sent_at = %sent_at, max_age = ?policy.sns_max_age, outcome = outcome.label(), "SNS notification older than sources.sns.max_age: recorded as a replay; nobody is paged.");

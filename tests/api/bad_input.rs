@@ -58,9 +58,12 @@ fn cases() -> Vec<Case> {
             sign_sns(&mut env);
             serde_json::to_vec(&env).unwrap()
         }, 403),
-        sns("sns message not cloudwatch", {
+        // A Message that is not an alarm is taken (tests/api/sns.rs); a signed Timestamp that
+        // is not a time is not.
+        sns("sns timestamp not a time", {
             let mut env = fixture_json("cloudwatch-alarm-sns-notification.json");
             env["Message"] = json!("hello, not an alarm");
+            env["Timestamp"] = json!("yesterday");
             env["MessageId"] = json!("99999999-0000-0000-0000-000000000001");
             sign_sns(&mut env);
             serde_json::to_vec(&env).unwrap()

@@ -110,6 +110,46 @@ fn simulate_prints_rule_severity_key_and_the_timeline() {
 }
 
 #[test]
+fn simulate_shows_a_notification_that_is_not_an_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = fixture_json("cloudwatch-alarm-sns-notification.json");
+    env["Message"] = serde_json::json!("Failover of trading-db started by ops");
+    env.as_object_mut().unwrap().remove("Subject");
+    let path = dir.path().join("plain.json");
+    std::fs::write(&path, serde_json::to_vec(&env).unwrap()).unwrap();
+    let routing = shipped_routing();
+    let (ok, stdout, stderr) = vigil(&[
+        "simulate",
+        "--config",
+        routing.to_str().unwrap(),
+        "--at",
+        "2026-11-20T10:15:45+08:00",
+        path.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("summary:      Failover of trading-db started by ops"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("kind = sns_notification"), "{stdout}");
+    assert!(
+        stdout.contains("rule:         sns-notification"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("severity:     high"), "{stdout}");
+    assert!(
+        stdout.contains("incident key: sns/arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts/"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("+0s") && l.contains("slack-trading-alerts")),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn simulate_refuses_a_payload_it_cannot_read() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");

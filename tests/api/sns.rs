@@ -209,3 +209,226 @@ async fn max_age_is_set_in_routing() {
     let (_, answer) = app.post_sns(&body(&five_hours_old)).await;
     assert_eq!(answer["results"][0]["outcome"], "replay", "{answer}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 11, item 3: every signed Notification from an allowed topic is taken, alarm or not.
+
+const TOPIC: &str = "arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts";
+
+/// A Notification on `topic` carrying `message` (and `subject`, if any), signed with the
+/// fixtures' key. Its signed Timestamp is the alarm fixture's, four seconds before `t0`.
+fn notification(topic: &str, subject: Option<&str>, message: &str, message_id: &str) -> Value {
+    let mut env = fixture_json("cloudwatch-alarm-sns-notification.json");
+    let region = topic.split(':').nth(3).unwrap();
+    env["TopicArn"] = json!(topic);
+    env["Message"] = json!(message);
+    env["MessageId"] = json!(message_id);
+    env["SigningCertURL"] = json!(format!(
+        "https://sns.{region}.amazonaws.com/SimpleNotificationService-7e2f0c9a4b1d4e8f9a3c6b5d2e1f0a97.pem"
+    ));
+    match subject {
+        Some(s) => env["Subject"] = json!(s),
+        None => {
+            env.as_object_mut().unwrap().remove("Subject");
+        }
+    }
+    sign_sns(&mut env);
+    env
+}
+
+#[tokio::test]
+async fn a_signed_plain_text_notification_from_an_allowed_topic_opens_an_incident() {
+    let app = spawn_app().await;
+    // What `aws sns publish --topic-arn ... --message ...` sends: no Subject.
+    let text = "\n  Failover of trading-db started by ops  \nsecond line with details";
+    let env = notification(TOPIC, None, text, "bbbbbbbb-0000-4000-8000-000000000001");
+    let (status, answer) = app.post_sns(&body(&env)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["results"][0]["outcome"], "opened", "{answer}");
+    let id = incident_of(&answer);
+    let inc = app.incident(&id).await;
+    assert_eq!(inc["source"], "sns");
+    assert_eq!(inc["labels"]["source"], "sns");
+    assert_eq!(inc["labels"]["kind"], "sns_notification");
+    assert_eq!(inc["labels"]["topic"], TOPIC);
+    assert_eq!(inc["labels"]["topic_name"], "oncall-alerts");
+    assert_eq!(inc["labels"]["region"], "ap-southeast-1");
+    assert_eq!(inc["labels"]["account"], "123456789012");
+    assert_eq!(inc["summary"], "Failover of trading-db started by ops");
+    assert_eq!(inc["description"], text.trim());
+    assert_eq!(inc["details"]["message"], text);
+    assert_eq!(inc["alert_status"], "firing");
+    assert_eq!(inc["rule"], "sns-notification");
+    assert_eq!(inc["severity"], "high");
+    assert!(
+        inc["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("sns/{TOPIC}/")),
+        "{inc}"
+    );
+
+    // SNS redelivers it (the same MessageId): a duplicate, nothing new.
+    let (status, answer) = app.post_sns(&body(&env)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["results"][0]["outcome"], "duplicate", "{answer}");
+
+    // The same text published again (a new MessageId) folds into the open incident.
+    let mut again = notification(TOPIC, None, text, "bbbbbbbb-0000-4000-8000-000000000002");
+    again["Timestamp"] = json!("2026-11-20T02:15:44.000Z");
+    sign_sns(&mut again);
+    let (_, answer) = app.post_sns(&body(&again)).await;
+    assert_eq!(answer["results"][0]["outcome"], "updated", "{answer}");
+    assert_eq!(incident_of(&answer), id);
+
+    // With a Subject, the Subject is the summary; another message is another incident.
+    let env = notification(
+        TOPIC,
+        Some("RDS Notification Message"),
+        "Multi-AZ instance failover completed.",
+        "bbbbbbbb-0000-4000-8000-000000000003",
+    );
+    let (status, answer) = app.post_sns(&body(&env)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["results"][0]["outcome"], "opened", "{answer}");
+    let other = incident_of(&answer);
+    assert_ne!(other, id);
+    let inc = app.incident(&other).await;
+    assert_eq!(inc["summary"], "RDS Notification Message");
+    assert_eq!(inc["description"], "Multi-AZ instance failover completed.");
+    assert_eq!(inc["labels"]["kind"], "sns_notification");
+    assert_eq!(app.incidents().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_signed_plain_text_notification_from_another_topic_is_forbidden() {
+    let app = spawn_app().await;
+    let env = notification(
+        "arn:aws:sns:ap-southeast-1:123456789012:someone-elses-topic",
+        None,
+        "hello",
+        "bbbbbbbb-0000-4000-8000-000000000010",
+    );
+    let (status, answer) = app.post_sns(&body(&env)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(app.incidents().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_json_notification_that_is_not_an_alarm_keeps_its_keys_in_details() {
+    let app = spawn_app().await;
+    let s3_event = json!({"Records": [{
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "ap-southeast-1",
+        "eventTime": "2026-11-20T02:15:40.000Z",
+        "eventName": "ObjectRemoved:Delete",
+        "s3": {"bucket": {"name": "trading-reports"}, "object": {"key": "2026/11/20/pnl.csv"}}
+    }]})
+    .to_string();
+    let env = notification(
+        TOPIC,
+        Some("Amazon S3 Notification"),
+        &s3_event,
+        "bbbbbbbb-0000-4000-8000-000000000020",
+    );
+    let (status, answer) = app.post_sns(&body(&env)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["results"][0]["outcome"], "opened", "{answer}");
+    let inc = app.incident(&incident_of(&answer)).await;
+    assert_eq!(inc["summary"], "Amazon S3 Notification");
+    assert_eq!(inc["labels"]["kind"], "sns_notification");
+    assert_eq!(
+        inc["details"]["Records"][0]["eventName"],
+        "ObjectRemoved:Delete"
+    );
+    assert_eq!(
+        inc["details"]["Records"][0]["s3"]["bucket"]["name"],
+        "trading-reports"
+    );
+}
+
+#[tokio::test]
+async fn an_alarm_that_fails_to_parse_is_taken_as_a_notification_with_the_error() {
+    let app = spawn_app().await;
+    let mut alarm: Value = serde_json::from_str(
+        fixture_json("cloudwatch-alarm-sns-notification.json")["Message"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    alarm["NewStateValue"] = json!("FIRING");
+    let env = notification(
+        TOPIC,
+        Some("ALARM: \"eks-prod-apse1-node-cpu-high\" in Asia Pacific (Singapore)"),
+        &alarm.to_string(),
+        "bbbbbbbb-0000-4000-8000-000000000030",
+    );
+    let (status, answer) = app.post_sns(&body(&env)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["results"][0]["outcome"], "opened", "{answer}");
+    let inc = app.incident(&incident_of(&answer)).await;
+    assert_eq!(inc["labels"]["kind"], "sns_notification");
+    assert_eq!(inc["details"]["AlarmName"], "eks-prod-apse1-node-cpu-high");
+    assert!(
+        inc["details"]["parse_error"]
+            .as_str()
+            .unwrap()
+            .contains("NewStateValue"),
+        "{inc}"
+    );
+}
+
+#[tokio::test]
+async fn a_2014_alarm_with_an_unknown_region_name_takes_the_region_of_its_topic() {
+    const EU_TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:oncall-alerts-euw1";
+    let app = spawn_app_with(Options {
+        policy: Some(Box::new(|dir: &Path| {
+            copy_routing(dir);
+            let sources = std::fs::read_to_string(dir.join("sources.yaml")).unwrap();
+            let sources = sources.replace(
+                "    allowed_topics:\n",
+                &format!("    allowed_topics:\n      - {EU_TOPIC}\n"),
+            );
+            assert!(sources.contains(EU_TOPIC));
+            std::fs::write(dir.join("sources.yaml"), sources).unwrap();
+        })),
+        ..Default::default()
+    })
+    .await;
+    // The 2014 shape: no AlarmArn, and a Region display name that is in no table.
+    let alarm = json!({
+        "AlarmName": "legacy-disk-full",
+        "AlarmDescription": null,
+        "AWSAccountId": "123456789012",
+        "NewStateValue": "ALARM",
+        "NewStateReason": "Threshold Crossed: 1 datapoint (97.0) was greater than the threshold (90.0).",
+        "StateChangeTime": "2026-11-20T02:15:40.000+0000",
+        "Region": "EU - Ireland",
+        "OldStateValue": "OK",
+        "Trigger": {"MetricName": "disk_used_percent", "Namespace": "CWAgent", "Statistic": "MAXIMUM",
+                    "Dimensions": [{"name": "InstanceId", "value": "i-0123456789abcdef0"}],
+                    "Period": 300, "EvaluationPeriods": 1, "ComparisonOperator": "GreaterThanThreshold",
+                    "Threshold": 90.0}
+    })
+    .to_string();
+    let env = notification(
+        EU_TOPIC,
+        Some("ALARM: \"legacy-disk-full\" in EU - Ireland"),
+        &alarm,
+        "bbbbbbbb-0000-4000-8000-000000000040",
+    );
+    let (status, answer) = app.post_sns(&body(&env)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["results"][0]["outcome"], "opened", "{answer}");
+    assert_eq!(
+        answer["results"][0]["fingerprint"],
+        "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:legacy-disk-full"
+    );
+    let inc = app.incident(&incident_of(&answer)).await;
+    assert_eq!(inc["labels"]["source"], "cloudwatch");
+    assert_eq!(inc["labels"]["kind"], "cloudwatch_alarm");
+    assert_eq!(inc["labels"]["region"], "eu-west-1");
+    assert_eq!(inc["labels"]["instance_id"], "i-0123456789abcdef0");
+    assert_eq!(inc["rule"], "cloudwatch-alarm");
+}

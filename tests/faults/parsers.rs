@@ -351,7 +351,7 @@ fn every_fixture_parses_and_every_signature_verifies() {
         sns_verify(&fixture(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
     for m in alarm_messages() {
-        vigil::ingest::parse_alarm(&m, None).unwrap();
+        vigil::ingest::parse_alarm(&m, None, None).unwrap();
     }
     vigil::ingest::parse_event(&fixture("eventbridge-cloudwatch-alarm-state-change.json"))
         .unwrap()
@@ -448,22 +448,85 @@ proptest! {
 
     #[test]
     fn cloudwatch_message_survives_arbitrary_text(m in ".{0,400}") {
-        let _ = vigil::ingest::parse_alarm(&m, None);
+        let _ = vigil::ingest::parse_alarm(&m, None, None);
     }
 
     #[test]
     fn cloudwatch_message_survives_edits(i in 0usize..3, e in edits()) {
         let m = apply(alarm_messages()[i].as_bytes(), &e);
-        let _ = vigil::ingest::parse_alarm(&String::from_utf8_lossy(&m), Some("id".into()));
+        let _ = vigil::ingest::parse_alarm(&String::from_utf8_lossy(&m), Some("id".into()), None);
     }
 
     #[test]
     fn cloudwatch_message_survives_wrong_json_types(i in 0usize..3, e in json_edits()) {
         let v: Value = serde_json::from_str(&alarm_messages()[i]).unwrap();
         let m = apply_json(v, &e).to_string();
-        if let Ok(alert) = vigil::ingest::parse_alarm(&m, None) {
+        if let Ok(alert) = vigil::ingest::parse_alarm(&m, None, None) {
             prop_assert!(!alert.fingerprint.as_str().is_empty());
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Any SNS Notification (a CloudWatch alarm or not): every input gives an alert
+
+const TOPIC: &str = "arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts";
+
+fn sns_notification(topic: &str, subject: Option<&str>, m: &str, ts: &str) -> vigil::domain::Alert {
+    vigil::ingest::parse_notification(topic, subject, m, "id", ts, now())
+}
+
+/// What holds for every alert `parse_notification` gives.
+fn check_notification_alert(alert: &vigil::domain::Alert) -> Result<(), TestCaseError> {
+    use vigil::ingest::sns_notification::{KIND, MAX_DESCRIPTION_CHARS, MAX_SUMMARY_CHARS};
+    prop_assert!(!alert.summary.is_empty());
+    prop_assert!(!alert.fingerprint.as_str().is_empty());
+    prop_assert_eq!(alert.delivery_id.as_deref(), Some("id"));
+    let kind = alert.labels.get("kind").map(String::as_str);
+    if kind == Some(KIND) {
+        prop_assert_eq!(alert.status, AlertStatus::Firing);
+        prop_assert!(alert.summary.chars().count() <= MAX_SUMMARY_CHARS);
+        prop_assert!(
+            alert
+                .description
+                .as_ref()
+                .is_none_or(|d| d.chars().count() <= MAX_DESCRIPTION_CHARS)
+        );
+        prop_assert!(alert.details.is_object());
+    } else {
+        prop_assert!(
+            matches!(kind, Some("cloudwatch_alarm" | "route53_health_check")),
+            "{kind:?}"
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    #[test]
+    fn sns_notification_survives_arbitrary_text(
+        topic in ".{0,120}",
+        subject in proptest::option::of(".{0,120}"),
+        m in ".{0,400}",
+        ts in ".{0,40}",
+    ) {
+        check_notification_alert(&sns_notification(&topic, subject.as_deref(), &m, &ts))?;
+    }
+
+    #[test]
+    fn sns_notification_survives_edited_alarms(i in 0usize..3, e in edits()) {
+        let m = apply(alarm_messages()[i].as_bytes(), &e);
+        let m = String::from_utf8_lossy(&m);
+        check_notification_alert(&sns_notification(TOPIC, Some("ALARM: x"), &m, "2026-11-20T02:15:41.452Z"))?;
+    }
+
+    #[test]
+    fn sns_notification_survives_wrong_json_types(i in 0usize..3, e in json_edits()) {
+        let v: Value = serde_json::from_str(&alarm_messages()[i]).unwrap();
+        let m = apply_json(v, &e).to_string();
+        check_notification_alert(&sns_notification(TOPIC, None, &m, "2026-11-20T02:15:41.452Z"))?;
     }
 }
 
