@@ -62,6 +62,7 @@ pub struct AppHandle {
     pub addr: std::net::SocketAddr,
     scheduler: Arc<Scheduler>,
     retention: crate::incident::prune::Retention,
+    watchdog: Arc<crate::pipeline::watchdog::Watchdog>,
 }
 
 impl AppHandle {
@@ -80,6 +81,11 @@ impl AppHandle {
         &self,
     ) -> Result<crate::incident::prune::PruneReport, crate::store::StoreError> {
         crate::incident::prune::pass(&self.service, &self.retention).await
+    }
+
+    /// Runs one watchdog round now: publishes the heartbeat if configured and ready.
+    pub async fn publish_watchdog_now(&self) -> crate::pipeline::watchdog::WatchdogRound {
+        self.watchdog.round().await
     }
 }
 
@@ -182,6 +188,18 @@ impl App {
             wake: wake.scheduler.clone(),
             health: health.clone(),
         });
+        let watchdog = Arc::new(crate::pipeline::watchdog::Watchdog::new(
+            crate::pipeline::watchdog::WatchdogParts {
+                policy: policy.clone(),
+                store: store.clone(),
+                scheduler: health.clone(),
+                max_scheduler_lag: settings.max_scheduler_lag,
+                aws: settings.channels.aws.clone(),
+                http_timeout: settings.channels.http_timeout,
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+            },
+        ));
         let fetcher = match cert_fetcher {
             Some(f) => f,
             None => Arc::new(HttpCertFetcher::with_client(sns_client.clone())),
@@ -221,6 +239,7 @@ impl App {
             http: sns_client,
             metrics: metrics.clone(),
             scheduler: health,
+            watchdog: watchdog.health(),
             clock,
             signed: http::auth::signed_slots(),
         });
@@ -233,6 +252,7 @@ impl App {
             addr,
             scheduler,
             retention: shared.settings.retention.clone(),
+            watchdog,
         };
         Ok(App {
             listener,
@@ -304,6 +324,7 @@ impl App {
             handle.metrics.clone(),
             stop_loops.clone(),
         ));
+        let watchdog = tokio::spawn(handle.watchdog.clone().run(stop_loops.clone()));
         let server = {
             let router = http::router(shared.clone());
             let limits = shared.settings.http.clone();
@@ -320,6 +341,7 @@ impl App {
             let _ = scheduler.await;
             let _ = worker.await;
             let _ = pruner.await;
+            let _ = watchdog.await;
             served
         };
         match tokio::time::timeout(timeout, drain).await {

@@ -11,7 +11,8 @@
 //!
 //! Around them: `config` (the `routing/` policy: model, compile with all errors, hot reload),
 //! `settings` (process settings and secrets), `clock` (injected time), `metrics`, `telemetry`,
-//! `simulate` (the `vigil simulate` report) and `app` (wiring and graceful shutdown).
+//! `simulate` (the `vigil simulate` report), `pipeline` (loops that call AWS on vigil's own
+//! initiative: the watchdog's heartbeat) and `app` (wiring and graceful shutdown).
 
 pub mod ack;
 pub mod app;
@@ -26,6 +27,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod notify;
 pub mod oncall;
+pub mod pipeline;
 pub mod settings;
 pub mod simulate;
 pub mod store;

@@ -26,6 +26,7 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             humantime::format_duration(s.settings.max_scheduler_lag)
         ));
     }
+    problems.extend(s.watchdog.problem());
     let policy = s.policy.current();
     let body = json!({
         "status": if problems.is_empty() { "ready" } else { "not_ready" },

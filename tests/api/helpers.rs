@@ -499,6 +499,11 @@ pub struct ObservedStore {
     pub listings: AtomicUsize,
     pub open_read: AtomicUsize,
     pub refuse_finish: AtomicBool,
+    /// Reported as the store's `problem()` (why it refuses writes) instead of the real one.
+    pub problem: std::sync::Mutex<Option<String>>,
+    /// Hides every due escalation step from the scheduler (`due` answers none), as a scheduler
+    /// that cannot keep up: its lag grows.
+    pub hide_due: AtomicBool,
 }
 
 impl ObservedStore {
@@ -508,6 +513,8 @@ impl ObservedStore {
             listings: AtomicUsize::new(0),
             open_read: AtomicUsize::new(0),
             refuse_finish: AtomicBool::new(false),
+            problem: std::sync::Mutex::new(None),
+            hide_due: AtomicBool::new(false),
         }
     }
 
@@ -552,6 +559,9 @@ impl Store for ObservedStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(DateTime<Utc>, IncidentId)>, StoreError> {
+        if self.hide_due.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
         self.inner.due(now, limit).await
     }
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -601,6 +611,11 @@ impl Store for ObservedStore {
         self.inner.stats().await
     }
     fn problem(&self) -> Option<String> {
-        self.inner.problem()
+        let injected = self
+            .problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        injected.or_else(|| self.inner.problem())
     }
 }
