@@ -500,7 +500,7 @@ pub struct ObservedStore {
     pub open_read: AtomicUsize,
     pub refuse_finish: AtomicBool,
     /// Reported as the store's `problem()` (why it refuses writes) instead of the real one.
-    pub problem: std::sync::Mutex<Option<String>>,
+    pub injected_problem: std::sync::Mutex<Option<String>>,
     /// Hides every due escalation step from the scheduler (`due` answers none), as a scheduler
     /// that cannot keep up: its lag grows.
     pub hide_due: AtomicBool,
@@ -513,7 +513,7 @@ impl ObservedStore {
             listings: AtomicUsize::new(0),
             open_read: AtomicUsize::new(0),
             refuse_finish: AtomicBool::new(false),
-            problem: std::sync::Mutex::new(None),
+            injected_problem: std::sync::Mutex::new(None),
             hide_due: AtomicBool::new(false),
         }
     }
@@ -612,7 +612,7 @@ impl Store for ObservedStore {
     }
     fn problem(&self) -> Option<String> {
         let injected = self
-            .problem
+            .injected_problem
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();

@@ -219,7 +219,7 @@ async fn a_vigil_that_is_not_ready_publishes_no_heartbeat() {
     let inner: Arc<dyn vigil::store::Store> =
         Arc::new(vigil::store::EmbeddedStore::open(dir.path()).unwrap());
     let store = Arc::new(ObservedStore::new(inner));
-    *store.problem.lock().unwrap() = Some("store cannot write: injected".into());
+    *store.injected_problem.lock().unwrap() = Some("store cannot write: injected".into());
     let app = spawn_app_with(Options {
         policy: Some(with_watchdog(&ns, "{ Service: vigil }")),
         channels: Some(aws_at(&moto)),
@@ -243,7 +243,7 @@ async fn a_vigil_that_is_not_ready_publishes_no_heartbeat() {
     assert_eq!(metric(&text, "vigil_watchdog_published_total"), None);
 
     // Writable again: the next round publishes.
-    *store.problem.lock().unwrap() = None;
+    *store.injected_problem.lock().unwrap() = None;
     assert_eq!(
         app.handle.publish_watchdog_now().await,
         WatchdogRound::Published
