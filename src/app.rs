@@ -64,6 +64,7 @@ pub struct AppHandle {
     retention: crate::incident::prune::Retention,
     reconciler: Arc<crate::pipeline::reconcile::Reconciler>,
     dead_letters: Arc<crate::pipeline::dead_letter::DeadLetters>,
+    watchdog: Arc<crate::pipeline::watchdog::Watchdog>,
 }
 
 impl AppHandle {
@@ -110,6 +111,11 @@ impl AppHandle {
         &self,
     ) -> Result<crate::incident::prune::PruneReport, crate::store::StoreError> {
         crate::incident::prune::pass(&self.service, &self.retention).await
+    }
+
+    /// Runs one watchdog round now: publishes the heartbeat if configured and ready.
+    pub async fn publish_watchdog_now(&self) -> crate::pipeline::watchdog::WatchdogRound {
+        self.watchdog.round().await
     }
 }
 
@@ -212,6 +218,18 @@ impl App {
             wake: wake.scheduler.clone(),
             health: health.clone(),
         });
+        let watchdog = Arc::new(crate::pipeline::watchdog::Watchdog::new(
+            crate::pipeline::watchdog::WatchdogParts {
+                policy: policy.clone(),
+                store: store.clone(),
+                scheduler: health.clone(),
+                max_scheduler_lag: settings.max_scheduler_lag,
+                aws: settings.channels.aws.clone(),
+                http_timeout: settings.channels.http_timeout,
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+            },
+        ));
         let fetcher = match cert_fetcher {
             Some(f) => f,
             None => Arc::new(HttpCertFetcher::with_client(sns_client.clone())),
@@ -277,6 +295,7 @@ impl App {
             http: sns_client,
             metrics: metrics.clone(),
             scheduler: health,
+            watchdog: watchdog.health(),
             clock,
             signed: http::auth::signed_slots(),
             sns,
@@ -293,6 +312,7 @@ impl App {
             retention: shared.settings.retention.clone(),
             reconciler,
             dead_letters,
+            watchdog,
         };
         Ok(App {
             listener,
@@ -366,6 +386,7 @@ impl App {
         ));
         let reconciler = tokio::spawn(handle.reconciler.clone().run(stop_loops.clone()));
         let dead_letters = tokio::spawn(handle.dead_letters.clone().run(stop_loops.clone()));
+        let watchdog = tokio::spawn(handle.watchdog.clone().run(stop_loops.clone()));
         let server = {
             let router = http::router(shared.clone());
             let limits = shared.settings.http.clone();
@@ -384,6 +405,7 @@ impl App {
             let _ = pruner.await;
             let _ = reconciler.await;
             let _ = dead_letters.await;
+            let _ = watchdog.await;
             served
         };
         match tokio::time::timeout(timeout, drain).await {

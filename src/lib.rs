@@ -12,7 +12,8 @@
 //!
 //! Around them: `config` (the `routing/` policy: model, compile with all errors, hot reload),
 //! `settings` (process settings and secrets), `clock` (injected time), `metrics`, `telemetry`,
-//! `simulate` (the `vigil simulate` report) and `app` (wiring and graceful shutdown).
+//! `simulate` (the `vigil simulate` report), `pipeline` (loops that call AWS on vigil's own
+//! initiative: the watchdog's heartbeat) and `app` (wiring and graceful shutdown).
 
 pub mod ack;
 pub mod app;

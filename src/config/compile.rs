@@ -349,6 +349,7 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
         }
     }
     let storm = build_storm(ctx, m);
+    let watchdog = build_watchdog(ctx, m);
 
     let digest = {
         use sha2::{Digest, Sha256};
@@ -378,8 +379,22 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
         flap_cooldown,
         last_resort,
         storm,
+        watchdog,
         digest,
     }
+}
+
+/// `sources.cloudwatch.watchdog`, with its defaults; each problem located under that key.
+fn build_watchdog(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Option<super::WatchdogSpec> {
+    let (fi, src) = m.sources?;
+    let cfg = src.cloudwatch.as_ref()?.watchdog.as_ref()?;
+    let (spec, problems) = super::watchdog::compile(cfg);
+    for (rest, message) in problems {
+        let mut path = path!["sources", "cloudwatch", "watchdog"];
+        path.extend(rest);
+        ctx.err(fi, path, message);
+    }
+    Some(spec)
 }
 
 /// `storm`: every bound at least 1, per-source keys name sources that open incidents from

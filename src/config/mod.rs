@@ -27,6 +27,7 @@ pub mod locate;
 pub mod reload;
 pub mod routing;
 pub mod suppress;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,6 +51,7 @@ pub use suppress::{
     InhibitRule, MAX_API_SILENCE_REGEXES, MAX_API_SILENCES, MAX_SILENCE_MATCHERS, Silence,
     SilenceError, SilenceSpec,
 };
+pub use watchdog::WatchdogSpec;
 
 /// One problem with the routing policy, located for the operator who has to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +135,9 @@ pub struct Policy {
     /// The per-source bound on new incidents per minute beyond which alerts fold into a storm
     /// incident.
     pub storm: StormPolicy,
+    /// `sources.cloudwatch.watchdog`: the heartbeat metric vigil publishes while ready; `None`
+    /// when not configured (nothing is published).
+    pub watchdog: Option<WatchdogSpec>,
     /// sha256 (hex) of the policy files' contents in load order, to tell in logs which policy
     /// version was running.
     pub digest: String,
@@ -620,6 +625,94 @@ policies:
             assert_eq!(e.key, key, "{text}: {e}");
             assert!(e.message.contains(fragment), "{text}: {e}");
             assert_eq!(e.line, Some(2), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_watchdog_takes_defaults_and_cloudwatch_limits() {
+        let (_dir, p) = load_with(&[]);
+        assert_eq!(p.unwrap().watchdog, None, "no watchdog unless configured");
+
+        let (_dir, p) = load_with(&[(
+            "sources.yaml",
+            "sources:\n  cloudwatch:\n    watchdog: {}\n",
+        )]);
+        let w = p.unwrap().watchdog.expect("configured");
+        assert_eq!(w, WatchdogSpec::default());
+        assert_eq!(w.region, "us-east-1");
+        assert_eq!(
+            (w.namespace.as_str(), w.metric.as_str()),
+            ("Vigil", "Heartbeat")
+        );
+        assert_eq!(
+            w.dimensions,
+            BTreeMap::from([("Service".to_string(), "vigil".to_string())])
+        );
+        assert_eq!(w.interval, Duration::from_secs(60));
+
+        let (_dir, p) = load_with(&[(
+            "sources.yaml",
+            "sources:\n  cloudwatch:\n    watchdog:\n      region: eu-west-1\n      namespace: Desk/Vigil\n      metric: Alive\n      dimensions: { Service: vigil, Desk: fx }\n      interval: 30s\n",
+        )]);
+        let w = p.unwrap().watchdog.unwrap();
+        assert_eq!(w.region, "eu-west-1");
+        assert_eq!(w.namespace, "Desk/Vigil");
+        assert_eq!(w.metric, "Alive");
+        assert_eq!(w.dimensions.len(), 2);
+        assert_eq!(w.interval, Duration::from_secs(30));
+
+        let long = "x".repeat(256);
+        let many: String = (0..31).map(|i| format!("D{i}: v, ")).collect();
+        for (field, value, key, fragment) in [
+            (
+                "namespace",
+                "\"AWS/EC2\"",
+                "namespace",
+                "must not start with 'AWS/'",
+            ),
+            (
+                "namespace",
+                "\":Vigil\"",
+                "namespace",
+                "must not start with ':'",
+            ),
+            ("namespace", "\"\"", "namespace", "1-255"),
+            ("namespace", long.as_str(), "namespace", "1-255"),
+            ("namespace", "\"Vigil!\"", "namespace", "may only hold"),
+            ("metric", "\"\"", "metric", "1-255"),
+            ("interval", "5s", "interval", "from 10s to 1m"),
+            ("interval", "5m", "interval", "from 10s to 1m"),
+            ("region", "mars", "region", "not an AWS region"),
+            (
+                "dimensions",
+                "{ Service: \"\" }",
+                "dimensions.Service",
+                "1-1024",
+            ),
+            (
+                "dimensions",
+                "{ \":x\": vigil }",
+                "dimensions.:x",
+                "not starting with ':'",
+            ),
+            (
+                "dimensions",
+                &format!("{{ {many} }}"),
+                "dimensions",
+                "at most 30",
+            ),
+            ("intervall", "1m", "intervall", "unknown field"),
+        ] {
+            let text = format!("sources:\n  cloudwatch:\n    watchdog:\n      {field}: {value}\n");
+            let (_dir, e) = single_error("sources.yaml", &text);
+            assert_eq!(
+                e.key,
+                format!("sources.cloudwatch.watchdog.{key}"),
+                "{text}: {e}"
+            );
+            assert!(e.message.contains(fragment), "{text}: {e}");
+            assert_eq!(e.line, Some(4), "{text}: {e}");
+            assert!(e.file.ends_with("sources.yaml"), "{e}");
         }
     }
 

@@ -85,19 +85,22 @@ pub struct SourcesConfig {
     /// Amazon SNS HTTP(S) subscriptions.
     #[serde(default)]
     pub sns: Option<SnsSourceConfig>,
-    /// What vigil reads from CloudWatch itself.
+    /// Amazon CloudWatch: what vigil itself reads and writes there.
     #[serde(default)]
-    pub cloudwatch: Option<CloudwatchSourceConfig>,
+    pub cloudwatch: Option<CloudWatchSourceConfig>,
 }
 
 /// `sources.cloudwatch`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CloudwatchSourceConfig {
+pub struct CloudWatchSourceConfig {
     /// Read every alarm's state (`DescribeAlarms`) at start-up, after a store outage and every
     /// interval, and act on the transitions vigil never received.
     #[serde(default)]
     pub reconcile: Option<ReconcileConfig>,
+    /// The heartbeat metric vigil publishes while it is ready, for an alarm outside vigil.
+    #[serde(default)]
+    pub watchdog: Option<WatchdogConfig>,
 }
 
 /// `sources.cloudwatch.reconcile`.
@@ -107,6 +110,30 @@ pub struct ReconcileConfig {
     /// The regions whose alarms are read (Route 53 health-check alarms live in us-east-1).
     pub regions: Vec<String>,
     /// How often a pass runs. Default 1m.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+}
+
+/// The heartbeat metric (`PutMetricData`, Value 1, Unit Count) vigil publishes every `interval`
+/// while it is ready. Every key is optional; the defaults are those of
+/// `deploy/aws/watchdog.yaml`'s alarm.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogConfig {
+    /// Region the metric is published to, where the alarm lives (default `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Metric namespace (default `Vigil`): 1-255 characters, not starting with `:` or `AWS/`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Metric name (default `Heartbeat`): 1-255 characters.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// Metric dimensions (default `{Service: vigil}`): at most 30; names 1-255 characters,
+    /// values 1-1024.
+    #[serde(default)]
+    pub dimensions: Option<BTreeMap<String, String>>,
+    /// How often (default 1m): from 10s to 1m, the shipped alarm's period.
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
 }

@@ -29,6 +29,7 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     // A region that cannot be reconciled or a queue that cannot be drained: alarms SNS loses
     // meanwhile would not be recovered.
     problems.extend(s.recovery.problems());
+    problems.extend(s.watchdog.problem());
     let policy = s.policy.current();
     let mut body = json!({
         "status": if problems.is_empty() { "ready" } else { "not_ready" },

@@ -39,6 +39,8 @@ pub struct Shared {
     pub http: reqwest::Client,
     pub metrics: Arc<Metrics>,
     pub scheduler: Arc<SchedulerHealth>,
+    /// The watchdog heartbeat's last success and failure, for `/readyz`.
+    pub watchdog: Arc<crate::pipeline::watchdog::WatchdogHealth>,
     pub clock: Arc<dyn Clock>,
     /// Checks signed acknowledge links; `None` when no secret is configured.
     pub ack: Option<crate::ack::AckSigner>,

@@ -7,6 +7,8 @@
 //!   a store outage and every interval, and acts on the transitions vigil never received;
 //! - `dead_letter`: drains the SQS dead-letter queues of vigil's SNS subscriptions (what SNS gave
 //!   up delivering) through `sns`;
+//! - `watchdog`: publishes the heartbeat metric that an alarm outside vigil watches
+//!   (`deploy/aws/watchdog.yaml`), while vigil is ready;
 //! - `aws`: the SDK clients they use, built from the standard AWS configuration.
 //!
 //! Owns the loops and their health ([`RecoveryHealth`], shown on `/readyz`). Uses the incident
@@ -16,6 +18,7 @@ pub mod aws;
 pub mod dead_letter;
 pub mod reconcile;
 pub mod sns;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

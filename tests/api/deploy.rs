@@ -253,3 +253,135 @@ fn dockerfile_redis_and_systemd_match_the_binary() {
     }
     assert!(repo().join("deploy/RUNBOOK.md").is_file());
 }
+
+/// `routing/sources.yaml` with its commented-out watchdog block turned on, as an operator turns
+/// it on in production: the lines from `  # cloudwatch:` on that are commented at block depth.
+fn shipped_sources_with_watchdog_on() -> String {
+    let text = std::fs::read_to_string(repo().join("routing/sources.yaml")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| *l == "  # cloudwatch:")
+        .expect("routing/sources.yaml ships the watchdog block, commented out");
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    out[start] = "  cloudwatch:".into();
+    for line in out.iter_mut().skip(start + 1) {
+        match line.strip_prefix("  #   ") {
+            Some(rest) => *line = format!("    {rest}"),
+            None => break,
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+/// The "vigil is down" alarm of `deploy/aws/watchdog.yaml` (CloudFormation) watches exactly the
+/// metric vigil publishes (the defaults, the shipped routing's watchdog if it sets one, and the
+/// shipped block once turned on), treats missing data as breaching, and notifies a topic whose
+/// only subscribers are phones by SMS: a path that does not pass through vigil.
+#[test]
+fn the_watchdog_alarm_watches_the_metric_vigil_publishes() {
+    use vigil::config::WatchdogSpec;
+
+    let text = std::fs::read_to_string(repo().join("deploy/aws/watchdog.yaml")).unwrap();
+    let short_tag = regex::Regex::new(r"!(Ref|Sub|GetAtt|If|Equals|Not|And|Or|Select|Join|Split|Condition|FindInMap|Base64|ImportValue|GetAZs)\b").unwrap();
+    assert!(
+        !short_tag.is_match(&text),
+        "long-form intrinsics only, so the template is plain YAML"
+    );
+    let t = yaml("deploy/aws/watchdog.yaml");
+    assert_eq!(t["AWSTemplateFormatVersion"].as_str(), Some("2010-09-09"));
+    let resources = t["Resources"].as_mapping().expect("Resources");
+    let of_type = |ty: &str| -> Vec<(String, &Value)> {
+        resources
+            .iter()
+            .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+            .map(|(k, r)| (k.as_str().unwrap().to_string(), r))
+            .collect()
+    };
+    let alarms = of_type("AWS::CloudWatch::Alarm");
+    assert_eq!(alarms.len(), 1, "one alarm");
+    let alarm = &alarms[0].1["Properties"];
+
+    // What vigil publishes.
+    let shipped = vigil::config::load_dir(&shipped_routing())
+        .unwrap_or_else(|e| panic!("{}", vigil::config::format_errors(&e)));
+    let on = tempfile::tempdir().unwrap();
+    copy_routing(on.path());
+    std::fs::write(
+        on.path().join("sources.yaml"),
+        shipped_sources_with_watchdog_on(),
+    )
+    .unwrap();
+    let turned_on = vigil::config::load_dir(on.path())
+        .unwrap_or_else(|e| panic!("{}", vigil::config::format_errors(&e)))
+        .watchdog
+        .expect("the shipped block, turned on, configures the watchdog");
+    let mut published = vec![WatchdogSpec::default(), turned_on.clone()];
+    published.extend(shipped.watchdog.clone());
+
+    let dimensions: std::collections::BTreeMap<String, String> = alarm["Dimensions"]
+        .as_sequence()
+        .expect("Dimensions")
+        .iter()
+        .map(|d| {
+            (
+                d["Name"].as_str().unwrap().to_string(),
+                d["Value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let period = alarm["Period"].as_u64().expect("Period");
+    for spec in &published {
+        assert_eq!(alarm["Namespace"].as_str(), Some(spec.namespace.as_str()));
+        assert_eq!(alarm["MetricName"].as_str(), Some(spec.metric.as_str()));
+        assert_eq!(dimensions, spec.dimensions);
+        assert!(
+            spec.interval.as_secs() <= period,
+            "a heartbeat in every period: interval {:?} vs Period {period}",
+            spec.interval
+        );
+    }
+    // Fires only when no vigil anywhere publishes for 3 minutes.
+    assert_eq!(alarm["Statistic"].as_str(), Some("Sum"));
+    assert_eq!(period, 60);
+    assert_eq!(alarm["EvaluationPeriods"].as_u64(), Some(3));
+    assert_eq!(alarm["DatapointsToAlarm"].as_u64(), Some(3));
+    assert_eq!(alarm["Threshold"].as_f64(), Some(1.0));
+    assert_eq!(
+        alarm["ComparisonOperator"].as_str(),
+        Some("LessThanThreshold")
+    );
+    assert_eq!(alarm["TreatMissingData"].as_str(), Some("breaching"));
+
+    // Notifies (and says "OK" on) a topic of this stack whose subscribers are SMS phones.
+    let topics = of_type("AWS::SNS::Topic");
+    assert_eq!(topics.len(), 1, "one topic");
+    let topic = topics[0].0.as_str();
+    for actions in ["AlarmActions", "OKActions"] {
+        let list = alarm[actions].as_sequence().expect(actions);
+        assert_eq!(list.len(), 1, "{actions}");
+        assert_eq!(list[0]["Ref"].as_str(), Some(topic), "{actions}");
+    }
+    let subscriptions = of_type("AWS::SNS::Subscription");
+    assert!(!subscriptions.is_empty(), "phones subscribe to the topic");
+    assert!(
+        subscriptions.iter().any(|(_, s)| s["Condition"].is_null()),
+        "at least one phone always subscribes"
+    );
+    for (name, sub) in &subscriptions {
+        let p = &sub["Properties"];
+        assert_eq!(p["Protocol"].as_str(), Some("sms"), "{name}");
+        assert_eq!(p["TopicArn"]["Ref"].as_str(), Some(topic), "{name}");
+        let param = p["Endpoint"]["Ref"].as_str().expect("a phone parameter");
+        let pattern = t["Parameters"][param]["AllowedPattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("parameter {param} checks its number"));
+        let re = regex::Regex::new(pattern).unwrap();
+        assert!(re.is_match("+6591234567"), "{param}: {pattern}");
+        assert!(!re.is_match("91234567"), "{param}: E.164 only");
+    }
+    // The runbook deploys it where vigil publishes.
+    let runbook = std::fs::read_to_string(repo().join("deploy/RUNBOOK.md")).unwrap();
+    assert!(runbook.contains("--template-file deploy/aws/watchdog.yaml"));
+    assert!(runbook.contains(&format!("--region {}", turned_on.region)));
+}

@@ -501,6 +501,11 @@ pub struct ObservedStore {
     pub refuse_finish: AtomicBool,
     /// Refuse every commit (a store that is down for writes).
     pub refuse_commit: AtomicBool,
+    /// Reported as the store's `problem()` (why it refuses writes) instead of the real one.
+    pub injected_problem: std::sync::Mutex<Option<String>>,
+    /// Hides every due escalation step from the scheduler (`due` answers none), as a scheduler
+    /// that cannot keep up: its lag grows.
+    pub hide_due: AtomicBool,
 }
 
 impl ObservedStore {
@@ -511,6 +516,8 @@ impl ObservedStore {
             open_read: AtomicUsize::new(0),
             refuse_finish: AtomicBool::new(false),
             refuse_commit: AtomicBool::new(false),
+            injected_problem: std::sync::Mutex::new(None),
+            hide_due: AtomicBool::new(false),
         }
     }
 
@@ -560,6 +567,9 @@ impl Store for ObservedStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(DateTime<Utc>, IncidentId)>, StoreError> {
+        if self.hide_due.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
         self.inner.due(now, limit).await
     }
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -609,6 +619,11 @@ impl Store for ObservedStore {
         self.inner.stats().await
     }
     fn problem(&self) -> Option<String> {
-        self.inner.problem()
+        let injected = self
+            .injected_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        injected.or_else(|| self.inner.problem())
     }
 }

@@ -23,3 +23,4 @@ mod store_failures;
 mod time;
 mod two_way;
 mod unreached;
+mod watchdog;
