@@ -218,13 +218,16 @@ impl App {
             wake: wake.scheduler.clone(),
             health: health.clone(),
         });
+        let aws = Arc::new(crate::pipeline::aws::AwsClients::new(
+            settings.channels.aws.clone(),
+        ));
         let watchdog = Arc::new(crate::pipeline::watchdog::Watchdog::new(
             crate::pipeline::watchdog::WatchdogParts {
                 policy: policy.clone(),
                 store: store.clone(),
                 scheduler: health.clone(),
                 max_scheduler_lag: settings.max_scheduler_lag,
-                aws: settings.channels.aws.clone(),
+                clients: aws.clone(),
                 http_timeout: settings.channels.http_timeout,
                 clock: clock.clone(),
                 metrics: metrics.clone(),
@@ -239,9 +242,6 @@ impl App {
             settings.sns_extra_trusted_prefixes.clone(),
         ));
         let recovery = Arc::new(crate::pipeline::RecoveryHealth::default());
-        let aws = Arc::new(crate::pipeline::aws::AwsClients::new(
-            settings.channels.aws.clone(),
-        ));
         let sns = Arc::new(crate::pipeline::sns::SnsIntake {
             service: service.clone(),
             policy: policy.clone(),

@@ -125,31 +125,15 @@ pub fn described_alarm(alarm: &DescribedAlarm, region: &str) -> Result<Alert, In
     let fingerprint = Fingerprint::parse(arn_text).map_err(|e| bad("AlarmArn", e.to_string()))?;
 
     let single_dims = sorted(&alarm.dimensions);
-    let math: Vec<(
-        bool,
-        Option<(Option<&str>, Option<&str>, BTreeMap<String, String>)>,
-    )> = alarm
+    let entries: Vec<MetricEntry<'_>> = alarm
         .metrics
         .iter()
-        .map(|m| {
-            let metric = (m.namespace.is_some() || m.metric_name.is_some()).then(|| {
-                (
-                    m.namespace.as_deref(),
-                    m.metric_name.as_deref(),
-                    sorted(&m.dimensions),
-                )
-            });
-            (m.return_data, metric)
-        })
-        .collect();
-    let entries: Vec<MetricEntry<'_>> = math
-        .iter()
-        .map(|(return_data, metric)| MetricEntry {
-            return_data: *return_data,
-            metric: metric.as_ref().map(|(ns, name, dims)| MetricRef {
-                namespace: *ns,
-                name: *name,
-                dimensions: dims.clone(),
+        .map(|m| MetricEntry {
+            return_data: m.return_data,
+            metric: (m.namespace.is_some() || m.metric_name.is_some()).then(|| MetricRef {
+                namespace: m.namespace.as_deref(),
+                name: m.metric_name.as_deref(),
+                dimensions: sorted(&m.dimensions),
             }),
         })
         .collect();
@@ -438,7 +422,8 @@ mod tests {
 
     #[test]
     fn what_no_alert_can_exist_without_is_refused_by_name() {
-        let cases: [(fn(&mut DescribedAlarm), &str); 5] = [
+        type Break = fn(&mut DescribedAlarm);
+        let cases: [(Break, &str); 5] = [
             (|a| a.arn = None, "AlarmArn: missing"),
             (
                 |a| a.arn = Some("arn:aws:sns:x".into()),

@@ -43,7 +43,8 @@ impl AwsClients {
         }
     }
 
-    async fn base(&self, region: &str) -> &SdkConfig {
+    /// The shared configuration (loaded with `region` if it was not yet).
+    pub async fn base(&self, region: &str) -> &SdkConfig {
         self.config
             .get_or_init(|| async {
                 aws_config::defaults(BehaviorVersion::latest())
@@ -76,6 +77,27 @@ impl AwsClients {
             conf = conf.region(Region::new(region));
         }
         aws_sdk_sqs::Client::from_conf(conf.build())
+    }
+}
+
+/// One line for logs and `/readyz`: what `service` answered (HTTP status, error code, message),
+/// or what went wrong on the way.
+pub fn sdk_error<E>(service: &str, e: &aws_sdk_cloudwatch::error::SdkError<E>) -> String
+where
+    E: aws_sdk_cloudwatch::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_cloudwatch::error::{DisplayErrorContext, SdkError};
+    match e {
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let code = s.err().code().unwrap_or("unknown error");
+            match s.err().message() {
+                Some(m) => format!("{service} answered HTTP {status} {code}: {m}"),
+                None => format!("{service} answered HTTP {status} {code}"),
+            }
+        }
+        SdkError::TimeoutError(_) => format!("{service} did not answer in time"),
+        other => format!("{service} request failed: {}", DisplayErrorContext(other)),
     }
 }
 

@@ -80,14 +80,7 @@ impl DeadLetters {
         let page = match received {
             Ok(p) => p,
             Err(e) => {
-                use aws_sdk_sqs::error::ProvideErrorMetadata as _;
-                let why = match (e.code(), e.message()) {
-                    (Some(c), Some(m)) => format!("ReceiveMessage: {c}: {m}"),
-                    _ => format!(
-                        "ReceiveMessage: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(&e)
-                    ),
-                };
+                let why = super::aws::sdk_error("SQS ReceiveMessage", &e);
                 self.health.failed(Kind::Queue, queue, now, why.clone());
                 self.metrics
                     .counter("vigil_dead_letter_errors_total", &[("queue", queue)])
@@ -137,7 +130,7 @@ impl DeadLetters {
                     .await
                 {
                     // It comes back after its visibility timeout and is then a duplicate.
-                    tracing::warn!(queue, sqs.message_id = sqs_id, error.message = %aws_sdk_sqs::error::DisplayErrorContext(&e), "Could not delete a dead letter vigil has taken; it will be seen again as a duplicate.");
+                    tracing::warn!(queue, sqs.message_id = sqs_id, error.message = %super::aws::sdk_error("SQS DeleteMessage", &e), "Could not delete a dead letter vigil has taken; it will be seen again as a duplicate.");
                 }
             }
             Fate::Refused => {
@@ -149,7 +142,7 @@ impl DeadLetters {
                     .send()
                     .await
                 {
-                    tracing::warn!(queue, sqs.message_id = sqs_id, error.message = %aws_sdk_sqs::error::DisplayErrorContext(&e), "Could not hide a refused dead letter; it will be read again.");
+                    tracing::warn!(queue, sqs.message_id = sqs_id, error.message = %super::aws::sdk_error("SQS ChangeMessageVisibility", &e), "Could not hide a refused dead letter; it will be read again.");
                 }
             }
             Fate::Retry => {}

@@ -64,7 +64,7 @@ impl AlarmReader for SdkAlarms {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| describe_error(&e))?;
+                .map_err(|e| super::aws::sdk_error("CloudWatch DescribeAlarms", &e))?;
             out.extend(page.metric_alarms().iter().map(from_metric));
             out.extend(page.composite_alarms().iter().map(from_composite));
             match page.next_token() {
@@ -73,23 +73,6 @@ impl AlarmReader for SdkAlarms {
             }
         }
         Err("DescribeAlarms kept returning a NextToken after 1,000 pages".into())
-    }
-}
-
-/// The AWS error code and message (`Throttling: Rate exceeded`), or what went wrong on the way.
-fn describe_error(
-    e: &aws_sdk_cloudwatch::error::SdkError<
-        aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsError,
-    >,
-) -> String {
-    use aws_sdk_cloudwatch::error::ProvideErrorMetadata as _;
-    match (e.code(), e.message()) {
-        (Some(code), Some(msg)) => format!("DescribeAlarms: {code}: {msg}"),
-        (Some(code), None) => format!("DescribeAlarms: {code}"),
-        _ => format!(
-            "DescribeAlarms: {}",
-            aws_sdk_cloudwatch::error::DisplayErrorContext(e)
-        ),
     }
 }
 

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use aws_sdk_cloudwatch::config::retry::RetryConfig;
 use aws_sdk_cloudwatch::config::timeout::TimeoutConfig;
-use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -113,13 +112,11 @@ pub struct Watchdog {
     store: Arc<dyn Store>,
     scheduler: Arc<SchedulerHealth>,
     max_scheduler_lag: Duration,
-    aws: Option<aws_config::SdkConfig>,
+    clients: Arc<super::aws::AwsClients>,
     http_timeout: Duration,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     health: Arc<WatchdogHealth>,
-    /// The `SdkConfig` loaded for the watchdog when the process had none.
-    loaded: tokio::sync::OnceCell<aws_config::SdkConfig>,
     /// The client of the last round's region.
     client: Mutex<Option<(String, aws_sdk_cloudwatch::Client)>>,
 }
@@ -131,8 +128,8 @@ pub struct WatchdogParts {
     pub scheduler: Arc<SchedulerHealth>,
     /// Beyond this lag the scheduler counts as not ready (`settings.max_scheduler_lag`).
     pub max_scheduler_lag: Duration,
-    /// The process's AWS configuration (`settings.channels.aws`).
-    pub aws: Option<aws_config::SdkConfig>,
+    /// The process's AWS configuration (`settings.channels.aws`, or loaded on first use).
+    pub clients: Arc<super::aws::AwsClients>,
     /// Bound of one call (`settings.channels.http_timeout`).
     pub http_timeout: Duration,
     pub clock: Arc<dyn Clock>,
@@ -146,12 +143,11 @@ impl Watchdog {
             store: parts.store,
             scheduler: parts.scheduler,
             max_scheduler_lag: parts.max_scheduler_lag,
-            aws: parts.aws,
+            clients: parts.clients,
             http_timeout: parts.http_timeout,
             clock: parts.clock,
             metrics: parts.metrics,
             health: Arc::default(),
-            loaded: tokio::sync::OnceCell::new(),
             client: Mutex::new(None),
         }
     }
@@ -225,7 +221,7 @@ impl Watchdog {
                 WatchdogRound::Published
             }
             Err(e) => {
-                let why = describe(&e);
+                let why = super::aws::sdk_error("CloudWatch", &e);
                 self.health.failed(now, why.clone());
                 self.metrics
                     .counter("vigil_watchdog_errors_total", &[])
@@ -265,19 +261,7 @@ impl Watchdog {
         {
             return c.clone();
         }
-        let base = match &self.aws {
-            Some(aws) => aws,
-            None => {
-                self.loaded
-                    .get_or_init(|| async {
-                        aws_config::defaults(aws_config::BehaviorVersion::latest())
-                            .region(aws_config::Region::new(region.to_string()))
-                            .load()
-                            .await
-                    })
-                    .await
-            }
-        };
+        let base = self.clients.base(region).await;
         let conf = aws_sdk_cloudwatch::config::Builder::from(base)
             .region(aws_sdk_cloudwatch::config::Region::new(region.to_string()))
             .retry_config(RetryConfig::disabled())
@@ -318,25 +302,6 @@ pub fn retry_wait(interval: Duration, failures: u32) -> Duration {
     }
     let factor = 1u32 << (failures - 1).min(16);
     RETRY_FIRST.saturating_mul(factor).min(interval)
-}
-
-/// One line for the log and `/readyz`: CloudWatch's status, code and message when it answered.
-fn describe<E>(e: &SdkError<E>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match e {
-        SdkError::ServiceError(s) => {
-            let status = s.raw().status().as_u16();
-            let code = s.err().code().unwrap_or("unknown error");
-            match s.err().message() {
-                Some(m) => format!("CloudWatch answered HTTP {status} {code}: {m}"),
-                None => format!("CloudWatch answered HTTP {status} {code}"),
-            }
-        }
-        SdkError::TimeoutError(_) => "CloudWatch did not answer in time".to_string(),
-        other => format!("CloudWatch request failed: {}", DisplayErrorContext(other)),
-    }
 }
 
 #[cfg(test)]
