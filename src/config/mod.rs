@@ -629,6 +629,76 @@ policies:
     }
 
     #[test]
+    fn reconciliation_and_dead_letter_queues_are_read_and_checked() {
+        let (_dir, p) = load_with(&[]);
+        let p = p.unwrap();
+        assert_eq!(p.reconcile, None, "no reconciliation unless configured");
+        assert!(p.sns_dead_letter_queues.is_empty());
+
+        let (_dir, p) = load_with(&[(
+            "sources.yaml",
+            "sources:\n  sns:\n    allowed_topics: []\n    dead_letter_queues:\n      - https://sqs.ap-southeast-1.amazonaws.com/123456789012/vigil-dlq\n      - http://127.0.0.1:5000/123456789012/vigil-dlq.fifo\n  cloudwatch:\n    reconcile:\n      regions: [ap-southeast-1, us-east-1, ap-southeast-1]\n",
+        )]);
+        let p = p.unwrap();
+        assert_eq!(
+            p.reconcile,
+            Some(Reconcile {
+                regions: vec!["ap-southeast-1".into(), "us-east-1".into()],
+                interval: std::time::Duration::from_secs(60),
+            })
+        );
+        assert_eq!(p.sns_dead_letter_queues.len(), 2);
+
+        for (text, key, fragment) in [
+            (
+                "sources:\n  cloudwatch:\n    reconcile: { regions: [] }\n",
+                "sources.cloudwatch.reconcile.regions",
+                "at least one region",
+            ),
+            (
+                "sources:\n  cloudwatch:\n    reconcile: { regions: [Singapore] }\n",
+                "sources.cloudwatch.reconcile.regions[0]",
+                "not an AWS region code",
+            ),
+            (
+                "sources:\n  cloudwatch:\n    reconcile: { regions: [us-east-1], interval: 1s }\n",
+                "sources.cloudwatch.reconcile.interval",
+                "at least 10s",
+            ),
+            (
+                "sources:\n  cloudwatch:\n    reconcile: { regoins: [us-east-1] }\n",
+                "sources.cloudwatch.reconcile.regoins",
+                "unknown field",
+            ),
+            (
+                "sources:\n  sns:\n    allowed_topics: []\n    dead_letter_queues: [arn:aws:sqs:ap-southeast-1:123456789012:q]\n",
+                "sources.sns.dead_letter_queues[0]",
+                "not an SQS queue URL",
+            ),
+            (
+                "sources:\n  sns:\n    allowed_topics: []\n    dead_letter_queues: [\"https://sqs.ap-southeast-1.amazonaws.com/q\"]\n",
+                "sources.sns.dead_letter_queues[0]",
+                "/<12-digit account>/<queue name>",
+            ),
+            (
+                "sources:\n  sns:\n    allowed_topics: []\n    dead_letter_queues: [\"https://sqs.ap-southeast-1.amazonaws.com/123456789012/q\", \"https://sqs.ap-southeast-1.amazonaws.com/123456789012/q\"]\n",
+                "sources.sns.dead_letter_queues[1]",
+                "listed twice",
+            ),
+        ] {
+            let (_dir, e) = single_error("sources.yaml", text);
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.message.contains(fragment), "{text}: {e}");
+        }
+        // `reconcile` is a storm source like the others.
+        let (_dir, p) = load_with(&[("storm.yaml", "storm:\n  sources: { reconcile: 20 }\n")]);
+        assert_eq!(
+            p.unwrap().storm.bound(crate::domain::Source::Reconcile),
+            Some(20)
+        );
+    }
+
+    #[test]
     fn the_watchdog_takes_defaults_and_cloudwatch_limits() {
         let (_dir, p) = load_with(&[]);
         assert_eq!(p.unwrap().watchdog, None, "no watchdog unless configured");

@@ -230,6 +230,29 @@ pub fn alarm_status(state: &str) -> Option<AlertStatus> {
     }
 }
 
+/// The labels ([`alarm_labels`]) and summary ([`alarm_summary`]) of alarm `name` (`arn`) in
+/// `state`, of type `alarm_type`, alarming on `metric`: what every transport (SNS, EventBridge,
+/// reconciliation) gives an alarm, so all three make the same incident of it.
+pub(crate) fn alarm_labels_and_summary(
+    name: &str,
+    arn: &str,
+    state: &str,
+    alarm_type: AlarmType,
+    metric: &MetricRef<'_>,
+) -> (Labels, String) {
+    let labels = alarm_labels(&AlarmFacts {
+        name,
+        arn,
+        state,
+        alarm_type,
+        namespace: metric.namespace,
+        metric: metric.name,
+        dimensions: &metric.dimensions,
+    });
+    let summary = alarm_summary(state, name, labels.get("region").map(String::as_str));
+    (labels, summary)
+}
+
 /// `ALARM: eks-prod-apse1-node-cpu-high (ap-southeast-1)`.
 pub fn alarm_summary(state: &str, name: &str, region: Option<&str>) -> String {
     match region {
@@ -439,16 +462,7 @@ pub fn parse_alarm(
         Some(Value::Object(trigger)) => trigger_metric(trigger),
         _ => (AlarmType::Composite, MetricRef::default()),
     };
-    let labels = alarm_labels(&AlarmFacts {
-        name,
-        arn: &arn,
-        state,
-        alarm_type,
-        namespace: metric.namespace,
-        metric: metric.name,
-        dimensions: &metric.dimensions,
-    });
-    let summary = alarm_summary(state, name, labels.get("region").map(String::as_str));
+    let (labels, summary) = alarm_labels_and_summary(name, &arn, state, alarm_type, &metric);
     let description = alarm_description(
         f.lenient_str("AlarmDescription"),
         f.lenient_str("NewStateReason"),

@@ -21,8 +21,8 @@ use serde_json::{Map, Value, json};
 
 use super::IngestError;
 use super::cloudwatch::{
-    AlarmArn, AlarmFacts, AlarmType, MetricEntry, MetricRef, alarm_description, alarm_labels,
-    alarm_status, alarm_summary, alarmed_metric,
+    AlarmArn, AlarmType, MetricEntry, MetricRef, alarm_description, alarm_labels_and_summary,
+    alarm_status, alarmed_metric,
 };
 use crate::domain::{Alert, Fingerprint, Source};
 
@@ -152,16 +152,7 @@ pub fn described_alarm(alarm: &DescribedAlarm, region: &str) -> Result<Alert, In
             },
         ),
     };
-    let labels = alarm_labels(&AlarmFacts {
-        name,
-        arn: arn_text,
-        state,
-        alarm_type,
-        namespace: metric.namespace,
-        metric: metric.name,
-        dimensions: &metric.dimensions,
-    });
-    let summary = alarm_summary(state, name, labels.get("region").map(String::as_str));
+    let (labels, summary) = alarm_labels_and_summary(name, arn_text, state, alarm_type, &metric);
     let description =
         alarm_description(alarm.description.as_deref(), alarm.state_reason.as_deref());
 

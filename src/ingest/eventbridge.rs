@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::cloudwatch::{
-    AlarmArn, AlarmFacts, AlarmType, MetricEntry, MetricRef, alarm_description, alarm_labels,
-    alarm_status, alarm_summary, alarmed_metric, build_alarm_arn, parse_cloudwatch_time,
+    AlarmArn, AlarmType, MetricEntry, MetricRef, alarm_description, alarm_labels_and_summary,
+    alarm_status, alarmed_metric, build_alarm_arn, parse_cloudwatch_time,
 };
 use super::{Fields, IngestError, parse_json, type_name};
 use crate::domain::{Alert, Fingerprint, Source};
@@ -84,16 +84,7 @@ pub fn parse_event(body: &[u8]) -> Result<Option<Alert>, IngestError> {
     let (alarm_type, metric) = configuration
         .map(configuration_metric)
         .unwrap_or((AlarmType::Metric, MetricRef::default()));
-    let labels = alarm_labels(&AlarmFacts {
-        name,
-        arn: &arn,
-        state,
-        alarm_type,
-        namespace: metric.namespace,
-        metric: metric.name,
-        dimensions: &metric.dimensions,
-    });
-    let summary = alarm_summary(state, name, labels.get("region").map(String::as_str));
+    let (labels, summary) = alarm_labels_and_summary(name, &arn, state, alarm_type, &metric);
     let description = alarm_description(
         configuration
             .and_then(|c| c.get("description"))

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -59,18 +58,7 @@ async fn fill_history(store: &dyn Store) {
 
 #[tokio::test]
 async fn inhibition_and_trading_resumed_read_only_the_open_incidents_however_long_the_history() {
-    let counting: Arc<std::sync::OnceLock<Arc<ObservedStore>>> = Default::default();
-    let slot = counting.clone();
-    let app = spawn_app_with(Options {
-        wrap_store: Some(Box::new(move |inner| {
-            let c = Arc::new(ObservedStore::new(inner));
-            let _ = slot.set(c.clone());
-            c
-        })),
-        ..Default::default()
-    })
-    .await;
-    let store = counting.get().unwrap().clone();
+    let (app, store) = spawn_observed(Options::default()).await;
     fill_history(store.as_ref()).await;
 
     // One open halt; then a CloudWatch alarm, which the shipped inhibition rule checks against

@@ -141,6 +141,22 @@ pub struct Options {
 /// Wraps the store given to the app.
 pub type StoreWrapper = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store>>;
 
+/// `spawn_app_with(opts)`, its store seen through an [`ObservedStore`] the test holds.
+pub async fn spawn_observed(mut opts: Options) -> (TestApp, Arc<ObservedStore>) {
+    let observed: Arc<std::sync::OnceLock<Arc<ObservedStore>>> = Default::default();
+    {
+        let observed = observed.clone();
+        opts.wrap_store = Some(Box::new(move |inner| {
+            let o = Arc::new(ObservedStore::new(inner));
+            let _ = observed.set(o.clone());
+            o as Arc<dyn Store>
+        }));
+    }
+    let app = spawn_app_with(opts).await;
+    let store = observed.get().expect("the app wrapped its store").clone();
+    (app, store)
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }

@@ -8,7 +8,6 @@
 //! account and region, so each test reads its own region.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -447,18 +446,13 @@ async fn a_dead_letter_is_taken_once_deleted_when_durable_and_a_forged_one_stays
         .unwrap()
         .to_string();
     let sink = ok_sink().await;
-    let observed: Arc<std::sync::OnceLock<Arc<ObservedStore>>> = Default::default();
-    let mut opts = app_options(&sink.uri(), &[], std::slice::from_ref(&queue), aws);
-    {
-        let observed = observed.clone();
-        opts.wrap_store = Some(Box::new(move |inner| {
-            let o = Arc::new(ObservedStore::new(inner));
-            let _ = observed.set(o.clone());
-            o as Arc<dyn vigil::store::Store>
-        }));
-    }
-    let app = spawn_app_with(opts).await;
-    let store = observed.get().unwrap().clone();
+    let (app, store) = spawn_observed(app_options(
+        &sink.uri(),
+        &[],
+        std::slice::from_ref(&queue),
+        aws,
+    ))
+    .await;
     let in_queue = || {
         let sqs = sqs.clone();
         let queue = queue.clone();
@@ -584,9 +578,28 @@ async fn a_dead_letter_is_taken_once_deleted_when_durable_and_a_forged_one_stays
         "triggered",
         "and changed nothing"
     );
+
+    // Any message of an allowed topic is taken from the queue too, not only alarms.
+    let mut text = fixture_json("cloudwatch-alarm-sns-notification.json");
+    text["MessageId"] = json!(ulid::Ulid::new().to_string());
+    text["Message"] = json!("disk full on db-1");
+    text.as_object_mut().unwrap().remove("Subject");
+    sign_sns(&mut text);
+    send(text.to_string()).await;
+    let plain = eventually(Duration::from_secs(10), || async {
+        drain().await;
+        let incs = app.incidents().await;
+        incs.into_iter()
+            .find(|i| i["labels"]["kind"] == "sns_notification")
+    })
+    .await
+    .expect("the plain-text dead letter opened an incident");
+    assert_eq!(plain["summary"], "disk full on db-1");
+    assert_eq!(in_queue().await, 1, "only the forged letter is left");
+
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains(r#"vigil_recovered_total{path="dead_letter",outcome="opened"} 1"#),
+        metrics.contains(r#"vigil_recovered_total{path="dead_letter",outcome="opened"} 2"#),
         "{metrics}"
     );
 }
@@ -760,19 +773,8 @@ async fn a_pass_runs_soon_after_the_store_comes_back() {
     let aws = aws_at(&moto, region).await;
     let cw = aws_sdk_cloudwatch::Client::new(&aws);
     let sink = ok_sink().await;
-    let observed: Arc<std::sync::OnceLock<Arc<ObservedStore>>> = Default::default();
-    let mut opts = app_options(&sink.uri(), &[region], &[], aws);
-    {
-        let observed = observed.clone();
-        opts.wrap_store = Some(Box::new(move |inner| {
-            let o = Arc::new(ObservedStore::new(inner));
-            let _ = observed.set(o.clone());
-            o as Arc<dyn vigil::store::Store>
-        }));
-    }
-    let app = spawn_app_with(opts).await;
+    let (app, store) = spawn_observed(app_options(&sink.uri(), &[region], &[], aws)).await;
     app.clock.set(chrono::Utc::now());
-    let store = observed.get().unwrap().clone();
     start_up_pass(&app, region).await;
 
     let name = format!("during-outage-{}", ulid::Ulid::new());
