@@ -90,10 +90,24 @@ where
     match e {
         SdkError::ServiceError(s) => {
             let status = s.raw().status().as_u16();
-            let code = s.err().code().unwrap_or("unknown error");
-            match s.err().message() {
-                Some(m) => format!("{service} answered HTTP {status} {code}: {m}"),
-                None => format!("{service} answered HTTP {status} {code}"),
+            match (s.err().code(), s.err().message()) {
+                (Some(code), Some(m)) => format!("{service} answered HTTP {status} {code}: {m}"),
+                (Some(code), None) => format!("{service} answered HTTP {status} {code}"),
+                // Not an error document the SDK could read (a proxy's page, another protocol's
+                // shape): the start of the body says more than "unknown error".
+                _ => {
+                    let body = s
+                        .raw()
+                        .body()
+                        .bytes()
+                        .map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned())
+                        .unwrap_or_default();
+                    let body: String = body
+                        .chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect();
+                    format!("{service} answered HTTP {status}: {}", body.trim())
+                }
             }
         }
         SdkError::TimeoutError(_) => format!("{service} did not answer in time"),

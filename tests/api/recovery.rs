@@ -795,3 +795,32 @@ async fn a_pass_runs_soon_after_the_store_comes_back() {
     .await;
     assert!(found.is_some(), "reconciled soon after the store came back");
 }
+
+/// A throttling answer the query-protocol client cannot read (another protocol's JSON shape, as a
+/// fake or a proxy might give): the pass fails the same way, and `/readyz` still names the cause
+/// from the start of the body.
+#[tokio::test]
+async fn an_error_in_another_shape_still_names_its_cause_on_readyz() {
+    let cloudwatch = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("content-type", "application/x-amz-json-1.0")
+                .set_body_string(r#"{"__type":"com.amazon.coral.availability#ThrottlingException","message":"Rate exceeded"}"#),
+        )
+        .mount(&cloudwatch)
+        .await;
+    let sink = ok_sink().await;
+    let aws = aws_at(&cloudwatch.uri(), "ap-southeast-1").await;
+    let app = spawn_app_with(app_options(&sink.uri(), &["ap-southeast-1"], &[], aws)).await;
+    let passes = app.handle.reconcile_now().await;
+    let err = passes[0].1.as_ref().expect_err("the pass fails");
+    assert!(err.contains("HTTP 400"), "{err}");
+    assert!(err.contains("ThrottlingException"), "{err}");
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready["problems"].to_string().contains("Rate exceeded"),
+        "{ready}"
+    );
+}
