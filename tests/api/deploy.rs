@@ -244,7 +244,10 @@ fn overlays_target_the_two_regions() {
         Some(&primary["VIGIL_PUBLIC_URL"]),
         "DR is the standby of the primary, over HTTPS"
     );
-    assert!(!primary.contains_key("VIGIL_STANDBY_OF"), "the primary is no one's standby");
+    assert!(
+        !primary.contains_key("VIGIL_STANDBY_OF"),
+        "the primary is no one's standby"
+    );
     assert_eq!(
         primary.get("VIGIL_PEER_URL"),
         Some(&dr["VIGIL_PUBLIC_URL"]),
