@@ -1198,7 +1198,7 @@ impl IncidentService {
                 .into_iter()
                 .filter(|i| i.resolved.as_ref().is_some_and(|(_, at)| *at >= since)),
         );
-        all.sort_by(|a, b| b.opened_at.cmp(&a.opened_at));
+        all.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
         let truncated = all.len() > PEER_FEED_CAP;
         all.truncate(PEER_FEED_CAP);
         Ok((all.iter().map(super::IncidentSync::of).collect(), truncated))
@@ -1408,7 +1408,7 @@ fn apply_remote(
                     inc.anchor = Some(inc.anchor() + (due - local));
                     inc.next_due = Some(due);
                 }
-                (IncidentStatus::Triggered, None, _) => inc.next_due = None,
+                (IncidentStatus::Triggered, due, _) => inc.next_due = due,
                 _ => inc.next_due = local_due,
             }
         }
@@ -1456,6 +1456,78 @@ fn steps_in(timeline: &[TimelineEntry]) -> u64 {
 mod tests {
     use super::*;
     use crate::domain::Source;
+
+    fn synced(inc: &Incident) -> super::super::IncidentSync {
+        super::super::IncidentSync::of(inc)
+    }
+
+    #[test]
+    fn mirroring_moves_forward_only_and_an_ack_mirrored_back_changes_nothing() {
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let fp = crate::domain::Fingerprint::parse("fp").unwrap();
+        let mut here = crate::store::contract::sample_incident(fp, t0);
+        here.opened_by = Some(t0);
+        let mut there = here.clone();
+        // The peer fired step 0: this side follows, once.
+        there.step = 1;
+        there.next_due = Some(t0 + chrono::Duration::minutes(7));
+        let out = apply_remote(&mut here, &synced(&there), "primary", t0);
+        assert!(matches!(
+            out[0].event,
+            TimelineEvent::PeerFired { step: 1, .. }
+        ));
+        assert_eq!((here.step, here.next_due), (1, there.next_due));
+        assert!(apply_remote(&mut here, &synced(&there), "primary", t0).is_empty());
+        // A peer behind this side moves nothing back.
+        let mut behind = there.clone();
+        behind.step = 0;
+        assert!(apply_remote(&mut here, &synced(&behind), "primary", t0).is_empty());
+        assert_eq!(here.step, 1);
+        // An ack made there is taken here (origin peer); mirrored back, it changes nothing there.
+        transition::acknowledge(
+            &mut there,
+            Actor {
+                who: "ana".into(),
+                origin: Origin::Api,
+            },
+            t0,
+            None,
+        );
+        let out = apply_remote(&mut here, &synced(&there), "primary", t0);
+        assert!(matches!(
+            &out[0].event,
+            TimelineEvent::Acknowledged { by, origin: Origin::Peer, .. } if by == "ana"
+        ));
+        assert_eq!(here.status, IncidentStatus::Acknowledged);
+        assert!(apply_remote(&mut there, &synced(&here), "standby", t0).is_empty());
+        assert!(apply_remote(&mut here, &synced(&there), "primary", t0).is_empty());
+        // An ack that has already run out is not taken (it would re-ack an expired incident).
+        let mut fresh = crate::store::contract::sample_incident(
+            crate::domain::Fingerprint::parse("fp").unwrap(),
+            t0,
+        );
+        let mut expired = there.clone();
+        expired.ack_until = Some(t0);
+        let out = apply_remote(&mut fresh, &synced(&expired), "primary", t0);
+        assert!(
+            !out.iter()
+                .any(|e| matches!(e.event, TimelineEvent::Acknowledged { .. }))
+        );
+        assert_eq!(fresh.status, IncidentStatus::Triggered);
+        // A resolve of another incident of the fingerprint (another opened_by) is not taken.
+        let mut resolved = there.clone();
+        resolved.opened_by = Some(t0 - chrono::Duration::hours(1));
+        transition::resolve(
+            &mut resolved,
+            Actor {
+                who: "cw".into(),
+                origin: Origin::Source,
+            },
+            t0,
+        );
+        assert!(apply_remote(&mut here, &synced(&resolved), "primary", t0).is_empty());
+        assert!(here.status.is_open());
+    }
 
     #[test]
     fn the_storm_window_counts_every_attempt_of_the_last_minute_per_source() {

@@ -601,7 +601,7 @@ async fn a_partition_duplicates_only_steps_due_after_takeover_after_and_after_he
     let to_p = proxy(p_port, cut.clone()).await;
     let to_s = proxy(s_port, cut.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = policy(dir.path(), &sink.uri(), ["0s", "3s", "16s"]);
+    let config = policy(dir.path(), &sink.uri(), ["0s", "3s", "20s"]);
     let _primary = side(
         &config,
         &dir.path().join("p"),
@@ -662,7 +662,7 @@ async fn a_partition_duplicates_only_steps_due_after_takeover_after_and_after_he
             .unwrap_or_default();
         if list
             .iter()
-            .any(|i| i["summary"] == "split" && i["step"] == 1)
+            .any(|i| i["summary"] == "split" && i["step"].as_u64() >= Some(1))
         {
             break;
         }
@@ -713,10 +713,10 @@ async fn a_partition_duplicates_only_steps_due_after_takeover_after_and_after_he
     }
     let healed = opened.elapsed();
     assert!(
-        healed < Duration::from_secs(15),
+        healed < Duration::from_secs(19),
         "healed ({healed:?}) before step 2 is due, so it tests one pager"
     );
-    wait_page(&sink, "split", &step(0, 2), Duration::from_secs(20)).await;
+    wait_page(&sink, "split", &step(0, 2), Duration::from_secs(25)).await;
     tokio::time::sleep(POLL).await;
     let pages = pages(&sink).await;
     assert_eq!(
