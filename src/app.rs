@@ -65,9 +65,16 @@ pub struct AppHandle {
     reconciler: Arc<crate::pipeline::reconcile::Reconciler>,
     dead_letters: Arc<crate::pipeline::dead_letter::DeadLetters>,
     watchdog: Arc<crate::pipeline::watchdog::Watchdog>,
+    peer: Option<Arc<crate::pipeline::peer::Peer>>,
 }
 
 impl AppHandle {
+    /// Runs one peer round now (read the peer's feed, mirror, decide the role); `None` without
+    /// a peer, else whether the peer answered.
+    pub async fn peer_round_now(&self) -> Option<bool> {
+        Some(self.peer.as_ref()?.round().await)
+    }
+
     /// Fires every escalation step due now (by the app's clock).
     pub async fn run_due_escalations(&self) -> usize {
         self.scheduler.pass().await.unwrap_or(0)
@@ -188,13 +195,32 @@ impl App {
             });
         }
         let wake = Wakers::default();
-        let service = Arc::new(IncidentService::new(
-            store.clone(),
-            policy.clone(),
-            clock.clone(),
-            metrics.clone(),
-            wake.clone(),
+        let gate = Arc::new(crate::incident::gate::PagingGate::new(
+            match &settings.peer {
+                Some(p) if p.standby => crate::incident::gate::Role::Standby,
+                _ => crate::incident::gate::Role::Primary,
+            },
         ));
+        let service = Arc::new(
+            IncidentService::new(
+                store.clone(),
+                policy.clone(),
+                clock.clone(),
+                metrics.clone(),
+                wake.clone(),
+            )
+            .with_gate(gate),
+        );
+        let peer = match &settings.peer {
+            Some(p) => Some(Arc::new(crate::pipeline::peer::Peer::new(
+                p.clone(),
+                &settings.peer_tokens,
+                service.clone(),
+                clock.clone(),
+                metrics.clone(),
+            )?)),
+            None => None,
+        };
         let worker = Arc::new(DeliveryWorker::new(
             store.clone(),
             policy.clone(),
@@ -300,6 +326,7 @@ impl App {
             signed: http::auth::signed_slots(),
             sns,
             recovery,
+            peer: peer.clone(),
         });
         let handle = AppHandle {
             service,
@@ -313,6 +340,7 @@ impl App {
             reconciler,
             dead_letters,
             watchdog,
+            peer,
         };
         Ok(App {
             listener,
@@ -387,6 +415,10 @@ impl App {
         let reconciler = tokio::spawn(handle.reconciler.clone().run(stop_loops.clone()));
         let dead_letters = tokio::spawn(handle.dead_letters.clone().run(stop_loops.clone()));
         let watchdog = tokio::spawn(handle.watchdog.clone().run(stop_loops.clone()));
+        let peer = handle
+            .peer
+            .clone()
+            .map(|p| tokio::spawn(p.run(stop_loops.clone())));
         let server = {
             let router = http::router(shared.clone());
             let limits = shared.settings.http.clone();
@@ -406,6 +438,9 @@ impl App {
             let _ = reconciler.await;
             let _ = dead_letters.await;
             let _ = watchdog.await;
+            if let Some(p) = peer {
+                let _ = p.await;
+            }
             served
         };
         match tokio::time::timeout(timeout, drain).await {

@@ -58,6 +58,14 @@ enum Command {
         /// An SNS envelope, EventBridge event, or trading-bot event (or batch) as JSON.
         event: PathBuf,
     },
+    /// Hand paging back from the active standby to its primary (refused unless the primary
+    /// answers ready). The operator token comes from VIGIL_OPERATOR_TOKEN (or the first of
+    /// VIGIL_OPERATOR_TOKENS).
+    HandBack {
+        /// The active standby's base URL.
+        #[arg(long, env = "VIGIL_STANDBY_URL")]
+        url: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -65,6 +73,7 @@ enum Command {
     after_help = "Secrets, read only from the environment (or from the file named by <NAME>_FILE):\n  \
 VIGIL_INGEST_TOKENS, VIGIL_OPERATOR_TOKENS, VIGIL_EVENTBRIDGE_API_KEY, VIGIL_SLACK_SIGNING_SECRET,\n  \
 VIGIL_PAGERDUTY_WEBHOOK_SECRETS, VIGIL_ACK_LINK_SECRET, VIGIL_SMTP_USERNAME, VIGIL_SMTP_PASSWORD,\n  \
+VIGIL_PEER_TOKENS,\n  \
 and the variables routing/ channels name (routing_key_env, token_env)."
 )]
 struct ServeArgs {
@@ -175,6 +184,17 @@ struct ServeArgs {
     /// SNS MessageIds and EventBridge ids are forgotten this long after they were first seen.
     #[arg(long, env = "VIGIL_MESSAGE_ID_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     message_id_retention: Duration,
+    /// Run as the warm standby of the primary at this URL: ingest and open incidents, follow the
+    /// primary, page only after a takeover.
+    #[arg(long, env = "VIGIL_STANDBY_OF", conflicts_with = "peer")]
+    standby_of: Option<String>,
+    /// On the primary: its standby's URL, followed too (the primary holds while the standby is
+    /// active, and learns what it did).
+    #[arg(long, env = "VIGIL_PEER_URL")]
+    peer: Option<String>,
+    /// The standby takes over when the primary has not answered for this long.
+    #[arg(long, env = "VIGIL_TAKEOVER_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    takeover_after: Duration,
 }
 
 #[tokio::main]
@@ -258,6 +278,36 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(*args).await,
+        Command::HandBack { url } => hand_back(&url).await,
+    }
+}
+
+async fn hand_back(url: &str) -> anyhow::Result<std::process::ExitCode> {
+    let token = tokens_from_env("VIGIL_OPERATOR_TOKEN")
+        .context("VIGIL_OPERATOR_TOKEN_FILE")?
+        .into_iter()
+        .next()
+        .or(tokens_from_env("VIGIL_OPERATOR_TOKENS")
+            .context("VIGIL_OPERATOR_TOKENS_FILE")?
+            .into_iter()
+            .next())
+        .context("set VIGIL_OPERATOR_TOKEN to an operator token of the standby")?;
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?
+        .post(format!("{}/v1/peer/hand-back", url.trim_end_matches('/')))
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the standby at {url}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        println!("handed back: {body}");
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        eprintln!("vigil: hand-back refused ({status}): {body}");
+        Ok(std::process::ExitCode::FAILURE)
     }
 }
 
@@ -328,6 +378,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     settings.retention.incidents = args.retention;
     settings.retention.message_ids = args.message_id_retention;
+    settings.peer_tokens =
+        tokens_from_env("VIGIL_PEER_TOKENS").context("VIGIL_PEER_TOKENS_FILE")?;
+    settings.peer = match (args.standby_of, args.peer) {
+        (Some(url), _) => Some((url, true)),
+        (None, Some(url)) => Some((url, false)),
+        (None, None) => None,
+    }
+    .map(|(url, standby)| vigil::settings::PeerSettings {
+        url,
+        standby,
+        takeover_after: args.takeover_after,
+    });
+    if settings.peer.is_some() && settings.peer_tokens.is_empty() {
+        anyhow::bail!("--standby-of / --peer need VIGIL_PEER_TOKENS (the secret both sides share)");
+    }
     let app = App::build(settings, Arc::new(SystemClock)).await?;
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(std::process::ExitCode::SUCCESS)

@@ -76,6 +76,23 @@ pub struct Settings {
     pub http: HttpLimits,
     /// How long resolved incidents and delivery ids are kept, and how the prune pass runs.
     pub retention: crate::incident::prune::Retention,
+    /// The warm standby's peer: a standby's primary (`--standby-of`), or a primary's standby
+    /// (`--peer`). `None`: a lone primary.
+    pub peer: Option<PeerSettings>,
+    /// Peer secrets (`VIGIL_PEER_TOKENS`): a side calls its peer with the first and accepts any.
+    pub peer_tokens: Vec<Secret>,
+}
+
+/// The other side of a primary/standby pair (README, "Warm standby").
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// The peer's base URL.
+    pub url: String,
+    /// This process is the standby of `url` (else the primary, following its standby).
+    pub standby: bool,
+    /// A standby takes over when the primary has not answered for this long
+    /// (`VIGIL_TAKEOVER_AFTER`); a held primary pages again when its standby has not.
+    pub takeover_after: Duration,
 }
 
 /// The HTTP server's bounds on slow, idle and numerous clients (README, "Settings").
@@ -134,6 +151,8 @@ impl Settings {
             channels: crate::notify::ChannelSettings::default(),
             http: HttpLimits::default(),
             retention: crate::incident::prune::Retention::default(),
+            peer: None,
+            peer_tokens: Vec::new(),
         }
     }
 }

@@ -92,6 +92,16 @@ impl Scheduler {
     /// One pass: fire what is due, open incidents for missed heartbeats, then measure the lag of
     /// whatever is still overdue. Returns how many escalation steps fired.
     pub async fn pass(&self) -> Result<usize, crate::incident::ServiceError> {
+        // A hand-back waits for the pass in flight before the peer may open its gate.
+        let gate = self.service.gate().clone();
+        let _pass = gate.pass.lock().await;
+        if !gate.is_open() {
+            // A closed gate (a standby) fires nothing and checks no heartbeat; its lag is not a
+            // readiness problem.
+            self.health.lag_ms.store(0, Ordering::Relaxed);
+            self.metrics.scheduler_lag_seconds.set(0.0);
+            return Ok(0);
+        }
         let fired = self.service.run_due().await?;
         let now = self.clock.now();
         super::heartbeat::check(&self.service, &self.policy.current(), now).await?;

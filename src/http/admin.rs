@@ -16,8 +16,16 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    let (stats, mut problems) = store_health(&s).await;
+/// What makes this process not ready, with the store's counts and the scheduler's lag: for
+/// `/readyz` and the peer feed's `ready`.
+pub(super) async fn readiness(
+    s: &AppState,
+) -> (
+    Option<crate::store::StoreStats>,
+    Vec<String>,
+    std::time::Duration,
+) {
+    let (stats, mut problems) = store_health(s).await;
     let lag = s.scheduler.lag();
     if lag > s.settings.max_scheduler_lag {
         problems.push(format!(
@@ -30,6 +38,11 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     // meanwhile would not be recovered.
     problems.extend(s.recovery.problems());
     problems.extend(s.watchdog.problem());
+    (stats, problems, lag)
+}
+
+pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let (stats, problems, lag) = readiness(&s).await;
     let policy = s.policy.current();
     let mut body = json!({
         "status": if problems.is_empty() { "ready" } else { "not_ready" },
@@ -40,6 +53,13 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         "outbox": stats.map(|s| s.outbox),
         "timers": stats.map(|s| s.timers),
     });
+    let gate = s.service.gate();
+    body["role"] = json!(gate.role().as_str());
+    body["held"] = json!(gate.held());
+    body["paging"] = json!(gate.is_open());
+    if let Some(peer) = &s.peer {
+        body["peer"] = json!(peer.view());
+    }
     if policy.reconcile.is_some() {
         body["reconciliation"] = json!(s.recovery.snapshot(crate::pipeline::Kind::Region));
     }

@@ -104,6 +104,24 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
+/// A peer token (`VIGIL_PEER_TOKENS`): the primary and its standby reading each other's feed.
+pub struct PeerToken;
+
+impl FromRequestParts<AppState> for PeerToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized("missing bearer token (Authorization: Bearer …)")
+        })?;
+        if any_matches(&s.settings.peer_tokens, token) {
+            Ok(PeerToken)
+        } else {
+            Err(ApiError::unauthorized("invalid peer token"))
+        }
+    }
+}
+
 /// The `x-api-key` EventBridge API destinations send.
 pub struct ApiKey;
 

@@ -11,6 +11,7 @@ mod incidents;
 mod ingest;
 mod integrations;
 mod operations;
+mod peer;
 pub mod server;
 
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub sns: Arc<crate::pipeline::sns::SnsIntake>,
     /// Reconciliation and dead-letter drain health, for `/readyz`.
     pub recovery: Arc<crate::pipeline::RecoveryHealth>,
+    /// The warm standby's follower, when this process has a peer.
+    pub peer: Option<Arc<crate::pipeline::peer::Peer>>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -82,6 +85,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/ack/{token}",
             get(ack_link::show).post(ack_link::confirm),
         )
+        .route("/v1/peer/feed", get(peer::feed))
+        .route("/v1/peer", get(peer::show))
+        .route("/v1/peer/hand-back", post(peer::hand_back))
         .route("/v1/admin/reload", post(admin::reload))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))

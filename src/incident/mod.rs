@@ -3,13 +3,14 @@
 //! the records, `transition` the pure decisions, `service` the read → decide → commit loop.
 
 pub mod extras;
+pub mod gate;
 mod model;
 pub mod prune;
 pub mod service;
 pub mod transition;
 
 pub use model::{
-    Actor, Delivery, DeliveryOutcome, Incident, IncidentStatus, NotifyKind, Origin, TimelineEntry,
-    TimelineEvent,
+    Actor, Delivery, DeliveryOutcome, Incident, IncidentStatus, IncidentSync, NotifyKind, Origin,
+    SyncActor, TimelineEntry, TimelineEvent,
 };
 pub use service::{IncidentService, IngestOutcome, ServiceError};

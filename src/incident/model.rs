@@ -43,6 +43,8 @@ pub enum Origin {
     Slack,
     Pagerduty,
     EmailLink,
+    /// Mirrored from the peer (the primary or its warm standby) over the peer feed.
+    Peer,
 }
 
 /// Who did something to an incident, and through what.
@@ -114,6 +116,11 @@ pub struct Incident {
     /// critical incident, readiness fails, and the policy's `last_resort` channels were told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreached: Option<(u32, u32)>,
+    /// The sender's time (`occurred_at`) of the alert that opened it: with the fingerprint, what
+    /// names the incident the same way on the primary and its standby (ids are local). `None` in
+    /// records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<DateTime<Utc>>,
 }
 
 impl Incident {
@@ -247,6 +254,22 @@ pub enum TimelineEvent {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         deliveries: Vec<String>,
     },
+    /// The peer (primary or standby) fired escalation steps up to here: this side moved its
+    /// escalation on to match, without paging.
+    PeerFired {
+        #[serde(rename = "loop")]
+        loop_: u32,
+        step: u32,
+        by: String,
+    },
+    /// The standby took over paging from its primary.
+    Takeover {
+        reason: String,
+    },
+    /// The active standby handed paging back to its primary.
+    HandBack {
+        by: String,
+    },
     /// One delivery attempt and what came of it.
     Delivery {
         delivery: String,
@@ -338,6 +361,59 @@ impl Delivery {
             attempt: 0,
             not_before: now,
             created_at: now,
+        }
+    }
+}
+
+/// One incident as a peer sees it (`GET /v1/peer/feed`): what the other side needs to follow
+/// this side's escalation. Matched by `fingerprint` and `opened_by`, never by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentSync {
+    pub fingerprint: Fingerprint,
+    pub opened_by: Option<DateTime<Utc>>,
+    pub status: IncidentStatus,
+    #[serde(rename = "loop")]
+    pub loop_: u32,
+    pub step: u32,
+    pub next_due: Option<DateTime<Utc>>,
+    pub acknowledged: Option<SyncActor>,
+    pub ack_until: Option<DateTime<Utc>>,
+    pub resolved: Option<SyncActor>,
+    pub summary: String,
+    pub severity: Severity,
+    pub source: Source,
+    pub labels: Labels,
+}
+
+/// Who acknowledged or resolved, and when, in the peer feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncActor {
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+impl IncidentSync {
+    pub fn of(inc: &Incident) -> Self {
+        let actor = |a: &Option<(Actor, DateTime<Utc>)>| {
+            a.as_ref().map(|(who, at)| SyncActor {
+                by: who.who.clone(),
+                at: *at,
+            })
+        };
+        Self {
+            fingerprint: inc.fingerprint.clone(),
+            opened_by: inc.opened_by,
+            status: inc.status,
+            loop_: inc.loop_,
+            step: inc.step,
+            next_due: inc.next_due,
+            acknowledged: actor(&inc.acknowledged),
+            ack_until: inc.ack_until,
+            resolved: actor(&inc.resolved),
+            summary: inc.summary.clone(),
+            severity: inc.severity,
+            source: inc.source,
+            labels: inc.labels.clone(),
         }
     }
 }

@@ -220,6 +220,8 @@ pub struct IncidentService {
     /// Alerts the store refused (the sender was answered 503): reconciliation looks again soon
     /// after this moves, since a sender that gave up meanwhile will not send again.
     refusals: std::sync::atomic::AtomicU64,
+    /// Whether this process may page (a standby's is closed): `super::gate`.
+    gate: Arc<super::gate::PagingGate>,
 }
 
 impl IncidentService {
@@ -241,7 +243,23 @@ impl IncidentService {
             metrics,
             wake,
             refusals: Default::default(),
+            gate: Arc::new(super::gate::PagingGate::default()),
         }
+    }
+
+    /// The paging gate this service obeys (default: a primary's, always open).
+    pub fn with_gate(mut self, gate: Arc<super::gate::PagingGate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// Wakes the scheduler (the gate opened: what is due fires now).
+    pub fn wake_scheduler(&self) {
+        self.wake.scheduler.notify_one();
+    }
+
+    pub fn gate(&self) -> &Arc<super::gate::PagingGate> {
+        &self.gate
     }
 
     /// How many alerts the store has refused since start.
@@ -257,7 +275,13 @@ impl IncidentService {
         self.clock.now()
     }
 
-    async fn commit(&self, tx: Transition) -> Result<CommitOutcome, ServiceError> {
+    async fn commit(&self, mut tx: Transition) -> Result<CommitOutcome, ServiceError> {
+        // A closed gate sends nothing: status notices (acks, resolves) are not written. Pages
+        // are only decided while the gate is open, and a page decided just before it closed
+        // still goes (a miss is worse than the duplicate bound).
+        if !self.gate.is_open() {
+            tx.deliveries.retain(|d| d.kind.is_page());
+        }
         let wakes_deliveries = !tx.deliveries.is_empty();
         // A step that found nobody to page is listed for readiness once it is committed.
         let unreached = tx
@@ -708,7 +732,13 @@ impl IncidentService {
             overrides: &overrides,
             hold,
         };
-        let (fired, deliveries) = escalate::fire_due(&mut inc, policy, now, &ctx);
+        // A closed gate (a standby) opens the incident but fires nothing: its first step stays
+        // due, and the scheduler fires it if this side takes over.
+        let (fired, deliveries) = if self.gate.is_open() {
+            escalate::fire_due(&mut inc, policy, now, &ctx)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         inc.version = 1;
         timeline.extend(fired);
         Ok((inc, timeline, deliveries))
@@ -1071,6 +1101,9 @@ impl IncidentService {
     /// Fires every escalation step due now. Returns how many incidents advanced. One unit of
     /// work: the scheduler loop only decides when to call it.
     pub async fn run_due(&self) -> Result<usize, ServiceError> {
+        if !self.gate.is_open() {
+            return Ok(0);
+        }
         let now = self.clock.now();
         let due = self.store.due(now, 1024).await?;
         // Different incidents fire concurrently, so their commits are grouped; each is still
@@ -1133,6 +1166,283 @@ impl IncidentService {
     }
 }
 
+/// How long a resolved incident stays in the peer feed.
+pub const PEER_FEED_RESOLVED: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// At most this many incidents in one peer feed (newest first; `truncated` says so).
+pub const PEER_FEED_CAP: usize = 5_000;
+/// How many recently resolved incidents a mirror looks through before it opens a copy.
+const MIRROR_RESOLVED_LOOKBACK: usize = 256;
+
+/// What mirroring one remote incident did here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mirrored {
+    Unchanged,
+    /// Escalation position, acknowledgement or resolution taken over from the peer.
+    Updated,
+    /// The alert reached only the peer: a local copy was opened.
+    Copied,
+}
+
+impl IncidentService {
+    /// Every open incident and those resolved within `PEER_FEED_RESOLVED`, newest first, at
+    /// most `PEER_FEED_CAP`; whether the cap cut it.
+    pub async fn peer_feed(&self) -> Result<(Vec<super::IncidentSync>, bool), ServiceError> {
+        let now = self.clock.now();
+        let mut all = self.open_incidents().await?;
+        let since = now - chrono::Duration::from_std(PEER_FEED_RESOLVED).unwrap_or_default();
+        let room = PEER_FEED_CAP.saturating_sub(all.len()).max(1);
+        all.extend(
+            self.store
+                .incidents(Some(IncidentStatus::Resolved), room)
+                .await?
+                .into_iter()
+                .filter(|i| i.resolved.as_ref().is_some_and(|(_, at)| *at >= since)),
+        );
+        all.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
+        let truncated = all.len() > PEER_FEED_CAP;
+        all.truncate(PEER_FEED_CAP);
+        Ok((all.iter().map(super::IncidentSync::of).collect(), truncated))
+    }
+
+    /// Follows the peer's view of one incident (`from`: "primary" or "standby"): its escalation
+    /// position, acknowledgement and resolution, never moving backwards, never creating a
+    /// delivery. A remote open incident with no local match is opened here as a copy. Matched by
+    /// the local open incident of the fingerprint, else by (fingerprint, `opened_by`).
+    pub async fn mirror(
+        &self,
+        remote: &super::IncidentSync,
+        from: &str,
+    ) -> Result<Mirrored, ServiceError> {
+        for _ in 0..MAX_CONFLICTS {
+            let now = self.clock.now();
+            let state = self.store.fingerprint(&remote.fingerprint).await?;
+            let Some(mut inc) = state.open else {
+                if !remote.status.is_open() {
+                    return Ok(Mirrored::Unchanged);
+                }
+                let resolved_here = self
+                    .store
+                    .incidents(Some(IncidentStatus::Resolved), MIRROR_RESOLVED_LOOKBACK)
+                    .await?
+                    .iter()
+                    .any(|i| {
+                        i.fingerprint == remote.fingerprint
+                            && i.opened_by.is_some()
+                            && i.opened_by == remote.opened_by
+                    });
+                if resolved_here {
+                    return Ok(Mirrored::Unchanged);
+                }
+                match self.open_copy(remote, from, now).await? {
+                    CommitOutcome::Committed => return Ok(Mirrored::Copied),
+                    _ => continue,
+                }
+            };
+            let guard = Guard::Version(inc.id, inc.version);
+            let timeline = apply_remote(&mut inc, remote, from, now);
+            if timeline.is_empty() {
+                return Ok(Mirrored::Unchanged);
+            }
+            inc.version += 1;
+            let id = inc.id;
+            let tx = Transition {
+                guard: Some(guard),
+                incident: Some(inc),
+                timeline,
+                ..Default::default()
+            };
+            // Mirroring never sends: no deliveries, whatever the gate.
+            if self.store.commit(tx).await? == CommitOutcome::Committed {
+                tracing::info!(incident.id = %id, fingerprint = %remote.fingerprint, from, "Incident state mirrored from the peer.");
+                return Ok(Mirrored::Updated);
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+
+    /// A local copy of an incident that only the peer received, at the peer's position; its
+    /// first step fires here only if this side pages and the peer has not fired it.
+    async fn open_copy(
+        &self,
+        remote: &super::IncidentSync,
+        from: &str,
+        now: DateTime<Utc>,
+    ) -> Result<CommitOutcome, ServiceError> {
+        let policy = self.policy.current();
+        let alert = Alert {
+            source: remote.source,
+            fingerprint: remote.fingerprint.clone(),
+            status: crate::domain::AlertStatus::Firing,
+            summary: remote.summary.clone(),
+            description: None,
+            labels: remote.labels.clone(),
+            details: serde_json::json!({ "mirrored_from": from }),
+            occurred_at: remote.opened_by.unwrap_or(now),
+            delivery_id: None,
+            severity_override: Some(remote.severity),
+        };
+        let mut cls = classify(&policy, &alert);
+        cls.fingerprint = remote.fingerprint.clone();
+        let esc = policy
+            .policies
+            .get(&cls.policy)
+            .cloned()
+            .ok_or_else(|| ServiceError::MissingPolicy(cls.policy.clone()))?;
+        let (mut inc, mut timeline) = transition::open(&alert, &cls, esc, now, now);
+        if remote.status == IncidentStatus::Triggered
+            && (remote.loop_, remote.step) == (0, 0)
+            && remote.next_due.is_some()
+        {
+            inc.next_due = remote.next_due;
+        }
+        timeline.extend(apply_remote(&mut inc, remote, from, now));
+        let mut deliveries = Vec::new();
+        if self.gate.is_open() {
+            let (overrides, hold) = self.fire_context(&policy, &inc.labels, None, now).await?;
+            let ctx = FireContext {
+                overrides: &overrides,
+                hold,
+            };
+            let (fired, d) = escalate::fire_due(&mut inc, &policy, now, &ctx);
+            timeline.extend(fired);
+            deliveries = d;
+        }
+        inc.version = 1;
+        let id = inc.id;
+        let tx = Transition {
+            guard: Some(Guard::NoOpenIncident(remote.fingerprint.clone())),
+            incident: Some(inc),
+            timeline,
+            deliveries,
+            decided_at: Some(now),
+            ..Default::default()
+        };
+        let out = self.commit(tx).await?;
+        if out == CommitOutcome::Committed {
+            tracing::warn!(incident.id = %id, fingerprint = %remote.fingerprint, from, "An incident only the peer received was opened here as a copy.");
+        }
+        Ok(out)
+    }
+
+    /// Appends `event` to the timeline of every open incident (a takeover, a hand-back).
+    pub async fn note_open(&self, event: TimelineEvent) -> Result<usize, ServiceError> {
+        let now = self.clock.now();
+        let open = self.open_incidents().await?;
+        for inc in &open {
+            let tx = Transition {
+                timeline_for: Some(inc.id),
+                timeline: vec![TimelineEntry {
+                    at: now,
+                    event: event.clone(),
+                }],
+                ..Default::default()
+            };
+            self.store.commit(tx).await?;
+        }
+        Ok(open.len())
+    }
+}
+
+/// The decision of `mirror` on a local open incident: what the peer did that this side has not.
+/// Never backwards: a position behind this side's, an acknowledgement that has already run out
+/// or a resolve of another incident of the fingerprint changes nothing.
+fn apply_remote(
+    inc: &mut Incident,
+    remote: &super::IncidentSync,
+    from: &str,
+    now: DateTime<Utc>,
+) -> Vec<TimelineEntry> {
+    let mut out = Vec::new();
+    if !inc.status.is_open() {
+        return out;
+    }
+    let same =
+        inc.opened_by.is_none() || remote.opened_by.is_none() || inc.opened_by == remote.opened_by;
+    let entry = |event| TimelineEntry { at: now, event };
+    if remote.status == IncidentStatus::Resolved {
+        if let (true, Some(r)) = (same, &remote.resolved) {
+            let actor = Actor {
+                who: r.by.clone(),
+                origin: Origin::Peer,
+            };
+            inc.status = IncidentStatus::Resolved;
+            inc.next_due = None;
+            inc.resolved = Some((actor, r.at));
+            out.push(entry(TimelineEvent::Resolved {
+                by: r.by.clone(),
+                origin: Origin::Peer,
+            }));
+        }
+        return out;
+    }
+    // The peer's acknowledgement ran out and it escalates again: so does this side.
+    if inc.status == IncidentStatus::Acknowledged
+        && remote.status == IncidentStatus::Triggered
+        && inc.ack_until.is_some_and(|t| t <= now)
+    {
+        inc.status = IncidentStatus::Triggered;
+        inc.acknowledged = None;
+        inc.ack_until = None;
+        inc.loop_ = remote.loop_;
+        inc.step = remote.step;
+        inc.next_due = remote.next_due;
+        if let Some(due) = remote.next_due
+            && let Some(local) =
+                crate::escalate::due_at(&inc.escalation, now, remote.loop_, remote.step)
+        {
+            inc.anchor = Some(now + (due - local));
+        }
+        out.push(entry(TimelineEvent::AckExpired));
+        return out;
+    }
+    if (remote.loop_, remote.step) > (inc.loop_, inc.step) {
+        let local_due =
+            crate::escalate::due_at(&inc.escalation, inc.anchor(), remote.loop_, remote.step);
+        inc.loop_ = remote.loop_;
+        inc.step = remote.step;
+        inc.held_by = None;
+        inc.unreached = None;
+        if inc.status == IncidentStatus::Triggered {
+            match (remote.status, remote.next_due, local_due) {
+                (IncidentStatus::Triggered, Some(due), Some(local)) => {
+                    inc.anchor = Some(inc.anchor() + (due - local));
+                    inc.next_due = Some(due);
+                }
+                (IncidentStatus::Triggered, due, _) => inc.next_due = due,
+                _ => inc.next_due = local_due,
+            }
+        }
+        out.push(entry(TimelineEvent::PeerFired {
+            loop_: remote.loop_,
+            step: remote.step,
+            by: from.to_string(),
+        }));
+    }
+    if inc.status == IncidentStatus::Triggered
+        && remote.status == IncidentStatus::Acknowledged
+        && let Some(a) = &remote.acknowledged
+        && remote.ack_until.is_none_or(|t| t > now)
+    {
+        inc.status = IncidentStatus::Acknowledged;
+        inc.ack_until = remote.ack_until;
+        inc.next_due = remote.ack_until;
+        inc.held_by = None;
+        inc.acknowledged = Some((
+            Actor {
+                who: a.by.clone(),
+                origin: Origin::Peer,
+            },
+            a.at,
+        ));
+        out.push(entry(TimelineEvent::Acknowledged {
+            by: a.by.clone(),
+            origin: Origin::Peer,
+            until: remote.ack_until,
+        }));
+    }
+    out
+}
+
 /// How many escalation steps fired in `timeline` (`vigil_escalation_steps_total` counts steps,
 /// the first one, fired as the incident opens, included; a hold or an expired ack is no step).
 fn steps_in(timeline: &[TimelineEntry]) -> u64 {
@@ -1146,6 +1456,78 @@ fn steps_in(timeline: &[TimelineEntry]) -> u64 {
 mod tests {
     use super::*;
     use crate::domain::Source;
+
+    fn synced(inc: &Incident) -> super::super::IncidentSync {
+        super::super::IncidentSync::of(inc)
+    }
+
+    #[test]
+    fn mirroring_moves_forward_only_and_an_ack_mirrored_back_changes_nothing() {
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let fp = crate::domain::Fingerprint::parse("fp").unwrap();
+        let mut here = crate::store::contract::sample_incident(fp, t0);
+        here.opened_by = Some(t0);
+        let mut there = here.clone();
+        // The peer fired step 0: this side follows, once.
+        there.step = 1;
+        there.next_due = Some(t0 + chrono::Duration::minutes(7));
+        let out = apply_remote(&mut here, &synced(&there), "primary", t0);
+        assert!(matches!(
+            out[0].event,
+            TimelineEvent::PeerFired { step: 1, .. }
+        ));
+        assert_eq!((here.step, here.next_due), (1, there.next_due));
+        assert!(apply_remote(&mut here, &synced(&there), "primary", t0).is_empty());
+        // A peer behind this side moves nothing back.
+        let mut behind = there.clone();
+        behind.step = 0;
+        assert!(apply_remote(&mut here, &synced(&behind), "primary", t0).is_empty());
+        assert_eq!(here.step, 1);
+        // An ack made there is taken here (origin peer); mirrored back, it changes nothing there.
+        transition::acknowledge(
+            &mut there,
+            Actor {
+                who: "ana".into(),
+                origin: Origin::Api,
+            },
+            t0,
+            None,
+        );
+        let out = apply_remote(&mut here, &synced(&there), "primary", t0);
+        assert!(matches!(
+            &out[0].event,
+            TimelineEvent::Acknowledged { by, origin: Origin::Peer, .. } if by == "ana"
+        ));
+        assert_eq!(here.status, IncidentStatus::Acknowledged);
+        assert!(apply_remote(&mut there, &synced(&here), "standby", t0).is_empty());
+        assert!(apply_remote(&mut here, &synced(&there), "primary", t0).is_empty());
+        // An ack that has already run out is not taken (it would re-ack an expired incident).
+        let mut fresh = crate::store::contract::sample_incident(
+            crate::domain::Fingerprint::parse("fp").unwrap(),
+            t0,
+        );
+        let mut expired = there.clone();
+        expired.ack_until = Some(t0);
+        let out = apply_remote(&mut fresh, &synced(&expired), "primary", t0);
+        assert!(
+            !out.iter()
+                .any(|e| matches!(e.event, TimelineEvent::Acknowledged { .. }))
+        );
+        assert_eq!(fresh.status, IncidentStatus::Triggered);
+        // A resolve of another incident of the fingerprint (another opened_by) is not taken.
+        let mut resolved = there.clone();
+        resolved.opened_by = Some(t0 - chrono::Duration::hours(1));
+        transition::resolve(
+            &mut resolved,
+            Actor {
+                who: "cw".into(),
+                origin: Origin::Source,
+            },
+            t0,
+        );
+        assert!(apply_remote(&mut here, &synced(&resolved), "primary", t0).is_empty());
+        assert!(here.status.is_open());
+    }
 
     #[test]
     fn the_storm_window_counts_every_attempt_of_the_last_minute_per_source() {

@@ -107,6 +107,7 @@ pub fn open(
         members: [alert.fingerprint.to_string()].into(),
         held_by: None,
         unreached: None,
+        opened_by: Some(alert.occurred_at),
     };
     let entry = TimelineEntry {
         at: now,

@@ -9,6 +9,7 @@
 //!   up delivering) through `sns`;
 //! - `watchdog`: publishes the heartbeat metric that an alarm outside vigil watches
 //!   (`deploy/aws/watchdog.yaml`), while vigil is ready;
+//! - `peer`: the warm standby's follower loop, takeover and hand-back (both sides follow);
 //! - `aws`: the SDK clients they use, built from the standard AWS configuration.
 //!
 //! Owns the loops and their health ([`RecoveryHealth`], shown on `/readyz`). Uses the incident
@@ -16,6 +17,7 @@
 
 pub mod aws;
 pub mod dead_letter;
+pub mod peer;
 pub mod reconcile;
 pub mod sns;
 pub mod watchdog;

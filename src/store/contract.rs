@@ -65,6 +65,7 @@ pub fn sample_incident(fp: Fingerprint, now: DateTime<Utc>) -> Incident {
         members: Default::default(),
         held_by: None,
         unreached: None,
+        opened_by: None,
     }
 }
 

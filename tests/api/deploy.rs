@@ -185,8 +185,29 @@ async fn kubernetes_manifests_match_the_binary() {
     );
 }
 
+/// The variables an overlay adds to the container (its JSON patches' `…/env/-` values).
+fn overlay_env(k: &Value) -> std::collections::BTreeMap<String, String> {
+    let mut env = std::collections::BTreeMap::new();
+    for p in s(k, &["patches"]).as_sequence().unwrap() {
+        let ops: Value = yaml_serde::from_str(s(p, &["patch"]).as_str().unwrap()).unwrap();
+        for op in ops.as_sequence().unwrap() {
+            if s(op, &["path"]).as_str().unwrap().ends_with("/env/-") {
+                env.insert(
+                    s(op, &["value", "name"]).as_str().unwrap().to_string(),
+                    s(op, &["value", "value"]).as_str().unwrap().to_string(),
+                );
+            }
+        }
+    }
+    env
+}
+
+/// Both regions run vigil: the primary, and in DR its warm standby (as many replicas, following
+/// the primary's public HTTPS URL); the primary points at the standby; both read the peer secret.
 #[test]
 fn overlays_target_the_two_regions() {
+    let documented = documented_env();
+    let mut envs = std::collections::BTreeMap::new();
     for (overlay, region) in [("primary", "ap-southeast-1"), ("dr", "ap-southeast-2")] {
         let k = yaml(&format!("deploy/k8s/overlays/{overlay}/kustomization.yaml"));
         assert_eq!(s(&k, &["resources", "0"]).as_str(), Some("../../base"));
@@ -197,20 +218,61 @@ fn overlays_target_the_two_regions() {
                 .unwrap()
                 .contains(region)
         );
-        let text = std::fs::read_to_string(
-            repo().join(format!("deploy/k8s/overlays/{overlay}/kustomization.yaml")),
-        )
-        .unwrap();
         assert!(
-            text.contains(&format!("value: {region}")),
+            s(&k, &["replicas"]).is_null(),
+            "{overlay}: both regions run the base's replicas (the standby is warm, not scaled to 0)"
+        );
+        let env = overlay_env(&k);
+        assert_eq!(
+            env.get("AWS_REGION").map(String::as_str),
+            Some(region),
             "{overlay} sets AWS_REGION"
         );
+        for name in env.keys() {
+            assert!(
+                documented.contains(name),
+                "{overlay}: {name} is not read by vigil serve (documented: {documented:?})"
+            );
+        }
+        envs.insert(overlay, env);
     }
-    let dr = yaml("deploy/k8s/overlays/dr/kustomization.yaml");
+    let (primary, dr) = (&envs["primary"], &envs["dr"]);
+    assert!(primary["VIGIL_PUBLIC_URL"].starts_with("https://"));
+    assert!(dr["VIGIL_PUBLIC_URL"].starts_with("https://"));
     assert_eq!(
-        s(&dr, &["replicas", "0", "count"]).as_u64(),
-        Some(0),
-        "DR is standby"
+        dr.get("VIGIL_STANDBY_OF"),
+        Some(&primary["VIGIL_PUBLIC_URL"]),
+        "DR is the standby of the primary, over HTTPS"
+    );
+    assert!(
+        !primary.contains_key("VIGIL_STANDBY_OF"),
+        "the primary is no one's standby"
+    );
+    assert_eq!(
+        primary.get("VIGIL_PEER_URL"),
+        Some(&dr["VIGIL_PUBLIC_URL"]),
+        "the primary follows its standby (for the hand-back)"
+    );
+    let takeover = humantime::parse_duration(&dr["VIGIL_TAKEOVER_AFTER"]).unwrap();
+    assert!(
+        takeover <= std::time::Duration::from_secs(60),
+        "the next page within about a minute of the region going dark"
+    );
+    // The peer secret comes from the Secret in both regions (the base's env).
+    let deployment = yaml("deploy/k8s/base/deployment.yaml");
+    let c = s(
+        &deployment,
+        &["spec", "template", "spec", "containers", "0"],
+    );
+    let peer = s(c, &["env"])
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| s(e, &["name"]).as_str() == Some("VIGIL_PEER_TOKENS"))
+        .expect("both regions read VIGIL_PEER_TOKENS");
+    assert_eq!(
+        s(peer, &["valueFrom", "secretKeyRef", "name"]).as_str(),
+        Some("vigil-secrets")
     );
 }
 

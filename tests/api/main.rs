@@ -19,6 +19,7 @@ mod reload;
 mod restart;
 mod slow_clients;
 mod sns;
+mod standby;
 mod store_failures;
 mod time;
 mod two_way;

@@ -1,0 +1,87 @@
+//! The warm standby's endpoints: the peer feed (`GET /v1/peer/feed`, peer token), what this side
+//! knows of its peer (`GET /v1/peer`, operator) and the manual hand-back
+//! (`POST /v1/peer/hand-back`, operator, on the active standby).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::json;
+
+use super::AppState;
+use super::auth::{Operator, PeerToken};
+use super::error::ApiError;
+use crate::pipeline::peer::{Feed, HandBackError};
+
+pub async fn feed(State(s): State<AppState>, _peer: PeerToken) -> Json<Feed> {
+    let (_, mut problems, _) = super::admin::readiness(&s).await;
+    let gate = s.service.gate();
+    // A store that cannot be read is an answer too: not ready (the standby takes over now,
+    // not after takeover-after).
+    let (incidents, truncated) = match s.service.peer_feed().await {
+        Ok(feed) => feed,
+        Err(e) => {
+            problems.push(format!("peer feed: {e}"));
+            (Vec::new(), false)
+        }
+    };
+    Json(Feed {
+        role: gate.role().as_str().to_string(),
+        held: gate.held(),
+        ready: problems.is_empty(),
+        problems,
+        at: s.clock.now(),
+        incidents,
+        truncated,
+    })
+}
+
+pub async fn show(State(s): State<AppState>, _op: Operator) -> Json<serde_json::Value> {
+    let gate = s.service.gate();
+    let mut body = json!({
+        "role": gate.role().as_str(),
+        "held": gate.held(),
+        "paging": gate.is_open(),
+    });
+    if let Some(peer) = &s.peer {
+        let view = json!(peer.view());
+        if let (Some(obj), Some(v)) = (body.as_object_mut(), view.as_object()) {
+            obj.extend(v.clone());
+        }
+    }
+    Json(body)
+}
+
+pub async fn hand_back(
+    State(s): State<AppState>,
+    _op: Operator,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(peer) = s
+        .peer
+        .as_ref()
+        .filter(|_| s.settings.peer.as_ref().is_some_and(|p| p.standby))
+    else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_standby",
+            "only a standby (--standby-of) hands back",
+        ));
+    };
+    match peer.hand_back("operator").await {
+        Ok(()) => Ok(Json(json!({
+            "handed_back": true,
+            "role": peer.gate().role().as_str(),
+        }))),
+        Err(HandBackError::Service(e)) => Err(ApiError::unavailable(format!(
+            "handed back, but the timelines could not all be written: {e}"
+        ))),
+        Err(e) => {
+            let code = match e {
+                HandBackError::NotActive(_) => "not_active",
+                HandBackError::Unreachable(_) => "primary_unreachable",
+                _ => "primary_not_ready",
+            };
+            tracing::warn!(reason = %e, "Hand-back refused.");
+            Err(ApiError::new(StatusCode::CONFLICT, code, e.to_string()))
+        }
+    }
+}

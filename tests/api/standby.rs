@@ -1,0 +1,840 @@
+//! Issue 12: a primary and its warm standby, real `vigil serve` processes on loopback, each with
+//! its own store, both receiving every alert; the providers are a wiremock sink. Steps are a few
+//! seconds apart and `--takeover-after 3s`, so each test takes seconds; every wait is bounded.
+//!
+//! Pages are told apart by (summary, step): the two processes give an incident different ids.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+use crate::restart::{Proc, free_port, serve_command, wait_ready};
+
+const PEER_TOKEN: &str = "peer-secret-for-tests";
+const TAKEOVER_AFTER: Duration = Duration::from_secs(3);
+/// The follower's poll (`pipeline::peer::PEER_POLL`).
+const POLL: Duration = Duration::from_secs(2);
+const UNREACHABLE: &str = "vigil primary unreachable since";
+
+/// The webhook policy with its critical chain at `steps` (the three `after:`s), and the rule
+/// that pages `kind="peer_unreachable"` as critical (as the shipped rules do).
+fn policy(dir: &std::path::Path, sink: &str, steps: [&str; 3]) -> std::path::PathBuf {
+    let config = dir.join("routing");
+    std::fs::create_dir_all(&config).unwrap();
+    webhook_policy(sink)(&config);
+    let yaml = std::fs::read_to_string(config.join("policy.yaml"))
+        .unwrap()
+        .replace("after: 0m", &format!("after: {}", steps[0]))
+        .replace("after: 5m", &format!("after: {}", steps[1]))
+        .replace("after: 10m", &format!("after: {}", steps[2]))
+        .replace(
+            "  - name: catch-all",
+            "  - name: peer\n    matchers: ['kind=\"peer_unreachable\"']\n    severity: critical\n  - name: catch-all",
+        );
+    std::fs::write(config.join("policy.yaml"), yaml).unwrap();
+    config
+}
+
+async fn sink() -> MockServer {
+    let sink = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/page"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&sink)
+        .await;
+    sink
+}
+
+/// One side: `vigil serve` with its own data directory and the peer flags.
+fn side(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    port: u16,
+    peer_flags: &[String],
+) -> Proc {
+    let mut cmd = serve_command(config, &["--data".as_ref(), data.as_os_str()], port);
+    cmd.args(peer_flags)
+        .args(["--takeover-after", "3s"])
+        .env("VIGIL_PEER_TOKENS", PEER_TOKEN);
+    cmd.spawn().map(Proc).expect("vigil binary starts")
+}
+
+fn base(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+struct Pair {
+    _dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    primary_data: std::path::PathBuf,
+    primary: Proc,
+    standby: Proc,
+    p: String,
+    s: String,
+    p_port: u16,
+    /// Where the primary reaches its standby.
+    s_peer_url: String,
+    http: reqwest::Client,
+}
+
+impl Pair {
+    /// A primary (following its standby with `--peer`) and its standby, both ready, each having
+    /// seen the other.
+    async fn start(sink: &MockServer, steps: [&str; 3]) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let config = policy(dir.path(), &sink.uri(), steps);
+        let (p_port, s_port) = (free_port(), free_port());
+        let (to_p, to_s) = (base(p_port), base(s_port));
+        let primary_data = dir.path().join("primary");
+        let primary = side(
+            &config,
+            &primary_data,
+            p_port,
+            &["--peer".into(), to_s.clone()],
+        );
+        let standby = side(
+            &config,
+            &dir.path().join("standby"),
+            s_port,
+            &["--standby-of".into(), to_p.clone()],
+        );
+        let http = reqwest::Client::new();
+        let (p, s) = (base(p_port), base(s_port));
+        wait_ready(&http, &p).await;
+        wait_ready(&http, &s).await;
+        let pair = Pair {
+            _dir: dir,
+            config,
+            primary_data,
+            primary,
+            standby,
+            p,
+            s,
+            p_port,
+            s_peer_url: to_s,
+            http,
+        };
+        let p_url = pair.p.clone();
+        let s_url = pair.s.clone();
+        pair.until("both sides saw each other", Duration::from_secs(10), || {
+            let (p, s, http) = (p_url.clone(), s_url.clone(), pair.http.clone());
+            async move {
+                let pv = peer_view(&http, &p).await;
+                let sv = peer_view(&http, &s).await;
+                pv["held"] == false
+                    && pv["peer_last_seen"].is_string()
+                    && sv["role"] == "standby"
+                    && sv["peer_last_seen"].is_string()
+            }
+        })
+        .await;
+        pair
+    }
+
+    /// Waits (bounded) until `check` holds.
+    async fn until<F, Fut>(&self, what: &str, within: Duration, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            if check().await {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Posts the same bot event (one `occurred_at`) to each of `to`; the incident id on each.
+    async fn alert(&self, name: &str, to: &[&str]) -> Vec<String> {
+        let mut e = fixture_json("bot-trading-halted.json");
+        e["dedup_key"] = json!(format!("halt-{name}"));
+        e["summary"] = json!(name);
+        e["occurred_at"] = json!(chrono::Utc::now().to_rfc3339());
+        let mut ids = Vec::new();
+        for b in to {
+            let r = self
+                .http
+                .post(format!("{b}/v1/events"))
+                .bearer_auth(INGEST_TOKEN)
+                .json(&e)
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = answer(r).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{b}: {body}");
+            ids.push(incident_of(&body));
+        }
+        ids
+    }
+
+    async fn incident(&self, b: &str, id: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{b}/v1/incidents/{id}"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        answer(r).await.1
+    }
+
+    /// The open incident with `summary` on `b`, if any.
+    async fn find(&self, b: &str, summary: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{b}/v1/incidents?status=open&limit=100"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .ok()?;
+        let (_, body) = answer(r).await;
+        let list = body
+            .as_array()
+            .cloned()
+            .or_else(|| body["incidents"].as_array().cloned())?;
+        let found = list.into_iter().find(|i| i["summary"] == summary)?;
+        Some(self.incident(b, found["id"].as_str()?).await)
+    }
+
+    async fn ack(&self, b: &str, id: &str) {
+        let r = self
+            .http
+            .post(format!("{b}/v1/incidents/{id}/ack"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&json!({"by": "ana"}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = answer(r).await;
+        assert!(status.is_success(), "ack on {b}: {status} {body}");
+    }
+}
+
+async fn peer_view(http: &reqwest::Client, b: &str) -> Value {
+    match http
+        .get(format!("{b}/v1/peer"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+    {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// Pages (trigger and escalate) by (summary, [loop, step]), counted.
+async fn pages(sink: &MockServer) -> BTreeMap<(String, String), usize> {
+    let mut out = BTreeMap::new();
+    for b in received(sink).await {
+        if b["kind"] == "trigger" || b["kind"] == "escalate" {
+            let summary = b["summary"].as_str().unwrap_or_default().to_string();
+            let summary = if summary.starts_with(UNREACHABLE) {
+                UNREACHABLE.to_string()
+            } else {
+                summary
+            };
+            *out.entry((summary, b["step"].to_string())).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+fn step(l: u32, s: u32) -> String {
+    json!([l, s]).to_string()
+}
+
+async fn paged(sink: &MockServer, summary: &str, st: &str) -> usize {
+    pages(sink)
+        .await
+        .get(&(summary.to_string(), st.to_string()))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Waits until (summary, step) has been paged, up to `within`; how long it took.
+async fn wait_page(sink: &MockServer, summary: &str, st: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if paged(sink, summary, st).await > 0 {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{summary} step {st} was not paged within {within:?}; pages: {:?}",
+            pages(sink).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_each_once(pages: &BTreeMap<(String, String), usize>) {
+    for ((summary, st), n) in pages {
+        assert_eq!(*n, 1, "{summary} step {st} paged {n} times: {pages:?}");
+    }
+}
+
+/// The step (position) the other side shows for this incident: mirrored once `step` moved.
+async fn mirrored_step(pair: &Pair, b: &str, summary: &str) -> Option<(u64, u64)> {
+    let inc = pair.find(b, summary).await?;
+    Some((inc["loop_"].as_u64()?, inc["step"].as_u64()?))
+}
+
+#[tokio::test]
+async fn steady_state_every_step_is_paged_once_by_the_primary_and_acks_on_either_side_hold_both() {
+    let sink = sink().await;
+    let pair = Pair::start(&sink, ["0s", "5s", "9s"]).await;
+    let both = [pair.p.as_str(), pair.s.as_str()];
+    let _ = pair.alert("chain", &both).await;
+    let on_standby = pair.alert("acked-on-standby", &both).await;
+    let on_primary = pair.alert("acked-on-primary", &both).await;
+    wait_page(
+        &sink,
+        "acked-on-primary",
+        &step(0, 0),
+        Duration::from_secs(5),
+    )
+    .await;
+    pair.ack(&pair.s, &on_standby[1]).await;
+    pair.ack(&pair.p, &on_primary[0]).await;
+    // Each side learns the other's ack within a poll (the steps are 5 s apart).
+    pair.until("the acks are mirrored", POLL * 2, || async {
+        pair.incident(&pair.p, &on_standby[0]).await["status"] == "acknowledged"
+            && pair.incident(&pair.s, &on_primary[1]).await["status"] == "acknowledged"
+    })
+    .await;
+    wait_page(&sink, "chain", &step(0, 2), Duration::from_secs(15)).await;
+    tokio::time::sleep(POLL).await;
+    let pages = pages(&sink).await;
+    assert_each_once(&pages);
+    for st in [step(0, 0), step(0, 1), step(0, 2)] {
+        assert!(
+            pages.contains_key(&("chain".into(), st.clone())),
+            "chain {st}: {pages:?}"
+        );
+    }
+    for acked in ["acked-on-standby", "acked-on-primary"] {
+        assert_eq!(
+            pages.keys().filter(|(s, _)| s == acked).count(),
+            1,
+            "{acked}: only its first page: {pages:?}"
+        );
+    }
+    let timeline = pair.incident(&pair.p, &on_standby[0]).await;
+    assert!(
+        timeline["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "acknowledged" && e["origin"] == "peer" && e["by"] == "ana"),
+        "the primary's timeline says the ack came from the peer: {timeline}"
+    );
+    // Nothing was paged by the standby: its gate stayed closed.
+    assert_eq!(peer_view(&pair.http, &pair.s).await["takeovers"], 0);
+    let ready: Value = pair
+        .http
+        .get(format!("{}/readyz", pair.s))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["role"], "standby", "{ready}");
+    assert_eq!(ready["paging"], false, "{ready}");
+}
+
+#[tokio::test]
+async fn the_primary_killed_mid_escalation_the_standby_pages_the_next_steps_once_and_its_own_incident()
+ {
+    let sink = sink().await;
+    let mut pair = Pair::start(&sink, ["0s", "7s", "1h"]).await;
+    let both = [pair.p.as_str(), pair.s.as_str()];
+    pair.alert("before-kill", &both).await;
+    wait_page(&sink, "before-kill", &step(0, 0), Duration::from_secs(5)).await;
+    // The standby has seen the first step fired before the kill: outside the duplicate window.
+    pair.until("the standby mirrored step 0", POLL * 3, || async {
+        mirrored_step(&pair, &pair.s, "before-kill").await == Some((0, 1))
+    })
+    .await;
+    let killed = Instant::now();
+    pair.primary.kill().unwrap();
+    pair.primary.wait().unwrap();
+    let only_standby = [pair.s.as_str()];
+    pair.alert("after-kill", &only_standby).await;
+    // takeover-after + a poll + the feed request and a margin for a loaded machine.
+    let bound = TAKEOVER_AFTER + POLL + Duration::from_secs(3);
+    wait_page(&sink, UNREACHABLE, &step(0, 0), bound).await;
+    wait_page(&sink, "after-kill", &step(0, 0), bound).await;
+    let took = killed.elapsed();
+    // Step 1 was due 7 s after the open: no later than its delay + takeover-after + a poll.
+    wait_page(
+        &sink,
+        "before-kill",
+        &step(0, 1),
+        Duration::from_secs(7) + bound,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pages = pages(&sink).await;
+    assert_each_once(&pages);
+    let view = peer_view(&pair.http, &pair.s).await;
+    assert_eq!(view["role"], "active-standby", "{view}");
+    assert_eq!(view["takeovers"], 1, "{view}");
+    assert!(
+        view["takeover_reason"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{view}"
+    );
+    let inc = pair.find(&pair.s, "before-kill").await.unwrap();
+    assert!(
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "takeover"),
+        "the takeover is on the timeline: {inc}"
+    );
+    let metrics = pair
+        .http
+        .get(format!("{}/metrics", pair.s))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vigil_peer_takeovers_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("vigil_peer_role 2"), "{metrics}");
+    eprintln!("takeover: first page {took:?} after the SIGKILL");
+}
+
+/// A Redis server of the test's own, so the test can kill it under the primary.
+struct Redis(Proc, u16);
+
+fn redis() -> Redis {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server starts (scripts/test needs it too)");
+    Redis(Proc(child), port)
+}
+
+#[tokio::test]
+async fn the_primary_whose_store_is_down_answers_not_ready_and_the_standby_takes_over() {
+    let sink = sink().await;
+    let mut redis = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let config = policy(dir.path(), &sink.uri(), ["0s", "6s", "1h"]);
+    let (p_port, s_port) = (free_port(), free_port());
+    let http = reqwest::Client::new();
+    let redis_url = format!("redis://127.0.0.1:{}", redis.1);
+    // The primary on its Redis (started once Redis answers), the standby on its own disk.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", redis.1)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut cmd = serve_command(&config, &["--redis".as_ref(), redis_url.as_ref()], p_port);
+    cmd.args(["--peer", &base(s_port), "--takeover-after", "3s"])
+        .env("VIGIL_PEER_TOKENS", PEER_TOKEN);
+    let _primary = cmd.spawn().map(Proc).unwrap();
+    let _standby = side(
+        &config,
+        &dir.path().join("standby"),
+        s_port,
+        &["--standby-of".into(), base(p_port)],
+    );
+    let (p, s) = (base(p_port), base(s_port));
+    wait_ready(&http, &p).await;
+    wait_ready(&http, &s).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while peer_view(&http, &p).await["held"] != false
+        || !peer_view(&http, &s).await["peer_last_seen"].is_string()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sides did not see each other"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut e = fixture_json("bot-trading-halted.json");
+    e["summary"] = json!("store-down");
+    e["occurred_at"] = json!(chrono::Utc::now().to_rfc3339());
+    for b in [&p, &s] {
+        let r = http
+            .post(format!("{b}/v1/events"))
+            .bearer_auth(INGEST_TOKEN)
+            .json(&e)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    wait_page(&sink, "store-down", &step(0, 0), Duration::from_secs(5)).await;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let r = http
+            .get(format!("{s}/v1/incidents?status=open"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        let list = body
+            .as_array()
+            .cloned()
+            .or_else(|| body["incidents"].as_array().cloned())
+            .unwrap_or_default();
+        if list
+            .iter()
+            .any(|i| i["summary"] == "store-down" && i["step"] == 1)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby did not mirror step 0: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The primary's store goes away: the process lives and answers, not ready.
+    redis.0.kill().unwrap();
+    redis.0.wait().unwrap();
+    let broke = Instant::now();
+    let bound = POLL + Duration::from_secs(4);
+    wait_page(&sink, UNREACHABLE, &step(0, 0), bound).await;
+    let view = peer_view(&http, &s).await;
+    assert_eq!(view["role"], "active-standby", "{view}");
+    assert!(
+        view["takeover_reason"]
+            .as_str()
+            .unwrap()
+            .contains("not ready"),
+        "{view}"
+    );
+    assert!(
+        broke.elapsed() < TAKEOVER_AFTER + POLL + Duration::from_secs(2),
+        "not ready is taken over at once, not after takeover-after"
+    );
+    wait_page(
+        &sink,
+        "store-down",
+        &step(0, 1),
+        Duration::from_secs(6) + bound,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_each_once(&pages(&sink).await);
+}
+
+/// A TCP proxy the test can cut (every connection dropped, new ones closed at accept) and heal.
+struct Proxy {
+    port: u16,
+}
+
+async fn proxy(to: u16, cut: Arc<AtomicBool>) -> Proxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let c = cut.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            if c.load(Ordering::SeqCst) {
+                drop(inbound);
+                continue;
+            }
+            let c = c.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                else {
+                    return;
+                };
+                let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                let watch = async {
+                    while !c.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                };
+                tokio::select! { _ = copy => {}, _ = watch => {} }
+            });
+        }
+    });
+    Proxy { port }
+}
+
+#[tokio::test]
+async fn a_partition_duplicates_only_steps_due_after_takeover_after_and_after_healing_one_side_pages()
+ {
+    let sink = sink().await;
+    let cut = Arc::new(AtomicBool::new(false));
+    // The ports the processes will listen on, known before they start: the proxies dial them.
+    // Two proxies, one per direction, behind one switch, forwarding to the ports the processes
+    // will listen on.
+    let (p_port, s_port) = (free_port(), free_port());
+    let to_p = proxy(p_port, cut.clone()).await;
+    let to_s = proxy(s_port, cut.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = policy(dir.path(), &sink.uri(), ["0s", "3s", "20s"]);
+    let _primary = side(
+        &config,
+        &dir.path().join("p"),
+        p_port,
+        &["--peer".into(), base(to_s.port)],
+    );
+    let _standby = side(
+        &config,
+        &dir.path().join("s"),
+        s_port,
+        &["--standby-of".into(), base(to_p.port)],
+    );
+    let http = reqwest::Client::new();
+    let (p, s) = (base(p_port), base(s_port));
+    wait_ready(&http, &p).await;
+    wait_ready(&http, &s).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while peer_view(&http, &p).await["held"] != false
+        || !peer_view(&http, &s).await["peer_last_seen"].is_string()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sides did not see each other"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut e = fixture_json("bot-trading-halted.json");
+    e["summary"] = json!("split");
+    e["occurred_at"] = json!(chrono::Utc::now().to_rfc3339());
+    for b in [&p, &s] {
+        let r = http
+            .post(format!("{b}/v1/events"))
+            .bearer_auth(INGEST_TOKEN)
+            .json(&e)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    let opened = Instant::now();
+    wait_page(&sink, "split", &step(0, 0), Duration::from_secs(5)).await;
+    // The standby has seen step 0 fired before the cut (step 1 is due 3 s after the open).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let body: Value = http
+            .get(format!("{s}/v1/incidents?status=open"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let list = body
+            .as_array()
+            .cloned()
+            .or_else(|| body["incidents"].as_array().cloned())
+            .unwrap_or_default();
+        if list
+            .iter()
+            .any(|i| i["summary"] == "split" && i["step"].as_u64() >= Some(1))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby did not mirror step 0 before the cut"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cut.store(true, Ordering::SeqCst);
+    let cut_at = Instant::now();
+    // Both alive: the primary pages step 1 (due during the partition); the standby takes over
+    // after takeover-after and may page it again: the stated bound.
+    wait_page(
+        &sink,
+        UNREACHABLE,
+        &step(0, 0),
+        TAKEOVER_AFTER + POLL + Duration::from_secs(4),
+    )
+    .await;
+    let before_takeover = pages(&sink).await;
+    assert_eq!(
+        before_takeover.get(&("split".into(), step(0, 0))),
+        Some(&1),
+        "a step due before the partition is never paged twice"
+    );
+    let split_takeover = peer_view(&http, &s).await;
+    assert_eq!(split_takeover["role"], "active-standby");
+    assert!(
+        cut_at.elapsed() >= TAKEOVER_AFTER,
+        "no takeover before takeover-after"
+    );
+    assert_eq!(
+        peer_view(&http, &p).await["held"],
+        false,
+        "the primary cannot see its standby: it keeps paging"
+    );
+    // Heal: the primary sees its standby active and holds; from then on one side pages.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cut.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + POLL * 3;
+    while peer_view(&http, &p).await["held"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "the primary did not hold after the partition healed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let healed = opened.elapsed();
+    assert!(
+        healed < Duration::from_secs(19),
+        "healed ({healed:?}) before step 2 is due, so it tests one pager"
+    );
+    wait_page(&sink, "split", &step(0, 2), Duration::from_secs(25)).await;
+    tokio::time::sleep(POLL).await;
+    let pages = pages(&sink).await;
+    assert_eq!(
+        pages.get(&("split".into(), step(0, 0))),
+        Some(&1),
+        "{pages:?}"
+    );
+    assert!(
+        pages
+            .get(&("split".into(), step(0, 1)))
+            .copied()
+            .unwrap_or(0)
+            <= 2,
+        "due during the partition: at most twice: {pages:?}"
+    );
+    assert_eq!(
+        pages.get(&("split".into(), step(0, 2))),
+        Some(&1),
+        "due after healing: once: {pages:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_primary_restarted_after_a_takeover_holds_until_the_hand_back_and_no_step_is_paged_twice()
+ {
+    let sink = sink().await;
+    let mut pair = Pair::start(&sink, ["0s", "6s", "18s"]).await;
+    let both = [pair.p.as_str(), pair.s.as_str()];
+    pair.alert("across-hand-back", &both).await;
+    wait_page(
+        &sink,
+        "across-hand-back",
+        &step(0, 0),
+        Duration::from_secs(5),
+    )
+    .await;
+    pair.until("the standby mirrored step 0", POLL * 3, || async {
+        mirrored_step(&pair, &pair.s, "across-hand-back").await == Some((0, 1))
+    })
+    .await;
+    pair.primary.kill().unwrap();
+    pair.primary.wait().unwrap();
+    pair.until(
+        "the standby took over",
+        TAKEOVER_AFTER + POLL * 3,
+        || async { peer_view(&pair.http, &pair.s).await["role"] == "active-standby" },
+    )
+    .await;
+    // No primary to hand back to: refused.
+    let r = pair
+        .http
+        .post(format!("{}/v1/peer/hand-back", pair.s))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    // The primary comes back on its own data: it holds (the standby is active) and mirrors.
+    pair.primary = side(
+        &pair.config,
+        &pair.primary_data,
+        pair.p_port,
+        &["--peer".into(), pair.s_peer_url.clone()],
+    );
+    wait_ready(&pair.http, &pair.p).await;
+    pair.until("the restarted primary holds", POLL * 3, || async {
+        let v = peer_view(&pair.http, &pair.p).await;
+        v["held"] == true && v["peer_role"] == "active-standby"
+    })
+    .await;
+    wait_page(
+        &sink,
+        "across-hand-back",
+        &step(0, 1),
+        Duration::from_secs(10),
+    )
+    .await;
+    pair.until(
+        "the primary mirrored the standby's step 1",
+        POLL * 3,
+        || async { mirrored_step(&pair, &pair.p, "across-hand-back").await == Some((0, 2)) },
+    )
+    .await;
+    // One command.
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["hand-back", "--url", &pair.s])
+        .env("VIGIL_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vigil hand-back: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(peer_view(&pair.http, &pair.s).await["role"], "standby");
+    pair.until("the primary pages again", POLL * 2, || async {
+        peer_view(&pair.http, &pair.p).await["held"] == false
+    })
+    .await;
+    wait_page(
+        &sink,
+        "across-hand-back",
+        &step(0, 2),
+        Duration::from_secs(20),
+    )
+    .await;
+    tokio::time::sleep(POLL).await;
+    assert_each_once(&pages(&sink).await);
+    let inc = pair.find(&pair.s, "across-hand-back").await.unwrap();
+    let types: Vec<&str> = inc["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"takeover") && types.contains(&"hand_back"),
+        "{types:?}"
+    );
+    let _ = &pair.standby;
+}
