@@ -149,6 +149,9 @@ impl Arrival {
 pub struct Wakers {
     pub scheduler: Arc<crate::escalate::scheduler::SchedulerWake>,
     pub deliveries: Arc<Notify>,
+    /// Asks reconciliation for a pass now (a standby taking over: what SNS could not deliver to
+    /// the dead primary is only in CloudWatch).
+    pub reconcile: Arc<Notify>,
 }
 
 /// API overrides and silences as last read from the store. They change rarely and are consulted
@@ -256,6 +259,16 @@ impl IncidentService {
     /// Wakes the scheduler (the gate opened: what is due fires now).
     pub fn wake_scheduler(&self) {
         self.wake.scheduler.notify_one();
+    }
+
+    /// Asks for a reconciliation pass over every region now.
+    pub fn wake_reconciliation(&self) {
+        self.wake.reconcile.notify_one();
+    }
+
+    /// What `wake_reconciliation` notifies.
+    pub fn reconciliation_wanted(&self) -> Arc<Notify> {
+        self.wake.reconcile.clone()
     }
 
     pub fn gate(&self) -> &Arc<super::gate::PagingGate> {

@@ -274,6 +274,8 @@ impl Peer {
             tracing::warn!(error.message = %e, "Could not note the takeover on the open incidents.");
         }
         self.service.wake_scheduler();
+        // Alarms whose SNS delivery went only to the dead primary: read them from CloudWatch.
+        self.service.wake_reconciliation();
         let since = self.view().peer_last_seen.unwrap_or(self.started);
         if let Err(e) = self
             .service

@@ -5,7 +5,8 @@
 //! lost while vigil was down, answering 503, or unreachable — is acted on as if it had arrived:
 //! ALARM opens the incident and pages, OK resolves it. Transitions vigil has seen cost a read.
 //!
-//! When: a pass at start-up, then every `interval` per region; a failed pass (throttling, an AWS
+//! When: a pass at start-up, then every `interval` per region, and at once when a standby takes
+//! over (`IncidentService::wake_reconciliation`); a failed pass (throttling, an AWS
 //! error, the store refusing writes) is retried with backoff (2 s doubling, at most
 //! [`MAX_BACKOFF`] or the interval), so a pass also runs soon after the store comes back from an
 //! outage. Failures show on `/readyz` and in metrics and never stop the service.
@@ -294,6 +295,8 @@ impl Reconciler {
         }
         let mut due: HashMap<String, Due> = HashMap::new();
         let mut refusals = self.service.refusals();
+        let wanted = self.service.reconciliation_wanted();
+        let mut asked = false;
         loop {
             let Some(cfg) = self.policy.current().reconcile.clone() else {
                 due.clear();
@@ -313,6 +316,12 @@ impl Reconciler {
                 refusals = refused;
                 for d in due.values_mut() {
                     d.at = d.at.min(now + FIRST_BACKOFF);
+                }
+            }
+            // Asked for a pass now (a takeover).
+            if std::mem::take(&mut asked) {
+                for d in due.values_mut() {
+                    d.at = now;
                 }
             }
             for region in &cfg.regions {
@@ -345,6 +354,7 @@ impl Reconciler {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep_until(next) => {}
+                _ = wanted.notified() => asked = true,
             }
         }
     }

@@ -824,3 +824,29 @@ async fn an_error_in_another_shape_still_names_its_cause_on_readyz() {
         "{ready}"
     );
 }
+
+/// A standby taking over asks for a pass at once (`IncidentService::wake_reconciliation`, called
+/// by the peer loop on takeover): an alarm that changed since the last pass is found in seconds,
+/// not at the next interval (1m here).
+#[tokio::test]
+async fn a_pass_runs_at_once_when_asked_as_on_a_takeover() {
+    let moto = emulator("VIGIL_TEST_MOTO_URL");
+    let region = "ca-west-1";
+    let aws = aws_at(&moto, region).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&aws);
+    let sink = ok_sink().await;
+    let app = spawn_app_with(app_options(&sink.uri(), &[region], &[], aws)).await;
+    app.clock.set(chrono::Utc::now());
+    start_up_pass(&app, region).await;
+
+    let name = format!("before-takeover-{}", ulid::Ulid::new());
+    let arn = put_alarm(&cw, &name).await;
+    set_state(&cw, &name, StateValue::Alarm).await;
+    app.handle.service.wake_reconciliation();
+    let found = eventually(Duration::from_secs(15), || async {
+        let incs = app.incidents().await;
+        (!with_fingerprint(&incs, &arn).is_empty()).then_some(())
+    })
+    .await;
+    assert!(found.is_some(), "found well before the 1m interval");
+}
