@@ -128,7 +128,12 @@ fn long_ago(days: i64) -> DateTime<Utc> {
 
 /// An incident created already resolved at `at` (the history prune works through).
 fn resolved_incident(tag: &str, at: DateTime<Utc>) -> Incident {
-    let mut inc = sample_incident(fresh_fp(tag), at);
+    resolved_sample(fresh_fp(tag), at)
+}
+
+/// [`sample_incident`] of `fp`, opened and resolved at `at`.
+pub fn resolved_sample(fp: Fingerprint, at: DateTime<Utc>) -> Incident {
+    let mut inc = sample_incident(fp, at);
     inc.status = IncidentStatus::Resolved;
     inc.next_due = None;
     inc.resolved = Some((

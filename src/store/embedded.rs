@@ -1389,20 +1389,13 @@ mod tests {
     /// and then pruned like any other.
     #[tokio::test]
     async fn incidents_and_delivery_ids_from_before_the_prune_indexes_are_pruned() {
-        use super::super::contract::sample_incident;
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let resolved_at = Utc::now() - chrono::Duration::days(60);
-        let mut inc = sample_incident(Fingerprint::parse("legacy").unwrap(), resolved_at);
-        inc.status = IncidentStatus::Resolved;
-        inc.next_due = None;
-        inc.resolved = Some((
-            crate::incident::Actor {
-                who: "old".into(),
-                origin: crate::incident::Origin::Api,
-            },
+        let inc = super::super::contract::resolved_sample(
+            Fingerprint::parse("legacy").unwrap(),
             resolved_at,
-        ));
+        );
         {
             let w = store.db.begin_write().unwrap();
             {

@@ -1751,16 +1751,10 @@ mod tests {
     #[tokio::test]
     async fn resolved_incidents_written_before_the_prune_index_are_indexed_and_pruned() {
         let store = replica(&fresh_prefix(), "a", Duration::from_secs(60)).await;
-        let mut inc = crate::store::contract::sample_incident(fp("legacy"), now());
-        inc.status = IncidentStatus::Resolved;
-        inc.next_due = None;
-        inc.resolved = Some((
-            crate::incident::Actor {
-                who: "old".into(),
-                origin: crate::incident::Origin::Api,
-            },
+        let inc = crate::store::contract::resolved_sample(
+            fp("legacy"),
             now() - chrono::Duration::days(60),
-        ));
+        );
         store.commit(opened(&inc, vec![])).await.unwrap();
         // As an older version left it: no `resolvedat` entry, no backfill yet.
         let client = Client::open(redis_url()).unwrap();

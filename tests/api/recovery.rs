@@ -8,6 +8,7 @@
 //! account and region, so each test reads its own region.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -189,6 +190,38 @@ async fn start_up_pass(app: &TestApp, region: &str) {
     .expect("the start-up pass ran");
 }
 
+/// An app on the shared moto reconciling `region` (each test its own: DescribeAlarms lists a whole
+/// region), its clock at the wall clock (moto dates alarm changes by it), its start-up pass done;
+/// with its store seen through an [`ObservedStore`], a CloudWatch client for the test's alarms,
+/// and the sink its pages go to.
+async fn reconciling_app(
+    region: &str,
+) -> (
+    TestApp,
+    Arc<ObservedStore>,
+    aws_sdk_cloudwatch::Client,
+    MockServer,
+) {
+    let moto = emulator("VIGIL_TEST_MOTO_URL");
+    let aws = aws_at(&moto, region).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&aws);
+    let sink = ok_sink().await;
+    let (app, store) = spawn_observed(app_options(&sink.uri(), &[region], &[], aws)).await;
+    app.clock.set(chrono::Utc::now());
+    start_up_pass(&app, region).await;
+    (app, store, cw, sink)
+}
+
+/// Whether an incident of alarm `arn` opens on `app` within `within`.
+async fn opens_within(app: &TestApp, arn: &str, within: Duration) -> bool {
+    eventually(within, || async {
+        let incs = app.incidents().await;
+        (!with_fingerprint(&incs, arn).is_empty()).then_some(())
+    })
+    .await
+    .is_some()
+}
+
 /// Polls `check` until it gives `Some`, for at most `within`.
 async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
 where
@@ -331,15 +364,8 @@ async fn an_alarm_that_changed_while_vigil_was_down_is_paged_and_resolved_at_sta
 /// resolved while its alarm stayed in ALARM is not reopened.
 #[tokio::test]
 async fn sns_and_reconciliation_make_one_incident_and_one_page_in_either_order() {
-    let moto = emulator("VIGIL_TEST_MOTO_URL");
     let region = "eu-south-2";
-    let aws = aws_at(&moto, region).await;
-    let cw = aws_sdk_cloudwatch::Client::new(&aws);
-    let sink = ok_sink().await;
-    let app = spawn_app_with(app_options(&sink.uri(), &[region], &[], aws)).await;
-    // moto dates alarm changes by the wall clock.
-    app.clock.set(chrono::Utc::now());
-    start_up_pass(&app, region).await;
+    let (app, _, cw, sink) = reconciling_app(region).await;
 
     // SNS first. The notification's time is the alarm's own change time.
     let sns_first = format!("sns-first-{}", ulid::Ulid::new());
@@ -507,8 +533,6 @@ async fn a_dead_letter_is_taken_once_deleted_when_durable_and_a_forged_one_stays
     drain().await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            let (_, ready) = app.get("/readyz").await;
-            let _ = ready;
             (app.metrics().await.contains("fate=\"retry\"")).then_some(())
         })
         .await
@@ -768,14 +792,7 @@ async fn every_page_and_composite_alarms_are_reconciled() {
 /// itself soon, without waiting for the interval.
 #[tokio::test]
 async fn a_pass_runs_soon_after_the_store_comes_back() {
-    let moto = emulator("VIGIL_TEST_MOTO_URL");
-    let region = "eu-north-1";
-    let aws = aws_at(&moto, region).await;
-    let cw = aws_sdk_cloudwatch::Client::new(&aws);
-    let sink = ok_sink().await;
-    let (app, store) = spawn_observed(app_options(&sink.uri(), &[region], &[], aws)).await;
-    app.clock.set(chrono::Utc::now());
-    start_up_pass(&app, region).await;
+    let (app, store, cw, _sink) = reconciling_app("eu-north-1").await;
 
     let name = format!("during-outage-{}", ulid::Ulid::new());
     let arn = put_alarm(&cw, &name).await;
@@ -788,12 +805,10 @@ async fn a_pass_runs_soon_after_the_store_comes_back() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     store.refuse_commit.store(false, Ordering::SeqCst);
     // Well within the 1m interval, reconciliation has opened it.
-    let found = eventually(Duration::from_secs(20), || async {
-        let incs = app.incidents().await;
-        (!with_fingerprint(&incs, &arn).is_empty()).then_some(())
-    })
-    .await;
-    assert!(found.is_some(), "reconciled soon after the store came back");
+    assert!(
+        opens_within(&app, &arn, Duration::from_secs(20)).await,
+        "reconciled soon after the store came back"
+    );
 }
 
 /// A throttling answer the query-protocol client cannot read (another protocol's JSON shape, as a
@@ -830,23 +845,14 @@ async fn an_error_in_another_shape_still_names_its_cause_on_readyz() {
 /// not at the next interval (1m here).
 #[tokio::test]
 async fn a_pass_runs_at_once_when_asked_as_on_a_takeover() {
-    let moto = emulator("VIGIL_TEST_MOTO_URL");
-    let region = "ca-west-1";
-    let aws = aws_at(&moto, region).await;
-    let cw = aws_sdk_cloudwatch::Client::new(&aws);
-    let sink = ok_sink().await;
-    let app = spawn_app_with(app_options(&sink.uri(), &[region], &[], aws)).await;
-    app.clock.set(chrono::Utc::now());
-    start_up_pass(&app, region).await;
+    let (app, _, cw, _sink) = reconciling_app("ca-west-1").await;
 
     let name = format!("before-takeover-{}", ulid::Ulid::new());
     let arn = put_alarm(&cw, &name).await;
     set_state(&cw, &name, StateValue::Alarm).await;
     app.handle.service.wake_reconciliation();
-    let found = eventually(Duration::from_secs(15), || async {
-        let incs = app.incidents().await;
-        (!with_fingerprint(&incs, &arn).is_empty()).then_some(())
-    })
-    .await;
-    assert!(found.is_some(), "found well before the 1m interval");
+    assert!(
+        opens_within(&app, &arn, Duration::from_secs(15)).await,
+        "found well before the 1m interval"
+    );
 }

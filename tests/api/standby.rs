@@ -122,60 +122,21 @@ impl Pair {
             s_peer_url: to_s,
             http,
         };
-        let p_url = pair.p.clone();
-        let s_url = pair.s.clone();
-        pair.until("both sides saw each other", Duration::from_secs(10), || {
-            let (p, s, http) = (p_url.clone(), s_url.clone(), pair.http.clone());
-            async move {
-                let pv = peer_view(&http, &p).await;
-                let sv = peer_view(&http, &s).await;
-                pv["held"] == false
-                    && pv["peer_last_seen"].is_string()
-                    && sv["role"] == "standby"
-                    && sv["peer_last_seen"].is_string()
-            }
-        })
-        .await;
+        saw_each_other(&pair.http, &pair.p, &pair.s).await;
         pair
     }
 
-    /// Waits (bounded) until `check` holds.
     async fn until<F, Fut>(&self, what: &str, within: Duration, check: F)
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + within;
-        loop {
-            if check().await {
-                return;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until(what, within, check).await
     }
 
     /// Posts the same bot event (one `occurred_at`) to each of `to`; the incident id on each.
     async fn alert(&self, name: &str, to: &[&str]) -> Vec<String> {
-        let mut e = fixture_json("bot-trading-halted.json");
-        e["dedup_key"] = json!(format!("halt-{name}"));
-        e["summary"] = json!(name);
-        e["occurred_at"] = json!(chrono::Utc::now().to_rfc3339());
-        let mut ids = Vec::new();
-        for b in to {
-            let r = self
-                .http
-                .post(format!("{b}/v1/events"))
-                .bearer_auth(INGEST_TOKEN)
-                .json(&e)
-                .send()
-                .await
-                .unwrap();
-            let (status, body) = answer(r).await;
-            assert_eq!(status, StatusCode::ACCEPTED, "{b}: {body}");
-            ids.push(incident_of(&body));
-        }
-        ids
+        post_halt(&self.http, name, to).await
     }
 
     async fn incident(&self, b: &str, id: &str) -> Value {
@@ -191,19 +152,7 @@ impl Pair {
 
     /// The open incident with `summary` on `b`, if any.
     async fn find(&self, b: &str, summary: &str) -> Option<Value> {
-        let r = self
-            .http
-            .get(format!("{b}/v1/incidents?status=open&limit=100"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .send()
-            .await
-            .ok()?;
-        let (_, body) = answer(r).await;
-        let list = body
-            .as_array()
-            .cloned()
-            .or_else(|| body["incidents"].as_array().cloned())?;
-        let found = list.into_iter().find(|i| i["summary"] == summary)?;
+        let found = open_entry(&self.http, b, summary).await?;
         Some(self.incident(b, found["id"].as_str()?).await)
     }
 
@@ -219,6 +168,85 @@ impl Pair {
         let (status, body) = answer(r).await;
         assert!(status.is_success(), "ack on {b}: {status} {body}");
     }
+}
+
+/// Waits (bounded) until `check` holds.
+async fn until<F, Fut>(what: &str, within: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the primary at `p` pages (not held, its standby seen) and the standby at `s`
+/// has read the primary.
+async fn saw_each_other(http: &reqwest::Client, p: &str, s: &str) {
+    until(
+        "both sides saw each other",
+        Duration::from_secs(10),
+        || async {
+            let pv = peer_view(http, p).await;
+            let sv = peer_view(http, s).await;
+            pv["held"] == false
+                && pv["peer_last_seen"].is_string()
+                && sv["role"] == "standby"
+                && sv["peer_last_seen"].is_string()
+        },
+    )
+    .await;
+}
+
+/// Posts the same bot event (one `occurred_at`) to each of `to`; the incident id on each.
+async fn post_halt(http: &reqwest::Client, name: &str, to: &[&str]) -> Vec<String> {
+    let mut e = fixture_json("bot-trading-halted.json");
+    e["dedup_key"] = json!(format!("halt-{name}"));
+    e["summary"] = json!(name);
+    e["occurred_at"] = json!(chrono::Utc::now().to_rfc3339());
+    let mut ids = Vec::new();
+    for b in to {
+        let r = http
+            .post(format!("{b}/v1/events"))
+            .bearer_auth(INGEST_TOKEN)
+            .json(&e)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = answer(r).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{b}: {body}");
+        ids.push(incident_of(&body));
+    }
+    ids
+}
+
+/// The list entry of the open incident with `summary` on `b`, if any.
+async fn open_entry(http: &reqwest::Client, b: &str, summary: &str) -> Option<Value> {
+    let r = http
+        .get(format!("{b}/v1/incidents?status=open&limit=100"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .ok()?;
+    let (_, body) = answer(r).await;
+    let list = body
+        .as_array()
+        .cloned()
+        .or_else(|| body["incidents"].as_array().cloned())?;
+    list.into_iter().find(|i| i["summary"] == summary)
+}
+
+/// Whether `b` shows the open incident `summary` past its first step (it mirrored step 0).
+async fn past_first_step(http: &reqwest::Client, b: &str, summary: &str) -> bool {
+    open_entry(http, b, summary)
+        .await
+        .is_some_and(|i| i["step"].as_u64() >= Some(1))
 }
 
 async fn peer_view(http: &reqwest::Client, b: &str) -> Value {
@@ -472,56 +500,15 @@ async fn the_primary_whose_store_is_down_answers_not_ready_and_the_standby_takes
     let (p, s) = (base(p_port), base(s_port));
     wait_ready(&http, &p).await;
     wait_ready(&http, &s).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while peer_view(&http, &p).await["held"] != false
-        || !peer_view(&http, &s).await["peer_last_seen"].is_string()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the sides did not see each other"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut e = fixture_json("bot-trading-halted.json");
-    e["summary"] = json!("store-down");
-    e["occurred_at"] = json!(chrono::Utc::now().to_rfc3339());
-    for b in [&p, &s] {
-        let r = http
-            .post(format!("{b}/v1/events"))
-            .bearer_auth(INGEST_TOKEN)
-            .json(&e)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
-    }
+    saw_each_other(&http, &p, &s).await;
+    post_halt(&http, "store-down", &[&p, &s]).await;
     wait_page(&sink, "store-down", &step(0, 0), Duration::from_secs(5)).await;
-    let deadline = Instant::now() + Duration::from_secs(6);
-    loop {
-        let r = http
-            .get(format!("{s}/v1/incidents?status=open"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let body: Value = r.json().await.unwrap();
-        let list = body
-            .as_array()
-            .cloned()
-            .or_else(|| body["incidents"].as_array().cloned())
-            .unwrap_or_default();
-        if list
-            .iter()
-            .any(|i| i["summary"] == "store-down" && i["step"] == 1)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the standby did not mirror step 0: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(
+        "the standby mirrored step 0",
+        Duration::from_secs(6),
+        || past_first_step(&http, &s, "store-down"),
+    )
+    .await;
     // The primary's store goes away: the process lives and answers, not ready.
     redis.0.kill().unwrap();
     redis.0.wait().unwrap();
@@ -618,60 +605,17 @@ async fn a_partition_duplicates_only_steps_due_after_takeover_after_and_after_he
     let (p, s) = (base(p_port), base(s_port));
     wait_ready(&http, &p).await;
     wait_ready(&http, &s).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while peer_view(&http, &p).await["held"] != false
-        || !peer_view(&http, &s).await["peer_last_seen"].is_string()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the sides did not see each other"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut e = fixture_json("bot-trading-halted.json");
-    e["summary"] = json!("split");
-    e["occurred_at"] = json!(chrono::Utc::now().to_rfc3339());
-    for b in [&p, &s] {
-        let r = http
-            .post(format!("{b}/v1/events"))
-            .bearer_auth(INGEST_TOKEN)
-            .json(&e)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
-    }
+    saw_each_other(&http, &p, &s).await;
+    post_halt(&http, "split", &[&p, &s]).await;
     let opened = Instant::now();
     wait_page(&sink, "split", &step(0, 0), Duration::from_secs(5)).await;
     // The standby has seen step 0 fired before the cut (step 1 is due 3 s after the open).
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let body: Value = http
-            .get(format!("{s}/v1/incidents?status=open"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let list = body
-            .as_array()
-            .cloned()
-            .or_else(|| body["incidents"].as_array().cloned())
-            .unwrap_or_default();
-        if list
-            .iter()
-            .any(|i| i["summary"] == "split" && i["step"].as_u64() >= Some(1))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the standby did not mirror step 0 before the cut"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(
+        "the standby mirrored step 0 before the cut",
+        Duration::from_secs(3),
+        || past_first_step(&http, &s, "split"),
+    )
+    .await;
     cut.store(true, Ordering::SeqCst);
     let cut_at = Instant::now();
     // Both alive: the primary pages step 1 (due during the partition); the standby takes over
@@ -703,14 +647,12 @@ async fn a_partition_duplicates_only_steps_due_after_takeover_after_and_after_he
     // Heal: the primary sees its standby active and holds; from then on one side pages.
     tokio::time::sleep(Duration::from_secs(1)).await;
     cut.store(false, Ordering::SeqCst);
-    let deadline = Instant::now() + POLL * 3;
-    while peer_view(&http, &p).await["held"] != true {
-        assert!(
-            Instant::now() < deadline,
-            "the primary did not hold after the partition healed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(
+        "the primary holds after the partition healed",
+        POLL * 3,
+        || async { peer_view(&http, &p).await["held"] == true },
+    )
+    .await;
     let healed = opened.elapsed();
     assert!(
         healed < Duration::from_secs(19),
