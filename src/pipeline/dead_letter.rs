@@ -253,7 +253,7 @@ impl DeadLetters {
 
     async fn drain_forever(&self, queue: String, stop: CancellationToken) {
         tracing::info!(queue, "Draining SNS dead letters.");
-        let mut backoff = Duration::from_secs(2);
+        let mut failures = 0u32;
         loop {
             let wait = Duration::from_secs(LONG_POLL_SECONDS as u64);
             let round = tokio::select! {
@@ -261,19 +261,19 @@ impl DeadLetters {
                 r = self.receive(&queue, wait) => r,
             };
             let pause = match round {
-                Ok(fates) if fates.contains(&Fate::Retry) => {
-                    backoff = Duration::from_secs(2);
-                    Duration::from_secs(5)
-                }
-                Ok(_) => {
-                    backoff = Duration::from_secs(2);
-                    Duration::ZERO
+                Ok(fates) => {
+                    failures = 0;
+                    if fates.contains(&Fate::Retry) {
+                        Duration::from_secs(5)
+                    } else {
+                        Duration::ZERO
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!(queue, error.message = %e, retry_in = ?backoff, "Cannot receive from a dead-letter queue.");
-                    let b = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    b
+                    failures = failures.saturating_add(1);
+                    let pause = super::backoff(Duration::from_secs(2), MAX_BACKOFF, failures);
+                    tracing::warn!(queue, error.message = %e, retry_in = ?pause, "Cannot receive from a dead-letter queue.");
+                    pause
                 }
             };
             if !pause.is_zero() {

@@ -28,6 +28,18 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+/// The wait after `failures` failed attempts in a row (at least 1): `first`, doubling per further
+/// failure, never more than `cap`. The loops here (reconciliation, dead letters, the watchdog)
+/// back off between their own attempts with it, on top of the SDK's retries within one call.
+pub fn backoff(
+    first: std::time::Duration,
+    cap: std::time::Duration,
+    failures: u32,
+) -> std::time::Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    first.saturating_mul(factor).min(cap)
+}
+
 /// How one reconciliation region or one dead-letter queue is doing.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceHealth {
@@ -129,5 +141,22 @@ impl RecoveryHealth {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_from_the_first_wait_up_to_the_cap() {
+        let waits: Vec<u64> = (1..=7)
+            .map(|f| super::backoff(Duration::from_secs(2), Duration::from_secs(30), f).as_secs())
+            .collect();
+        assert_eq!(waits, [2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(
+            super::backoff(Duration::from_secs(2), Duration::from_secs(30), u32::MAX),
+            Duration::from_secs(30)
+        );
     }
 }

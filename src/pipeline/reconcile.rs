@@ -291,7 +291,8 @@ impl Reconciler {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         struct Due {
             at: Instant,
-            backoff: Duration,
+            /// Failed passes in a row.
+            failures: u32,
         }
         let mut due: HashMap<String, Due> = HashMap::new();
         let mut refusals = self.service.refusals();
@@ -327,7 +328,7 @@ impl Reconciler {
             for region in &cfg.regions {
                 let d = due.entry(region.clone()).or_insert(Due {
                     at: now,
-                    backoff: FIRST_BACKOFF,
+                    failures: 0,
                 });
                 if d.at > now {
                     continue;
@@ -336,10 +337,11 @@ impl Reconciler {
                 let after = Instant::now();
                 if ok {
                     d.at = after + cfg.interval;
-                    d.backoff = FIRST_BACKOFF;
+                    d.failures = 0;
                 } else {
-                    d.at = after + d.backoff;
-                    d.backoff = (d.backoff * 2).min(MAX_BACKOFF).min(cfg.interval);
+                    d.failures = d.failures.saturating_add(1);
+                    d.at = after
+                        + super::backoff(FIRST_BACKOFF, MAX_BACKOFF.min(cfg.interval), d.failures);
                 }
                 if stop.is_cancelled() {
                     return;

@@ -300,8 +300,7 @@ pub fn retry_wait(interval: Duration, failures: u32) -> Duration {
     if failures == 0 {
         return interval;
     }
-    let factor = 1u32 << (failures - 1).min(16);
-    RETRY_FIRST.saturating_mul(factor).min(interval)
+    super::backoff(RETRY_FIRST, interval, failures)
 }
 
 #[cfg(test)]
