@@ -11,6 +11,6 @@ pub mod transition;
 
 pub use model::{
     Actor, Delivery, DeliveryOutcome, Incident, IncidentStatus, IncidentSync, NotifyKind, Origin,
-    SyncActor, TimelineEntry, TimelineEvent,
+    PendingPage, SyncActor, TimelineEntry, TimelineEvent,
 };
 pub use service::{IncidentService, IngestOutcome, ServiceError};

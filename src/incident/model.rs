@@ -121,6 +121,10 @@ pub struct Incident {
     /// records written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_by: Option<DateTime<Utc>>,
+    /// The pages the peer had fired for this incident but not yet delivered (rows in its
+    /// outbox), as its feed last showed them: what this side sends if the peer goes silent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_undelivered: Vec<PendingPage>,
 }
 
 impl Incident {
@@ -262,6 +266,11 @@ pub enum TimelineEvent {
         step: u32,
         by: String,
     },
+    /// The peer went silent with pages it had fired but not delivered: this side sent them.
+    PeerResent {
+        pages: usize,
+        by: String,
+    },
     /// The standby took over paging from its primary.
     Takeover {
         reason: String,
@@ -295,7 +304,7 @@ pub enum DeliveryOutcome {
 }
 
 /// Why a notification is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyKind {
     Trigger,
@@ -383,6 +392,36 @@ pub struct IncidentSync {
     pub severity: Severity,
     pub source: Source,
     pub labels: Labels,
+    /// Pages fired for it that are still in the sender's outbox (sent with retries pending, or
+    /// not yet tried): what the other side sends in its place if this side goes silent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undelivered: Vec<PendingPage>,
+}
+
+/// A page one side fired but has not delivered yet, as the peer feed carries it: enough to
+/// send it again through the other side's channels (the incident is the other side's own).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PendingPage {
+    pub kind: NotifyKind,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub people: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<(u32, u32)>,
+}
+
+impl PendingPage {
+    pub fn of(d: &Delivery) -> Self {
+        Self {
+            kind: d.kind,
+            channel: d.channel.clone(),
+            target: d.target.clone(),
+            people: d.people.clone(),
+            step: d.step,
+        }
+    }
 }
 
 /// Who acknowledged or resolved, and when, in the peer feed.
@@ -414,6 +453,7 @@ impl IncidentSync {
             severity: inc.severity,
             source: inc.source,
             labels: inc.labels.clone(),
+            undelivered: Vec::new(),
         }
     }
 }

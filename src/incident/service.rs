@@ -3,6 +3,7 @@
 //! one version-guarded `Transition`; on a conflict (another task or replica changed the incident
 //! first) it reads again and decides again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::extras;
 use super::transition::{self, AckResult, AlertEffect};
-use super::{Actor, Incident, IncidentStatus, Origin, TimelineEntry, TimelineEvent};
+use super::{Actor, Delivery, Incident, IncidentStatus, Origin, TimelineEntry, TimelineEvent};
 use crate::classify::classify;
 use crate::clock::Clock;
 use crate::config::{Override, Policy, PolicyHandle};
@@ -1183,6 +1184,8 @@ impl IncidentService {
 pub const PEER_FEED_RESOLVED: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// At most this many incidents in one peer feed (newest first; `truncated` says so).
 pub const PEER_FEED_CAP: usize = 5_000;
+/// At most this many outbox rows are read for the feed's undelivered pages.
+pub const PEER_FEED_OUTBOX_CAP: usize = 10_000;
 /// How many recently resolved incidents a mirror looks through before it opens a copy.
 const MIRROR_RESOLVED_LOOKBACK: usize = 256;
 
@@ -1214,7 +1217,102 @@ impl IncidentService {
         all.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
         let truncated = all.len() > PEER_FEED_CAP;
         all.truncate(PEER_FEED_CAP);
-        Ok((all.iter().map(super::IncidentSync::of).collect(), truncated))
+        // The pages still in the outbox, by incident: what the peer sends if this side dies.
+        let mut pending: HashMap<IncidentId, Vec<super::PendingPage>> = HashMap::new();
+        for d in self.store.outbox(PEER_FEED_OUTBOX_CAP).await? {
+            if d.kind.is_page() {
+                pending
+                    .entry(d.incident)
+                    .or_default()
+                    .push(super::PendingPage::of(&d));
+            }
+        }
+        let feed = all
+            .iter()
+            .map(|inc| {
+                let mut sync = super::IncidentSync::of(inc);
+                if inc.status == IncidentStatus::Triggered
+                    && let Some(mut pages) = pending.remove(&inc.id)
+                {
+                    pages.sort();
+                    sync.undelivered = pages;
+                }
+                sync
+            })
+            .collect();
+        Ok((feed, truncated))
+    }
+
+    /// Sends through this side the pages the peer had fired but not delivered when it went
+    /// silent (`Incident::peer_undelivered`, from its last feed): one new outbox row each, the
+    /// list cleared in the same version-guarded commit, so that replicas sharing a store send
+    /// them once. An incident acknowledged or resolved since needs them no more. Returns how
+    /// many pages were queued.
+    pub async fn resend_peer_undelivered(&self, from: &str) -> Result<usize, ServiceError> {
+        let mut queued = 0;
+        for open in self.open_incidents().await? {
+            if open.peer_undelivered.is_empty() {
+                continue;
+            }
+            for _ in 0..MAX_CONFLICTS {
+                let Some(mut inc) = self.store.incident(open.id).await? else {
+                    break;
+                };
+                if inc.peer_undelivered.is_empty() {
+                    break;
+                }
+                let now = self.clock.now();
+                let pages = std::mem::take(&mut inc.peer_undelivered);
+                let deliveries: Vec<Delivery> = if inc.status == IncidentStatus::Triggered {
+                    pages
+                        .iter()
+                        .map(|p| {
+                            Delivery::new(
+                                inc.id,
+                                p.kind,
+                                &p.channel,
+                                p.target.clone(),
+                                p.people.clone(),
+                                p.step,
+                                now,
+                            )
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let guard = Guard::Version(inc.id, inc.version);
+                inc.version += 1;
+                let n = deliveries.len();
+                let id = inc.id;
+                let timeline = if n > 0 {
+                    vec![TimelineEntry {
+                        at: now,
+                        event: TimelineEvent::PeerResent {
+                            pages: n,
+                            by: from.to_string(),
+                        },
+                    }]
+                } else {
+                    Vec::new()
+                };
+                let tx = Transition {
+                    guard: Some(guard),
+                    incident: Some(inc),
+                    timeline,
+                    deliveries,
+                    ..Default::default()
+                };
+                if self.commit(tx).await? == CommitOutcome::Committed {
+                    if n > 0 {
+                        tracing::warn!(incident.id = %id, pages = n, from, "Sending the pages the silent peer had fired but not delivered.");
+                    }
+                    queued += n;
+                    break;
+                }
+            }
+        }
+        Ok(queued)
     }
 
     /// Follows the peer's view of one incident (`from`: "primary" or "standby"): its escalation
@@ -1253,7 +1351,14 @@ impl IncidentService {
             };
             let guard = Guard::Version(inc.id, inc.version);
             let timeline = apply_remote(&mut inc, remote, from, now);
-            if timeline.is_empty() {
+            let undelivered = if inc.status == IncidentStatus::Triggered {
+                remote.undelivered.clone()
+            } else {
+                Vec::new()
+            };
+            let pending_moved = inc.peer_undelivered != undelivered;
+            inc.peer_undelivered = undelivered;
+            if timeline.is_empty() && !pending_moved {
                 return Ok(Mirrored::Unchanged);
             }
             inc.version += 1;
@@ -1540,6 +1645,86 @@ mod tests {
         );
         assert!(apply_remote(&mut here, &synced(&resolved), "primary", t0).is_empty());
         assert!(here.status.is_open());
+    }
+
+    #[tokio::test]
+    async fn pages_the_silent_peer_left_undelivered_are_queued_once_by_replicas_sharing_a_store() {
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::EmbeddedStore::open(&dir.path().join("db")).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let policy = Arc::new(
+            PolicyHandle::load(
+                std::path::Path::new("routing"),
+                std::path::Path::new("templates"),
+                metrics.clone(),
+            )
+            .unwrap(),
+        );
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::ManualClock::new(t0));
+        let replica = || {
+            IncidentService::new(
+                store.clone(),
+                policy.clone(),
+                clock.clone(),
+                metrics.clone(),
+                Wakers::default(),
+            )
+        };
+        let (a, b) = (replica(), replica());
+        let page = super::super::PendingPage {
+            kind: super::super::NotifyKind::Escalate,
+            channel: "sms".into(),
+            target: Some("cto".into()),
+            people: vec![],
+            step: Some((0, 1)),
+        };
+        let mut stuck = crate::store::contract::sample_incident(
+            crate::domain::Fingerprint::parse("stuck").unwrap(),
+            t0,
+        );
+        stuck.peer_undelivered = vec![page.clone()];
+        let mut acked = crate::store::contract::sample_incident(
+            crate::domain::Fingerprint::parse("acked").unwrap(),
+            t0,
+        );
+        acked.status = IncidentStatus::Acknowledged;
+        acked.peer_undelivered = vec![page.clone()];
+        for inc in [&stuck, &acked] {
+            let tx = Transition {
+                guard: Some(Guard::NoOpenIncident(inc.fingerprint.clone())),
+                incident: Some(inc.clone()),
+                ..Default::default()
+            };
+            assert_eq!(store.commit(tx).await.unwrap(), CommitOutcome::Committed);
+        }
+        let (x, y) = tokio::join!(
+            a.resend_peer_undelivered("primary"),
+            b.resend_peer_undelivered("primary")
+        );
+        assert_eq!(
+            x.unwrap() + y.unwrap(),
+            1,
+            "one page, queued once; the acknowledged incident needs it no more"
+        );
+        let rows = store.outbox(100).await.unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            (rows[0].incident, super::super::PendingPage::of(&rows[0])),
+            (stuck.id, page)
+        );
+        for id in [stuck.id, acked.id] {
+            let inc = store.incident(id).await.unwrap().unwrap();
+            assert!(
+                inc.peer_undelivered.is_empty(),
+                "cleared in the same commit"
+            );
+        }
+        assert!(store.timeline(stuck.id).await.unwrap().iter().any(
+            |e| matches!(&e.event, TimelineEvent::PeerResent { pages: 1, by } if by == "primary")
+        ));
+        assert_eq!(a.resend_peer_undelivered("primary").await.unwrap(), 0);
     }
 
     #[test]

@@ -108,6 +108,7 @@ pub fn open(
         held_by: None,
         unreached: None,
         opened_by: Some(alert.occurred_at),
+        peer_undelivered: Vec::new(),
     };
     let entry = TimelineEntry {
         at: now,

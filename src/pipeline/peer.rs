@@ -8,6 +8,7 @@
 //! No consensus: roles are configured, takeover is by liveness. What can be paged twice is
 //! stated in README ("The duplicate bound").
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +81,9 @@ pub struct Peer {
     view: Mutex<PeerView>,
     /// One round (or hand-back) at a time.
     round: tokio::sync::Mutex<()>,
+    /// This side began to page for a silent or unready peer and has yet to send the pages the
+    /// peer had not delivered.
+    resend_due: AtomicBool,
 }
 
 impl Peer {
@@ -118,6 +122,7 @@ impl Peer {
             started,
             view: Mutex::new(view),
             round: tokio::sync::Mutex::new(()),
+            resend_due: AtomicBool::new(false),
         })
     }
 
@@ -196,6 +201,7 @@ impl Peer {
                 self.decide_on_silence(&e, now).await;
             }
         }
+        self.resend_undelivered().await;
         let view = self.view();
         self.metrics
             .gauge("vigil_peer_lag_seconds", &[])
@@ -219,6 +225,7 @@ impl Peer {
         let hold = feed.role == Role::ActiveStandby.as_str();
         let was = self.gate.set_held(hold);
         if hold && !was {
+            self.resend_due.store(false, Ordering::SeqCst);
             tracing::error!(peer = %self.settings.url, "The standby is active: this primary holds its pages until an operator hands back (vigil hand-back).");
         } else if !hold && was {
             tracing::warn!(peer = %self.settings.url, peer_role = %feed.role, "The standby is passive: this primary pages.");
@@ -246,6 +253,31 @@ impl Peer {
             // The standby that held this primary is gone too: page again, a pager must page.
             tracing::error!(peer = %self.settings.url, error.message = %error, "The standby is unreachable: this primary pages again.");
             self.service.wake_scheduler();
+            self.resend_due.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// This side began to page because the peer went silent or not ready: send what the peer
+    /// had fired but not delivered (its outbox as its last feed showed it), so that a page
+    /// stuck in a dead peer's retries is not lost. Once per takeover; a round tries again
+    /// while it fails.
+    async fn resend_undelivered(&self) {
+        if !self.resend_due.load(Ordering::SeqCst) || !self.gate.is_open() {
+            return;
+        }
+        match self.service.resend_peer_undelivered(self.peer_name()).await {
+            Ok(n) => {
+                self.resend_due.store(false, Ordering::SeqCst);
+                if n > 0 {
+                    tracing::warn!(peer = %self.settings.url, pages = n, "Sent the pages the peer had fired but not delivered.");
+                    self.metrics
+                        .counter("vigil_peer_resent_pages_total", &[])
+                        .increment(n as u64);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error.message = %e, "Could not queue the pages the peer had not delivered; the next round tries again.");
+            }
         }
     }
 
@@ -274,6 +306,8 @@ impl Peer {
             tracing::warn!(error.message = %e, "Could not note the takeover on the open incidents.");
         }
         self.service.wake_scheduler();
+        self.resend_due.store(true, Ordering::SeqCst);
+        self.resend_undelivered().await;
         // Alarms whose SNS delivery went only to the dead primary: read them from CloudWatch.
         self.service.wake_reconciliation();
         let since = self.view().peer_last_seen.unwrap_or(self.started);
@@ -344,6 +378,7 @@ impl Peer {
             self.gate.set_role(Role::Standby);
             self.gate.set_draining(false);
         }
+        self.resend_due.store(false, Ordering::SeqCst);
         self.metrics
             .gauge("vigil_peer_role", &[])
             .set(Role::Standby.gauge());

@@ -66,6 +66,7 @@ pub fn sample_incident(fp: Fingerprint, now: DateTime<Utc>) -> Incident {
         held_by: None,
         unreached: None,
         opened_by: None,
+        peer_undelivered: Vec::new(),
     }
 }
 
@@ -659,6 +660,22 @@ async fn outbox_rows_retry_and_finish(store: &dyn Store) {
         .find(|x| x.id == d.id)
         .expect("due again");
     assert_eq!((row.attempt, row.not_before), (1, retry_at));
+    // Handed out for its retry, the row is still listed in the outbox (read-only: listing
+    // leases nothing, so it stays due).
+    let listed = |rows: Vec<Delivery>| {
+        rows.into_iter()
+            .filter(|x| x.incident == inc.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(store.outbox(10_000).await.unwrap()),
+        vec![row.clone()]
+    );
+    assert_eq!(
+        store.outbox(0).await.unwrap(),
+        vec![],
+        "bounded by its limit"
+    );
     let follow_up = Delivery::new(
         inc.id,
         NotifyKind::Trigger,
@@ -713,6 +730,11 @@ async fn outbox_rows_retry_and_finish(store: &dyn Store) {
             .unwrap()
             .iter()
             .all(|x| x.id != d.id)
+    );
+    assert_eq!(
+        listed(store.outbox(10_000).await.unwrap()),
+        vec![],
+        "finished rows leave it"
     );
     let timeline = store.timeline(inc.id).await.unwrap();
     assert_eq!(timeline.len(), 4, "opened + two attempts + the follow-up's");

@@ -1178,6 +1178,17 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
+    async fn outbox(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let t = rx.open_table(OUTBOX).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(unavailable)?.take(limit) {
+            let (_, v) = row.map_err(unavailable)?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
     async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError> {
         let rx = self.db.begin_read().map_err(unavailable)?;
         let t = rx.open_table(OUTBOX).map_err(unavailable)?;

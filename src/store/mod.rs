@@ -177,6 +177,10 @@ pub trait Store: Send + Sync + 'static {
     /// meanwhile is then not sent twice.
     async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError>;
 
+    /// Every outbox row, leased or not, at most `limit`, read-only (nothing is handed out): what
+    /// the peer feed reports as fired but not yet delivered.
+    async fn outbox(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+
     /// The earliest `not_before` in the outbox. A backend that leases rows to replicas (Redis)
     /// counts only rows not yet handed out: a handed-out row is the holder's until it is
     /// finished or its lease runs out, and must not keep every other replica's worker awake.

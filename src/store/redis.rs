@@ -1236,6 +1236,36 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    async fn outbox(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let key = self.keys.k("outbox");
+        let mut out = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let key = key.clone();
+            let (next, page): (u64, Vec<(String, String)>) = self
+                .run(|mut c| async move {
+                    ::redis::cmd("HSCAN")
+                        .arg(&key)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            for (_, row) in page {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                out.push(decode::<Delivery>(&row)?);
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
     async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError> {
         let key = self.keys.k("outbox:tok");
         let id = delivery.id.to_string();

@@ -601,6 +601,9 @@ impl Store for ObservedStore {
     async fn still_pending(&self, delivery: &Delivery) -> Result<bool, StoreError> {
         self.inner.still_pending(delivery).await
     }
+    async fn outbox(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.outbox(limit).await
+    }
     async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner.next_delivery().await
     }

@@ -780,3 +780,82 @@ async fn the_primary_restarted_after_a_takeover_holds_until_the_hand_back_and_no
     );
     let _ = &pair.standby;
 }
+
+/// Answers 503 to the pages of `summary` while `failing` is set (the provider refusing the
+/// primary's sends), 200 to every other request.
+struct RefuseWhile {
+    summary: &'static str,
+    failing: Arc<AtomicBool>,
+}
+
+impl wiremock::Respond for RefuseWhile {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        if self.failing.load(Ordering::SeqCst) && body["summary"] == self.summary {
+            ResponseTemplate::new(503)
+        } else {
+            ResponseTemplate::new(200)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_page_the_primary_fired_but_had_not_delivered_when_it_died_is_delivered_by_the_standby() {
+    let failing = Arc::new(AtomicBool::new(true));
+    let sink = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/page"))
+        .respond_with(RefuseWhile {
+            summary: "stuck",
+            failing: failing.clone(),
+        })
+        .mount(&sink)
+        .await;
+    let mut pair = Pair::start(&sink, ["0s", "1h", "2h"]).await;
+    let both = [pair.p.as_str(), pair.s.as_str()];
+    pair.alert("stuck", &both).await;
+    // The primary fired step 0 (the standby follows its position) but the provider refuses it:
+    // the page waits in the primary's outbox for its next attempt.
+    pair.until("the standby mirrored step 0", POLL * 3, || async {
+        mirrored_step(&pair, &pair.s, "stuck").await == Some((0, 1))
+    })
+    .await;
+    pair.until(
+        "the provider refused the primary's page",
+        Duration::from_secs(5),
+        || async { paged(&sink, "stuck", &step(0, 0)).await > 0 },
+    )
+    .await;
+    // The standby has read the feed since the refusal.
+    tokio::time::sleep(POLL + Duration::from_millis(500)).await;
+    pair.primary.kill().unwrap();
+    pair.primary.wait().unwrap();
+    failing.store(false, Ordering::SeqCst);
+    let before = paged(&sink, "stuck", &step(0, 0)).await;
+    let bound = TAKEOVER_AFTER + POLL + Duration::from_secs(3);
+    wait_page(&sink, UNREACHABLE, &step(0, 0), bound).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while paged(&sink, "stuck", &step(0, 0)).await == before {
+        assert!(
+            Instant::now() < deadline,
+            "the page the primary never delivered was not sent by the standby: {:?}",
+            pages(&sink).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        paged(&sink, "stuck", &step(0, 0)).await,
+        before + 1,
+        "sent once by the standby"
+    );
+    let inc = pair.find(&pair.s, "stuck").await.unwrap();
+    assert!(
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "peer_resent" && e["by"] == "primary"),
+        "the timeline says the standby sent what the primary had not: {inc}"
+    );
+}
