@@ -92,17 +92,26 @@ impl Scheduler {
     /// One pass: fire what is due, open incidents for missed heartbeats, then measure the lag of
     /// whatever is still overdue. Returns how many escalation steps fired.
     pub async fn pass(&self) -> Result<usize, crate::incident::ServiceError> {
-        // A hand-back waits for the pass in flight before the peer may open its gate.
         let gate = self.service.gate().clone();
-        let _pass = gate.pass.lock().await;
-        if !gate.is_open() {
+        let closed = |health: &SchedulerHealth| {
             // A closed gate (a standby) fires nothing and checks no heartbeat; its lag is not a
             // readiness problem.
-            self.health.lag_ms.store(0, Ordering::Relaxed);
+            health.lag_ms.store(0, Ordering::Relaxed);
             self.metrics.scheduler_lag_seconds.set(0.0);
-            return Ok(0);
+            Ok(0)
+        };
+        let fired = {
+            // A hand-back waits for the steps in flight to commit before the peer may open.
+            let _deciding = gate.deciding().await;
+            if !gate.is_open() {
+                return closed(&self.health);
+            }
+            self.service.run_due().await?
+        };
+        // A missed heartbeat is ingested like any alert, which takes its own turn at deciding.
+        if !gate.is_open() {
+            return closed(&self.health);
         }
-        let fired = self.service.run_due().await?;
         let now = self.clock.now();
         super::heartbeat::check(&self.service, &self.policy.current(), now).await?;
         let lag = match self.service.store().next_due().await? {

@@ -50,8 +50,10 @@ pub struct PagingGate {
     /// Closed for a hand-back in progress: the role still shows `active-standby` until the
     /// scheduler's pass in flight has finished, so the primary cannot open before this side shut.
     draining: AtomicBool,
-    /// Held by a scheduler pass; a hand-back takes it to wait for the pass in flight.
-    pub pass: tokio::sync::Mutex<()>,
+    /// Held (shared) by every decision that may fire a step: a scheduler pass, an ingest, a
+    /// mirrored copy. Closing the gate for a hand-back takes it exclusively, so it waits for the
+    /// decisions in flight to commit before the role reads `standby`.
+    deciding: tokio::sync::RwLock<()>,
 }
 
 impl PagingGate {
@@ -60,7 +62,7 @@ impl PagingGate {
             role: AtomicU8::new(role.code()),
             held: AtomicBool::new(false),
             draining: AtomicBool::new(false),
-            pass: tokio::sync::Mutex::new(()),
+            deciding: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -83,6 +85,21 @@ impl PagingGate {
 
     pub fn set_draining(&self, draining: bool) {
         self.draining.store(draining, Ordering::SeqCst);
+    }
+
+    /// Held while deciding whether to fire a step and committing that decision.
+    pub async fn deciding(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.deciding.read().await
+    }
+
+    /// Closes the gate of an active standby for a hand-back: no new decision fires a step from
+    /// the first instant (draining), and the role turns `standby` (what the primary waits for)
+    /// only once every decision in flight has committed.
+    pub async fn hand_back(&self) {
+        self.set_draining(true);
+        let _all = self.deciding.write().await;
+        self.set_role(Role::Standby);
+        self.set_draining(false);
     }
 
     /// Whether this process may page right now.
@@ -121,5 +138,28 @@ mod tests {
         s.set_draining(true);
         assert!(!s.is_open(), "a hand-back closes the gate first");
         assert_eq!(s.role().as_str(), "active-standby");
+    }
+
+    #[tokio::test]
+    async fn a_hand_back_turns_standby_only_after_the_decisions_in_flight_committed() {
+        let g = std::sync::Arc::new(PagingGate::new(Role::ActiveStandby));
+        let in_flight = g.deciding().await;
+        assert!(g.is_open(), "an ingest decided to fire its first step");
+        let closing = tokio::spawn({
+            let g = g.clone();
+            async move { g.hand_back().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!g.is_open(), "no new decision fires from the first instant");
+        assert_eq!(
+            g.role(),
+            Role::ActiveStandby,
+            "the feed still says active: the primary must not open yet"
+        );
+        assert!(!closing.is_finished());
+        drop(in_flight);
+        closing.await.unwrap();
+        assert_eq!(g.role(), Role::Standby);
+        assert!(!g.is_open());
     }
 }

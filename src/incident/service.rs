@@ -439,6 +439,9 @@ impl IncidentService {
         alert: &Alert,
         arrival: &Arrival,
     ) -> Result<IngestOutcome, ServiceError> {
+        // Deciding whether to fire the first step and committing it are one step for a
+        // hand-back: it waits for this ingest to commit before the primary may open.
+        let _deciding = self.gate.deciding().await;
         let now = self.clock.now();
         let bounded;
         let (alert, claimed) = match transition::implausible_future(alert.occurred_at, now) {
@@ -1324,6 +1327,8 @@ impl IncidentService {
         remote: &super::IncidentSync,
         from: &str,
     ) -> Result<Mirrored, ServiceError> {
+        // A copy may fire its first step: one decision for a hand-back, like an ingest.
+        let _deciding = self.gate.deciding().await;
         for _ in 0..MAX_CONFLICTS {
             let now = self.clock.now();
             let state = self.store.fingerprint(&remote.fingerprint).await?;

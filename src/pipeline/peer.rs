@@ -372,12 +372,7 @@ impl Peer {
             v.took_over_at = None;
             v.takeover_reason = None;
         });
-        self.gate.set_draining(true);
-        {
-            let _pass = self.gate.pass.lock().await;
-            self.gate.set_role(Role::Standby);
-            self.gate.set_draining(false);
-        }
+        self.gate.hand_back().await;
         self.resend_due.store(false, Ordering::SeqCst);
         self.metrics
             .gauge("vigil_peer_role", &[])
