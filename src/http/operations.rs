@@ -152,10 +152,14 @@ pub async fn create_override(
         )));
     }
     let id = new_id(now);
-    s.service
-        .store()
-        .put_record(extras::OVERRIDES, &id, record_bytes(&o)?)
-        .await?;
+    extras::put_operator_record(
+        s.service.store().as_ref(),
+        extras::OVERRIDES,
+        &id,
+        record_bytes(&o)?,
+        now,
+    )
+    .await?;
     s.service.forget_extras();
     tracing::info!(override.id = %id, schedule = %o.schedule, person = %o.person, start = %o.start, end = %o.end, "On-call override created.");
     Ok((
@@ -182,10 +186,13 @@ pub async fn delete_override(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let deleted = ulid::Ulid::from_string(&id).is_ok()
-        && s.service
-            .store()
-            .delete_record(extras::OVERRIDES, &id)
-            .await?;
+        && extras::delete_operator_record(
+            s.service.store().as_ref(),
+            extras::OVERRIDES,
+            &id,
+            s.clock.now(),
+        )
+        .await?;
     if !deleted {
         return Err(ApiError::not_found("no override with that id"));
     }
@@ -305,10 +312,14 @@ pub async fn create_silence(
             silence.regex_count()
         )));
     }
-    s.service
-        .store()
-        .put_record(extras::SILENCES, &silence.id, record_bytes(&silence)?)
-        .await?;
+    extras::put_operator_record(
+        s.service.store().as_ref(),
+        extras::SILENCES,
+        &silence.id,
+        record_bytes(&silence)?,
+        now,
+    )
+    .await?;
     s.service.forget_extras();
     tracing::info!(silence.id = %silence.id, author = %silence.author, start = %silence.start, end = %silence.end, "Silence created.");
     Ok((
@@ -347,10 +358,13 @@ pub async fn delete_silence(
     _op: Operator,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if s.service
-        .store()
-        .delete_record(extras::SILENCES, &id)
-        .await?
+    if extras::delete_operator_record(
+        s.service.store().as_ref(),
+        extras::SILENCES,
+        &id,
+        s.clock.now(),
+    )
+    .await?
     {
         s.service.forget_extras();
         tracing::info!(silence.id = %id, "Silence deleted.");

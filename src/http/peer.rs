@@ -10,6 +10,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::{Operator, PeerToken};
 use super::error::ApiError;
+use crate::incident::extras;
 use crate::pipeline::peer::{Feed, HandBackError};
 
 pub async fn feed(State(s): State<AppState>, _peer: PeerToken) -> Json<Feed> {
@@ -24,6 +25,13 @@ pub async fn feed(State(s): State<AppState>, _peer: PeerToken) -> Json<Feed> {
             (Vec::new(), false)
         }
     };
+    // API silences and overrides, with their stamps (incident::extras).
+    let records = extras::sync_records(s.service.store().as_ref(), s.clock.now())
+        .await
+        .unwrap_or_else(|e| {
+            problems.push(format!("peer feed records: {e}"));
+            Vec::new()
+        });
     Json(Feed {
         role: gate.role().as_str().to_string(),
         held: gate.held(),
@@ -32,6 +40,7 @@ pub async fn feed(State(s): State<AppState>, _peer: PeerToken) -> Json<Feed> {
         at: s.clock.now(),
         incidents,
         truncated,
+        records,
     })
 }
 

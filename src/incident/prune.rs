@@ -3,7 +3,8 @@
 //! - resolved incidents whose resolve is older than `Retention::incidents`, with their
 //!   timelines, outbox rows, provider references and flap-detection record;
 //! - transport delivery ids (SNS `MessageId`s) older than `Retention::message_ids`;
-//! - API silences and overrides that have ended.
+//! - API silences and overrides that have ended, and (`extras::STAMP_RETENTION`, 7 days after
+//!   their change) the tombstones and stamps the warm standby's feed compares.
 //!
 //! A pass is bounded (`Retention::per_pass` of each), so it never holds the store's writer for
 //! long; a pass that reached its bound is followed by another after `CATCH_UP` instead of the
@@ -54,7 +55,7 @@ impl Default for Retention {
 pub struct PruneReport {
     pub incidents: usize,
     pub delivery_ids: usize,
-    /// Ended API silences and overrides.
+    /// Ended API silences and overrides, and their stamps a week after their last change.
     pub records: usize,
     /// The pass stopped at a bound: there may be more to delete.
     pub more: bool,
@@ -123,7 +124,16 @@ pub async fn pass(
             }
         }
     }
-    report.records = ended;
+    // Tombstones of deleted silences and overrides, and the stamps of those pruned above, once
+    // their change is a week old (the peer feed's, `extras::STAMP_RETENTION`).
+    let (stamps, more) = extras::prune_stamps(
+        store,
+        before(now, extras::STAMP_RETENTION),
+        limit.saturating_sub(ended).max(1),
+    )
+    .await?;
+    report.more |= more;
+    report.records = ended + stamps;
     if ended > 0 {
         service.forget_extras();
     }

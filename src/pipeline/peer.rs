@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::domain::{Alert, AlertStatus, Fingerprint, Labels, Source};
+use crate::incident::extras::{self, RecordSync};
 use crate::incident::gate::{PagingGate, Role};
 use crate::incident::{Actor, IncidentService, IncidentSync, Origin, TimelineEvent};
 use crate::metrics::Metrics;
@@ -38,6 +39,9 @@ pub struct Feed {
     pub at: DateTime<Utc>,
     pub incidents: Vec<IncidentSync>,
     pub truncated: bool,
+    /// API silences and overrides, with their stamps (`incident::extras::sync_records`).
+    #[serde(default)]
+    pub records: Vec<RecordSync>,
 }
 
 /// What this side knows of its peer (`GET /v1/peer`, `/readyz`).
@@ -192,6 +196,21 @@ impl Peer {
                 for remote in &feed.incidents {
                     if let Err(e) = self.service.mirror(remote, from).await {
                         tracing::warn!(fingerprint = %remote.fingerprint, error.message = %e, "Could not mirror an incident from the peer; the next round tries again.");
+                    }
+                }
+                // After the incidents, before deciding: a takeover finds the peer's silences.
+                match extras::apply_remote_records(self.service.store().as_ref(), &feed.records)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(records = n, peer = %self.settings.url, "Mirrored silences and overrides from the peer.");
+                        self.service.forget_extras();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, "Could not mirror silences and overrides from the peer; the next round tries again.");
+                        // Some may have been written before the error.
+                        self.service.forget_extras();
                     }
                 }
                 self.decide_on_answer(&feed).await;

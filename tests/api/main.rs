@@ -20,6 +20,7 @@ mod restart;
 mod slow_clients;
 mod sns;
 mod standby;
+mod standby_records;
 mod store_failures;
 mod time;
 mod two_way;

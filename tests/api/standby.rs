@@ -19,10 +19,10 @@ use crate::helpers::*;
 use crate::restart::{Proc, free_port, serve_command, wait_ready};
 
 const PEER_TOKEN: &str = "peer-secret-for-tests";
-const TAKEOVER_AFTER: Duration = Duration::from_secs(3);
+pub(crate) const TAKEOVER_AFTER: Duration = Duration::from_secs(3);
 /// The follower's poll (`pipeline::peer::PEER_POLL`).
-const POLL: Duration = Duration::from_secs(2);
-const UNREACHABLE: &str = "vigil primary unreachable since";
+pub(crate) const POLL: Duration = Duration::from_secs(2);
+pub(crate) const UNREACHABLE: &str = "vigil primary unreachable since";
 
 /// The webhook policy with its critical chain at `steps` (the three `after:`s), and the rule
 /// that pages `kind="peer_unreachable"` as critical (as the shipped rules do).
@@ -43,7 +43,7 @@ fn policy(dir: &std::path::Path, sink: &str, steps: [&str; 3]) -> std::path::Pat
     config
 }
 
-async fn sink() -> MockServer {
+pub(crate) async fn sink() -> MockServer {
     let sink = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/page"))
@@ -67,28 +67,28 @@ fn side(
     cmd.spawn().map(Proc).expect("vigil binary starts")
 }
 
-fn base(port: u16) -> String {
+pub(crate) fn base(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-struct Pair {
+pub(crate) struct Pair {
     _dir: tempfile::TempDir,
     config: std::path::PathBuf,
     primary_data: std::path::PathBuf,
-    primary: Proc,
+    pub(crate) primary: Proc,
     standby: Proc,
-    p: String,
-    s: String,
+    pub(crate) p: String,
+    pub(crate) s: String,
     p_port: u16,
     /// Where the primary reaches its standby.
     s_peer_url: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Pair {
     /// A primary (following its standby with `--peer`) and its standby, both ready, each having
     /// seen the other.
-    async fn start(sink: &MockServer, steps: [&str; 3]) -> Pair {
+    pub(crate) async fn start(sink: &MockServer, steps: [&str; 3]) -> Pair {
         let dir = tempfile::tempdir().unwrap();
         let config = policy(dir.path(), &sink.uri(), steps);
         let (p_port, s_port) = (free_port(), free_port());
@@ -126,7 +126,7 @@ impl Pair {
         pair
     }
 
-    async fn until<F, Fut>(&self, what: &str, within: Duration, check: F)
+    pub(crate) async fn until<F, Fut>(&self, what: &str, within: Duration, check: F)
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -135,7 +135,7 @@ impl Pair {
     }
 
     /// Posts the same bot event (one `occurred_at`) to each of `to`; the incident id on each.
-    async fn alert(&self, name: &str, to: &[&str]) -> Vec<String> {
+    pub(crate) async fn alert(&self, name: &str, to: &[&str]) -> Vec<String> {
         post_halt(&self.http, name, to).await
     }
 
@@ -151,7 +151,7 @@ impl Pair {
     }
 
     /// The open incident with `summary` on `b`, if any.
-    async fn find(&self, b: &str, summary: &str) -> Option<Value> {
+    pub(crate) async fn find(&self, b: &str, summary: &str) -> Option<Value> {
         let found = open_entry(&self.http, b, summary).await?;
         Some(self.incident(b, found["id"].as_str()?).await)
     }
@@ -249,7 +249,7 @@ async fn past_first_step(http: &reqwest::Client, b: &str, summary: &str) -> bool
         .is_some_and(|i| i["step"].as_u64() >= Some(1))
 }
 
-async fn peer_view(http: &reqwest::Client, b: &str) -> Value {
+pub(crate) async fn peer_view(http: &reqwest::Client, b: &str) -> Value {
     match http
         .get(format!("{b}/v1/peer"))
         .bearer_auth(OPERATOR_TOKEN)
@@ -262,7 +262,7 @@ async fn peer_view(http: &reqwest::Client, b: &str) -> Value {
 }
 
 /// Pages (trigger and escalate) by (summary, [loop, step]), counted.
-async fn pages(sink: &MockServer) -> BTreeMap<(String, String), usize> {
+pub(crate) async fn pages(sink: &MockServer) -> BTreeMap<(String, String), usize> {
     let mut out = BTreeMap::new();
     for b in received(sink).await {
         if b["kind"] == "trigger" || b["kind"] == "escalate" {
@@ -278,11 +278,11 @@ async fn pages(sink: &MockServer) -> BTreeMap<(String, String), usize> {
     out
 }
 
-fn step(l: u32, s: u32) -> String {
+pub(crate) fn step(l: u32, s: u32) -> String {
     json!([l, s]).to_string()
 }
 
-async fn paged(sink: &MockServer, summary: &str, st: &str) -> usize {
+pub(crate) async fn paged(sink: &MockServer, summary: &str, st: &str) -> usize {
     pages(sink)
         .await
         .get(&(summary.to_string(), st.to_string()))
@@ -291,7 +291,12 @@ async fn paged(sink: &MockServer, summary: &str, st: &str) -> usize {
 }
 
 /// Waits until (summary, step) has been paged, up to `within`; how long it took.
-async fn wait_page(sink: &MockServer, summary: &str, st: &str, within: Duration) -> Duration {
+pub(crate) async fn wait_page(
+    sink: &MockServer,
+    summary: &str,
+    st: &str,
+    within: Duration,
+) -> Duration {
     let start = Instant::now();
     loop {
         if paged(sink, summary, st).await > 0 {
