@@ -11,7 +11,9 @@ use tokio::sync::Notify;
 
 use super::extras;
 use super::transition::{self, AckResult, AlertEffect};
-use super::{Actor, Delivery, Incident, IncidentStatus, Origin, TimelineEntry, TimelineEvent};
+use super::{
+    Actor, Delivery, Incident, IncidentStatus, NotifyKind, Origin, TimelineEntry, TimelineEvent,
+};
 use crate::classify::classify;
 use crate::clock::Clock;
 use crate::config::{Override, Policy, PolicyHandle};
@@ -1319,13 +1321,17 @@ impl IncidentService {
     }
 
     /// Follows the peer's view of one incident (`from`: "primary" or "standby"): its escalation
-    /// position, acknowledgement and resolution, never moving backwards, never creating a
-    /// delivery. A remote open incident with no local match is opened here as a copy. Matched by
-    /// the local open incident of the fingerprint, else by (fingerprint, `opened_by`).
+    /// position, acknowledgement and resolution, never moving backwards, never paging. A remote
+    /// open incident with no local match is opened here as a copy. Matched by the local open
+    /// incident of the fingerprint, else by (fingerprint, `opened_by`). An acknowledgement or
+    /// resolve made on a peer that does not page (`peer_pages` false: a passive standby, a held
+    /// primary) is told here, to everyone this side paged, when this side pages: the peer sent
+    /// no notice.
     pub async fn mirror(
         &self,
         remote: &super::IncidentSync,
         from: &str,
+        peer_pages: bool,
     ) -> Result<Mirrored, ServiceError> {
         // A copy may fire its first step: one decision for a hand-back, like an ingest.
         let _deciding = self.gate.deciding().await;
@@ -1368,14 +1374,28 @@ impl IncidentService {
             }
             inc.version += 1;
             let id = inc.id;
+            // Status notices only (a closed gate drops them at commit); mirroring never pages.
+            let notices = if peer_pages {
+                Vec::new()
+            } else {
+                timeline
+                    .iter()
+                    .filter_map(|e| match e.event {
+                        TimelineEvent::Acknowledged { .. } => Some(NotifyKind::Acknowledged),
+                        TimelineEvent::Resolved { .. } => Some(NotifyKind::Resolved),
+                        _ => None,
+                    })
+                    .flat_map(|kind| transition::tell_notified(&inc, kind, now))
+                    .collect()
+            };
             let tx = Transition {
                 guard: Some(guard),
                 incident: Some(inc),
                 timeline,
+                deliveries: notices,
                 ..Default::default()
             };
-            // Mirroring never sends: no deliveries, whatever the gate.
-            if self.store.commit(tx).await? == CommitOutcome::Committed {
+            if self.commit(tx).await? == CommitOutcome::Committed {
                 tracing::info!(incident.id = %id, fingerprint = %remote.fingerprint, from, "Incident state mirrored from the peer.");
                 return Ok(Mirrored::Updated);
             }

@@ -294,7 +294,7 @@ pub fn reopen(inc: &mut Incident, alert: &Alert, now: DateTime<Utc>) -> Vec<Time
 }
 
 /// One status update to every (channel, person) the incident paged.
-fn tell_notified(inc: &Incident, kind: NotifyKind, now: DateTime<Utc>) -> Vec<Delivery> {
+pub fn tell_notified(inc: &Incident, kind: NotifyKind, now: DateTime<Utc>) -> Vec<Delivery> {
     inc.notified
         .iter()
         .map(|(channel, person)| {

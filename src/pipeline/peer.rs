@@ -193,8 +193,11 @@ impl Peer {
                     .gauge("vigil_peer_last_seen_timestamp_seconds", &[])
                     .set(now.timestamp_millis() as f64 / 1000.0);
                 let from = self.peer_name();
+                // A passive standby or a held primary sent no notice of what was done there.
+                let peer_pages = feed.role == Role::ActiveStandby.as_str()
+                    || (feed.role == Role::Primary.as_str() && !feed.held);
                 for remote in &feed.incidents {
-                    if let Err(e) = self.service.mirror(remote, from).await {
+                    if let Err(e) = self.service.mirror(remote, from, peer_pages).await {
                         tracing::warn!(fingerprint = %remote.fingerprint, error.message = %e, "Could not mirror an incident from the peer; the next round tries again.");
                     }
                 }

@@ -864,3 +864,54 @@ async fn a_page_the_primary_fired_but_had_not_delivered_when_it_died_is_delivere
         "the timeline says the standby sent what the primary had not: {inc}"
     );
 }
+
+/// The status notices (`kind` acknowledged / resolved) the sink received for `summary`.
+async fn notices(sink: &MockServer, summary: &str, kind: &str) -> usize {
+    received(sink)
+        .await
+        .iter()
+        .filter(|b| b["kind"] == kind && b["summary"] == summary)
+        .count()
+}
+
+#[tokio::test]
+async fn an_ack_and_a_resolve_made_on_the_passive_standby_are_told_once_by_the_primary() {
+    let sink = sink().await;
+    let pair = Pair::start(&sink, ["0s", "1h", "2h"]).await;
+    let both = [pair.p.as_str(), pair.s.as_str()];
+    let ids = pair.alert("taken-on-standby", &both).await;
+    wait_page(
+        &sink,
+        "taken-on-standby",
+        &step(0, 0),
+        Duration::from_secs(5),
+    )
+    .await;
+    // Someone acknowledges through the standby (its console, a link that reached it).
+    pair.ack(&pair.s, &ids[1]).await;
+    pair.until("the primary told the people it paged", POLL * 3, || async {
+        notices(&sink, "taken-on-standby", "acknowledged").await > 0
+    })
+    .await;
+    let r = pair
+        .http
+        .post(format!("{}/v1/incidents/{}/resolve", pair.s, ids[1]))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&json!({"by": "ana"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    pair.until("the primary told the resolve", POLL * 3, || async {
+        notices(&sink, "taken-on-standby", "resolved").await > 0
+    })
+    .await;
+    tokio::time::sleep(POLL * 2).await;
+    assert_eq!(notices(&sink, "taken-on-standby", "acknowledged").await, 1);
+    assert_eq!(notices(&sink, "taken-on-standby", "resolved").await, 1);
+    assert_eq!(
+        pair.incident(&pair.p, &ids[0]).await["status"],
+        "resolved",
+        "the primary mirrored the resolve"
+    );
+}
