@@ -915,3 +915,120 @@ async fn an_ack_and_a_resolve_made_on_the_passive_standby_are_told_once_by_the_p
         "the primary mirrored the resolve"
     );
 }
+
+#[tokio::test]
+async fn a_standby_that_cannot_reach_its_providers_still_takes_over_and_says_why() {
+    let sink = sink().await;
+    // The standby's provider refuses it (revoked credentials in the DR region): every page it
+    // sends fails for good.
+    let refusing = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&refusing)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = policy(dir.path(), &sink.uri(), ["0s", "1h", "2h"]);
+    let standby_config = policy(&dir.path().join("dr"), &refusing.uri(), ["0s", "1h", "2h"]);
+    let (p_port, s_port) = (free_port(), free_port());
+    let mut primary = side(
+        &config,
+        &dir.path().join("p"),
+        p_port,
+        &["--peer".into(), base(s_port)],
+    );
+    let _standby = side(
+        &standby_config,
+        &dir.path().join("s"),
+        s_port,
+        &["--standby-of".into(), base(p_port)],
+    );
+    let http = reqwest::Client::new();
+    let (p, s) = (base(p_port), base(s_port));
+    wait_ready(&http, &p).await;
+    wait_ready(&http, &s).await;
+    saw_each_other(&http, &p, &s).await;
+    primary.kill().unwrap();
+    primary.wait().unwrap();
+    // It takes over all the same: a pager pages what it can.
+    until(
+        "the standby took over",
+        TAKEOVER_AFTER + POLL * 3,
+        || async { peer_view(&http, &s).await["role"] == "active-standby" },
+    )
+    .await;
+    until(
+        "the standby tried its provider",
+        Duration::from_secs(10),
+        || async { !received(&refusing).await.is_empty() },
+    )
+    .await;
+    // /readyz says why: the critical "primary unreachable" incident reached no one.
+    until(
+        "/readyz names the incident that reached no one",
+        Duration::from_secs(10),
+        || async {
+            let r = http.get(format!("{s}/readyz")).send().await.unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or_default();
+            status == StatusCode::SERVICE_UNAVAILABLE
+                && body.to_string().contains("reached no one")
+                && body.to_string().contains(UNREACHABLE)
+        },
+    )
+    .await;
+    let ready: Value = http
+        .get(format!("{s}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["role"], "active-standby", "{ready}");
+    // And so does the timeline: each failed delivery, then the step that reached no one.
+    let list: Value = http
+        .get(format!("{s}/v1/incidents?status=open&limit=100"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = list
+        .as_array()
+        .cloned()
+        .or_else(|| list["incidents"].as_array().cloned())
+        .unwrap();
+    let own = entries
+        .iter()
+        .find(|i| i["summary"].as_str().unwrap_or("").starts_with(UNREACHABLE))
+        .expect("the standby's own incident is open");
+    let inc: Value = http
+        .get(format!("{s}/v1/incidents/{}", own["id"].as_str().unwrap()))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let timeline = inc["timeline"].as_array().unwrap();
+    assert!(
+        timeline.iter().any(|e| e["type"] == "delivery"
+            && e["outcome"] == "failed"
+            && e["detail"].as_str().unwrap_or("").contains("403")),
+        "the refusal is on the timeline: {inc}"
+    );
+    assert!(
+        timeline.iter().any(|e| e["type"] == "unreached"),
+        "the step that reached no one is on the timeline: {inc}"
+    );
+    assert!(
+        received(&sink)
+            .await
+            .iter()
+            .all(|b| !b["summary"].as_str().unwrap_or("").starts_with(UNREACHABLE)),
+        "the primary's provider never heard from the standby"
+    );
+}
