@@ -1211,14 +1211,9 @@ impl IncidentService {
         let now = self.clock.now();
         let mut all = self.open_incidents().await?;
         let since = now - chrono::Duration::from_std(PEER_FEED_RESOLVED).unwrap_or_default();
+        // Through the resolve-time index: the cost follows what resolved in the window.
         let room = PEER_FEED_CAP.saturating_sub(all.len()).max(1);
-        all.extend(
-            self.store
-                .incidents(Some(IncidentStatus::Resolved), room)
-                .await?
-                .into_iter()
-                .filter(|i| i.resolved.as_ref().is_some_and(|(_, at)| *at >= since)),
-        );
+        all.extend(self.store.resolved_since(since, room).await?);
         all.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
         let truncated = all.len() > PEER_FEED_CAP;
         all.truncate(PEER_FEED_CAP);

@@ -120,6 +120,32 @@ pub async fn run_all(store: &dyn Store) {
     prune_deletes_resolved_incidents_past_their_retention(store).await;
     prune_forgets_delivery_ids_past_their_retention(store).await;
     prune_is_bounded_per_call(store).await;
+    resolved_since_reads_the_resolve_index(store).await;
+}
+
+async fn resolved_since_reads_the_resolve_index(store: &dyn Store) {
+    // Far after everything the other checks resolve.
+    let at = |mins: i64| t0() + chrono::Duration::days(400) + chrono::Duration::minutes(mins);
+    let mut ids = Vec::new();
+    for (tag, mins) in [("since-a", 0), ("since-b", 10), ("since-c", 20)] {
+        let inc = resolved_incident(tag, at(mins));
+        ids.push(inc.id);
+        assert_eq!(
+            store.commit(create(&inc)).await.unwrap(),
+            CommitOutcome::Committed
+        );
+    }
+    let listed = |v: Vec<Incident>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(
+        listed(store.resolved_since(at(5), 10).await.unwrap()),
+        vec![ids[2], ids[1]],
+        "resolved at or after `since`, the latest first"
+    );
+    assert_eq!(
+        listed(store.resolved_since(at(10), 1).await.unwrap()),
+        vec![ids[2]]
+    );
+    assert!(store.resolved_since(at(21), 10).await.unwrap().is_empty());
 }
 
 /// Far before `t0`, so that nothing the other checks leave behind is old enough to be pruned.

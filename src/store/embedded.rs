@@ -1110,6 +1110,33 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
+    async fn resolved_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let rx = self.db.begin_read().map_err(unavailable)?;
+        let index = rx.open_table(RESOLVED_AT).map_err(unavailable)?;
+        let incidents = rx.open_table(INCIDENTS).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in index
+            .range((ms(since), 0u128)..)
+            .map_err(unavailable)?
+            .rev()
+            .take(limit)
+        {
+            let (key, _) = row.map_err(unavailable)?;
+            let (_, id) = key.value();
+            if let Some(v) = incidents.get(id).map_err(unavailable)? {
+                let inc = decode_incident(v.value())?;
+                if inc.status == IncidentStatus::Resolved {
+                    out.push(inc);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError> {
         // While writes are refused (a full disk), pruning waits like any other write.
         if let Some(problem) = self.db.problem() {

@@ -147,6 +147,16 @@ pub trait Store: Send + Sync + 'static {
     /// of resolved ones (inhibition and `trading_resumed` ask on every alert).
     async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError>;
 
+    /// Resolved incidents whose resolve is at or after `since`, the latest resolve first, at
+    /// most `limit`, through the resolve-time index `prune` uses: the cost follows what was
+    /// resolved since, not the history (the peer feed asks every 2 s). Incidents written by a
+    /// version before that index, and not yet indexed by `prune`'s backfill, are not listed.
+    async fn resolved_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
+
     /// Deletes what has outlived its retention (see `Prune`), oldest first, bounded by
     /// `prune.limit`. Through time-ordered indexes: the cost follows what is deleted, not what
     /// is kept.

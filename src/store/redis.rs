@@ -312,6 +312,7 @@ struct Scripts {
     fingerprint: Script,
     prune_consumers: Script,
     open_incidents: Script,
+    resolved_since: Script,
     prune: Script,
     backfill: Script,
 }
@@ -327,6 +328,7 @@ impl Scripts {
             fingerprint: Script::new(FINGERPRINT_LUA),
             prune_consumers: Script::new(PRUNE_CONSUMERS_LUA),
             open_incidents: Script::new(OPEN_INCIDENTS_LUA),
+            resolved_since: Script::new(RESOLVED_SINCE_LUA),
             prune: Script::new(PRUNE_LUA),
             backfill: Script::new(BACKFILL_LUA),
         }
@@ -561,6 +563,17 @@ const OPEN_INCIDENTS_LUA: &str = r#"
 local out = {}
 for _, id in ipairs(redis.call('HVALS', KEYS[1])) do
   local data = redis.call('HGET', ARGV[1] .. id, 'data')
+  if data then table.insert(out, data) end
+end
+return out
+"#;
+
+/// Resolved incidents by resolve time, the latest first: their JSON.
+/// KEYS: 1 resolvedat. ARGV: 1 since ms, 2 limit, 3 `{tag}:inc:`.
+const RESOLVED_SINCE_LUA: &str = r#"
+local out = {}
+for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
+  local data = redis.call('HGET', ARGV[3] .. id, 'data')
   if data then table.insert(out, data) end
 end
 return out
@@ -1061,6 +1074,32 @@ impl Store for RedisStore {
         for row in rows {
             let inc: Incident = decode(&row)?;
             if inc.status.is_open() {
+                out.push(inc);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn resolved_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.scripts.resolved_since.prepare_invoke();
+        inv.key(self.keys.k("resolvedat"))
+            .arg(ms(since))
+            .arg(count(limit))
+            .arg(self.keys.k("inc:"));
+        let rows: Vec<String> = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let inc: Incident = decode(&row)?;
+            if inc.status == IncidentStatus::Resolved {
                 out.push(inc);
             }
         }

@@ -604,6 +604,13 @@ impl Store for ObservedStore {
     async fn outbox(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         self.inner.outbox(limit).await
     }
+    async fn resolved_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        self.inner.resolved_since(since, limit).await
+    }
     async fn next_delivery(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner.next_delivery().await
     }
