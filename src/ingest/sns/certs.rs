@@ -1,294 +1,20 @@
-//! Ingest, SNS transport: the body of an SNS HTTP(S) delivery in, a verified [`SnsEnvelope`] out.
-//!
-//! Comes in: the POST body bytes, parsed as JSON whatever the Content-Type (SNS sends
-//! `text/plain`). Goes out: an [`SnsEnvelope`] whose [`SnsMessage`] is a `SubscriptionConfirmation`,
-//! a `Notification` (its fields are handed to `ingest::sns_notification`) or an
-//! `UnsubscribeConfirmation`, after [`verify`] has checked its signature (SignatureVersion 1 =
-//! SHA1withRSA, 2 = SHA256withRSA) against a certificate fetched only from a trusted
-//! `https://sns.<region>.amazonaws.com/....pem` URL (or, for tests only, an explicitly configured
-//! prefix) and cached by [`CertCache`].
-//!
-//! Headers (`x-amz-sns-message-type`, ...) are not signed, so nothing here reads them: the `Type`
-//! inside the signed body is authoritative.
+//! Signing certificates: which URLs are trusted (`https://sns.<region>.amazonaws.com/….pem`, the
+//! topic's own region), the fetcher (bounded size, timeout, no redirects) and the cache of keys
+//! and of recent failures, with its concurrency bound.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use rsa::PublicKey;
-use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey as _;
-use rsa::signature::Verifier as _;
 use rsa::traits::PublicKeyParts as _;
-use serde_json::Value;
 use url::{Host, Url};
 use x509_cert::Certificate;
 use x509_cert::der::{DecodePem as _, Encode as _};
 
-use super::{Fields, IngestError, parse_json, type_name};
-
-/// What SNS sent, by its signed `Type`, with exactly the fields that are signed for that type
-/// (decoded strings: `\n` is a real newline).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnsMessage {
-    /// Sent once when a subscription is created; confirm by GETting `subscribe_url` (after
-    /// [`verify`], only for an allow-listed `topic_arn`, only if [`subscribe_url_is_safe`]).
-    SubscriptionConfirmation {
-        message_id: String,
-        topic_arn: String,
-        /// A fixed English sentence from SNS.
-        message: String,
-        timestamp: String,
-        token: String,
-        subscribe_url: String,
-    },
-    /// A published message: the alarm JSON from CloudWatch, or anything another publisher sent
-    /// (`ingest::parse_notification` takes both).
-    Notification {
-        message_id: String,
-        topic_arn: String,
-        /// Only when the publisher set one (absent or `null` → `None`).
-        subject: Option<String>,
-        message: String,
-        timestamp: String,
-    },
-    /// Sent after an unsubscribe. Its `SubscribeURL` RE-subscribes: never follow it automatically.
-    UnsubscribeConfirmation {
-        message_id: String,
-        topic_arn: String,
-        message: String,
-        timestamp: String,
-        token: Option<String>,
-        subscribe_url: Option<String>,
-    },
-}
-
-impl SnsMessage {
-    /// The `Type` string SNS uses for this variant.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::SubscriptionConfirmation { .. } => "SubscriptionConfirmation",
-            Self::Notification { .. } => "Notification",
-            Self::UnsubscribeConfirmation { .. } => "UnsubscribeConfirmation",
-        }
-    }
-
-    pub fn message_id(&self) -> &str {
-        match self {
-            Self::SubscriptionConfirmation { message_id, .. }
-            | Self::Notification { message_id, .. }
-            | Self::UnsubscribeConfirmation { message_id, .. } => message_id,
-        }
-    }
-
-    pub fn topic_arn(&self) -> &str {
-        match self {
-            Self::SubscriptionConfirmation { topic_arn, .. }
-            | Self::Notification { topic_arn, .. }
-            | Self::UnsubscribeConfirmation { topic_arn, .. } => topic_arn,
-        }
-    }
-}
-
-/// One SNS delivery: the signed message plus what is needed to check the signature.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnsEnvelope {
-    pub message: SnsMessage,
-    /// `"1"` (SHA1withRSA) or `"2"` (SHA256withRSA); anything else fails [`verify`].
-    pub signature_version: String,
-    /// Base64 of the RSA signature over [`SnsEnvelope::string_to_sign`].
-    pub signature: String,
-    /// Where the signing certificate lives (`SigningCertURL`, or `SigningCertUrl` from Lambda-style
-    /// payloads). Not signed itself, hence the strict URL rules in [`CertCache`].
-    pub signing_cert_url: String,
-    /// `UnsubscribeURL` / `UnsubscribeUrl` of a notification (not signed; informational).
-    pub unsubscribe_url: Option<String>,
-}
-
-impl SnsEnvelope {
-    /// Parses an SNS delivery body. The Content-Type is irrelevant; unknown keys (such as
-    /// `MessageAttributes`) are ignored; `Subject: null` counts as absent.
-    pub fn parse(body: &[u8]) -> Result<Self, IngestError> {
-        let value = parse_json(body, "SNS body")?;
-        let Value::Object(map) = &value else {
-            return Err(IngestError::Malformed(format!(
-                "SNS body: expected a JSON object, got {}",
-                type_name(&value)
-            )));
-        };
-        let f = Fields::new("", map);
-        let owned = |key: &str| f.req_str(key).map(str::to_string);
-        // Both spellings are seen in the wild (HTTP deliveries use `URL`, Lambda-relayed ones `Url`).
-        let either = |a: &str, b: &str| -> Result<Option<String>, IngestError> {
-            Ok(f.opt_str(a)?.or(f.opt_str(b)?).map(str::to_string))
-        };
-
-        let message = match f.req_str("Type")? {
-            "Notification" => SnsMessage::Notification {
-                message_id: owned("MessageId")?,
-                topic_arn: owned("TopicArn")?,
-                subject: f.opt_str("Subject")?.map(str::to_string),
-                message: owned("Message")?,
-                timestamp: owned("Timestamp")?,
-            },
-            "SubscriptionConfirmation" => SnsMessage::SubscriptionConfirmation {
-                message_id: owned("MessageId")?,
-                topic_arn: owned("TopicArn")?,
-                message: owned("Message")?,
-                timestamp: owned("Timestamp")?,
-                token: owned("Token")?,
-                subscribe_url: either("SubscribeURL", "SubscribeUrl")?
-                    .ok_or_else(|| f.malformed("SubscribeURL", "missing"))?,
-            },
-            "UnsubscribeConfirmation" => SnsMessage::UnsubscribeConfirmation {
-                message_id: owned("MessageId")?,
-                topic_arn: owned("TopicArn")?,
-                message: owned("Message")?,
-                timestamp: owned("Timestamp")?,
-                token: f.opt_str("Token")?.map(str::to_string),
-                subscribe_url: either("SubscribeURL", "SubscribeUrl")?,
-            },
-            other => {
-                return Err(f.malformed(
-                    "Type",
-                    format_args!(
-                        "unknown SNS message type {other:?} (expected Notification, \
-                         SubscriptionConfirmation or UnsubscribeConfirmation)"
-                    ),
-                ));
-            }
-        };
-
-        Ok(Self {
-            message,
-            signature_version: owned("SignatureVersion")?,
-            signature: owned("Signature")?,
-            signing_cert_url: either("SigningCertURL", "SigningCertUrl")?
-                .ok_or_else(|| f.malformed("SigningCertURL", "missing"))?,
-            unsubscribe_url: either("UnsubscribeURL", "UnsubscribeUrl")?,
-        })
-    }
-
-    /// The exact text SNS signed: for each signed key of this type, in byte-sorted order and only
-    /// if present, `key\nvalue\n` (reference §1.4, following the AWS doc rather than the JS
-    /// library for `UnsubscribeConfirmation`).
-    pub fn string_to_sign(&self) -> String {
-        let mut out = String::new();
-        let mut push = |key: &str, value: Option<&str>| {
-            if let Some(value) = value {
-                out.push_str(key);
-                out.push('\n');
-                out.push_str(value);
-                out.push('\n');
-            }
-        };
-        let ty = self.message.type_name();
-        match &self.message {
-            SnsMessage::Notification {
-                message_id,
-                topic_arn,
-                subject,
-                message,
-                timestamp,
-            } => {
-                push("Message", Some(message));
-                push("MessageId", Some(message_id));
-                push("Subject", subject.as_deref());
-                push("Timestamp", Some(timestamp));
-                push("TopicArn", Some(topic_arn));
-                push("Type", Some(ty));
-            }
-            SnsMessage::SubscriptionConfirmation {
-                message_id,
-                topic_arn,
-                message,
-                timestamp,
-                token,
-                subscribe_url,
-            } => {
-                push("Message", Some(message));
-                push("MessageId", Some(message_id));
-                push("SubscribeURL", Some(subscribe_url));
-                push("Timestamp", Some(timestamp));
-                push("Token", Some(token));
-                push("TopicArn", Some(topic_arn));
-                push("Type", Some(ty));
-            }
-            SnsMessage::UnsubscribeConfirmation {
-                message_id,
-                topic_arn,
-                message,
-                timestamp,
-                token,
-                subscribe_url,
-            } => {
-                push("Message", Some(message));
-                push("MessageId", Some(message_id));
-                push("SubscribeURL", subscribe_url.as_deref());
-                push("Timestamp", Some(timestamp));
-                push("Token", token.as_deref());
-                push("TopicArn", Some(topic_arn));
-                push("Type", Some(ty));
-            }
-        }
-        out
-    }
-}
-
-/// The two signature algorithms SNS uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SignatureAlgorithm {
-    /// SignatureVersion 1: RSA PKCS#1 v1.5 with SHA-1 (the topic default).
-    Sha1WithRsa,
-    /// SignatureVersion 2: RSA PKCS#1 v1.5 with SHA-256.
-    Sha256WithRsa,
-}
-
-/// Verifies an envelope's signature: the SignatureVersion must be 1 or 2, the SigningCertURL must
-/// be trusted (checked before anything is fetched), and the RSA signature must match
-/// [`SnsEnvelope::string_to_sign`] under the certificate's key.
-///
-/// Errors: [`IngestError::Unauthenticated`] for anything forged, unsupported or untrusted;
-/// [`IngestError::CertUnavailable`] when the certificate cannot be fetched right now.
-pub async fn verify(env: &SnsEnvelope, certs: &CertCache) -> Result<(), IngestError> {
-    let algorithm = match env.signature_version.as_str() {
-        "1" => SignatureAlgorithm::Sha1WithRsa,
-        "2" => SignatureAlgorithm::Sha256WithRsa,
-        other => {
-            return Err(IngestError::Unauthenticated(format!(
-                "unsupported SignatureVersion {other:?} (expected \"1\" or \"2\")"
-            )));
-        }
-    };
-    let url = certs.trusted_cert_url_for(&env.signing_cert_url, env.message.topic_arn())?;
-    let signature = BASE64
-        .decode(env.signature.trim().as_bytes())
-        .map_err(|e| IngestError::Unauthenticated(format!("Signature is not valid base64: {e}")))?;
-    let key = certs.public_key(&url).await?;
-    verify_with_key(&key, algorithm, env.string_to_sign().as_bytes(), &signature)
-}
-
-fn verify_with_key(
-    key: &PublicKey,
-    algorithm: SignatureAlgorithm,
-    signed: &[u8],
-    signature: &[u8],
-) -> Result<(), IngestError> {
-    let mismatch =
-        || IngestError::Unauthenticated("signature does not match the message".to_string());
-    let signature = Signature::try_from(signature).map_err(|_| mismatch())?;
-    let result = match algorithm {
-        SignatureAlgorithm::Sha1WithRsa => {
-            VerifyingKey::<sha1::Sha1>::new(key.clone()).verify(signed, &signature)
-        }
-        SignatureAlgorithm::Sha256WithRsa => {
-            VerifyingKey::<sha2::Sha256>::new(key.clone()).verify(signed, &signature)
-        }
-    };
-    result.map_err(|_| mismatch())
-}
+use super::topic_region;
+use crate::ingest::IngestError;
 
 /// Fetches a signing certificate (PEM bytes). Injectable so tests map URLs to local files.
 #[async_trait::async_trait] // stored as Arc<dyn CertFetcher>; native async-fn traits are not dyn-compatible
@@ -704,379 +430,14 @@ fn public_key_from_pem(pem: &[u8]) -> Result<PublicKey, String> {
     Ok(key)
 }
 
-/// When a Notification signed at `timestamp` is a replay at `now`: its signed `Timestamp` is
-/// more than `max_age` ago, longer than SNS goes on retrying a delivery (at most 3,600 s), so
-/// it is a recorded message played back, not news. `Some(sent_at)` for a replay; a future
-/// `Timestamp` is never one. A `Timestamp` that is not RFC 3339 is malformed.
-pub fn replay_sent_at(
-    timestamp: &str,
-    now: chrono::DateTime<chrono::Utc>,
-    max_age: Duration,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, IngestError> {
-    let sent = chrono::DateTime::parse_from_rfc3339(timestamp)
-        .map_err(|e| {
-            IngestError::Malformed(format!(
-                "Timestamp: {timestamp:?} is not an RFC 3339 time ({e})"
-            ))
-        })?
-        .with_timezone(&chrono::Utc);
-    let max_age = chrono::TimeDelta::from_std(max_age).unwrap_or(chrono::TimeDelta::MAX);
-    Ok((now.signed_duration_since(sent) > max_age).then_some(sent))
-}
-
-/// The region of an SNS topic ARN `arn:<partition>:sns:<region>:<account>:<name>`.
-pub fn topic_region(arn: &str) -> Option<&str> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("sns"), Some(region), Some(account), Some(name)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    let region_ok = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ok = partition.starts_with("aws")
-        && region_ok
-        && !account.is_empty()
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && !name.is_empty();
-    ok.then_some(region)
-}
-
-/// Whether a SubscriptionConfirmation's `SubscribeURL` may be fetched to confirm: `https`, host
-/// exactly `sns.<region>.amazonaws.com` (`.com.cn` in the `aws-cn` partition) with the region of
-/// `topic_arn`, default port, no userinfo, path `/`, `Action=ConfirmSubscription`, and a `TopicArn`
-/// parameter, if present, equal to `topic_arn`. Check the signature and the topic allow-list first.
-pub fn subscribe_url_is_safe(subscribe_url: &str, topic_arn: &str) -> bool {
-    let Some(region) = topic_region(topic_arn) else {
-        return false;
-    };
-    let Ok(url) = Url::parse(subscribe_url) else {
-        return false;
-    };
-    let suffix = if topic_arn.starts_with("arn:aws-cn:") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
-    let expected_host = format!("sns.{region}.{suffix}");
-    let host_ok = matches!(url.host(), Some(Host::Domain(h)) if h == expected_host);
-    if url.scheme() != "https"
-        || !host_ok
-        || url.port().is_some()
-        || !url.username().is_empty()
-        || url.password().is_some()
-        || url.path() != "/"
-        || url.fragment().is_some()
-    {
-        return false;
-    }
-    let mut actions = 0;
-    for (key, value) in url.query_pairs() {
-        match key.as_ref() {
-            "Action" if value == "ConfirmSubscription" => actions += 1,
-            "Action" => return false,
-            "TopicArn" if value != topic_arn => return false,
-            _ => {}
-        }
-    }
-    actions == 1
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use rsa::pkcs8::DecodePrivateKey as _;
-    use rsa::signature::{SignatureEncoding as _, Signer as _};
-
     use super::*;
-    use crate::ingest::testkit::{fixture, mutations};
-
-    const SNS_FIXTURES: [&str; 4] = [
-        "cloudwatch-alarm-sns-notification.json",
-        "cloudwatch-ok-sns-notification.json",
-        "route53-healthcheck-alarm-sns-notification.json",
-        "sns-subscription-confirmation.json",
-    ];
-
-    /// Serves `test-signing-cert.pem` for every URL and counts the calls.
-    #[derive(Default)]
-    struct FixtureFetcher {
-        calls: AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl CertFetcher for FixtureFetcher {
-        async fn fetch(&self, _url: &str) -> Result<Vec<u8>, IngestError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            Ok(fixture("test-signing-cert.pem"))
-        }
-    }
-
-    /// Always answers with the given error.
-    struct FailingFetcher(IngestError);
-
-    #[async_trait::async_trait]
-    impl CertFetcher for FailingFetcher {
-        async fn fetch(&self, _url: &str) -> Result<Vec<u8>, IngestError> {
-            Err(self.0.clone())
-        }
-    }
-
-    fn cache() -> (Arc<FixtureFetcher>, CertCache) {
-        let fetcher = Arc::new(FixtureFetcher::default());
-        let cache = CertCache::new(fetcher.clone(), vec![]);
-        (fetcher, cache)
-    }
-
-    fn json(name: &str) -> serde_json::Map<String, Value> {
-        match serde_json::from_slice(&fixture(name)) {
-            Ok(Value::Object(m)) => m,
-            other => panic!("fixture {name} is not a JSON object: {other:?}"),
-        }
-    }
-
-    fn envelope(map: &serde_json::Map<String, Value>) -> SnsEnvelope {
-        let bytes = serde_json::to_vec(map).expect("a JSON map serializes");
-        SnsEnvelope::parse(&bytes).expect("test envelope parses")
-    }
-
-    fn sign_v2(env: &mut SnsEnvelope) {
-        let pem = String::from_utf8(fixture("test-signing-key.pem")).expect("key is UTF-8");
-        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        let der = BASE64.decode(b64).expect("key PEM body is base64");
-        let key = rsa::PrivateKey::from_pkcs8_der(&der).expect("test key is PKCS#8 RSA");
-        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
-        env.signature_version = "2".into();
-        env.signature = BASE64.encode(signer.sign(env.string_to_sign().as_bytes()).to_bytes());
-    }
-
-    #[tokio::test]
-    async fn every_sns_fixture_verifies_against_the_test_certificate() {
-        let (fetcher, certs) = cache();
-        for name in SNS_FIXTURES {
-            let env = SnsEnvelope::parse(&fixture(name)).expect(name);
-            assert_eq!(verify(&env, &certs).await, Ok(()), "{name}");
-        }
-        // Two distinct URLs (ap-southeast-1 and us-east-1), each fetched once.
-        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 2);
-        assert_eq!(certs.len(), 2);
-    }
-
-    #[test]
-    fn fixtures_parse_into_their_message_types() {
-        let env =
-            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
-        let SnsMessage::Notification {
-            message_id,
-            topic_arn,
-            subject,
-            message,
-            timestamp,
-        } = &env.message
-        else {
-            panic!("expected a notification, got {:?}", env.message);
-        };
-        assert_eq!(message_id, "c2a7d9e4-31f6-5b8a-9d0c-4e7f1a2b3c5d");
-        assert_eq!(
-            topic_arn,
-            "arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts"
-        );
-        assert_eq!(
-            subject.as_deref(),
-            Some("ALARM: \"eks-prod-apse1-node-cpu-high\" in Asia Pacific (Singapore)")
-        );
-        assert!(message.starts_with("{\"AlarmName\":\"eks-prod-apse1-node-cpu-high\""));
-        assert_eq!(timestamp, "2026-11-20T02:15:41.452Z");
-        assert!(env.unsubscribe_url.is_some());
-
-        let env =
-            SnsEnvelope::parse(&fixture("sns-subscription-confirmation.json")).expect("parses");
-        let SnsMessage::SubscriptionConfirmation {
-            subscribe_url,
-            token,
-            topic_arn,
-            message,
-            ..
-        } = &env.message
-        else {
-            panic!(
-                "expected a subscription confirmation, got {:?}",
-                env.message
-            );
-        };
-        assert!(
-            message.contains(".\nTo confirm"),
-            "escapes are decoded before signing"
-        );
-        assert!(token.starts_with("2336412f"));
-        assert!(subscribe_url_is_safe(subscribe_url, topic_arn));
-    }
-
-    #[test]
-    fn string_to_sign_uses_decoded_values_in_key_order() {
-        let env =
-            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
-        let s = env.string_to_sign();
-        let keys: Vec<&str> = s.lines().step_by(2).collect();
-        assert_eq!(
-            keys,
-            [
-                "Message",
-                "MessageId",
-                "Subject",
-                "Timestamp",
-                "TopicArn",
-                "Type"
-            ]
-        );
-        assert!(s.ends_with("Type\nNotification\n"));
-        assert!(s.contains(
-            "Subject\nALARM: \"eks-prod-apse1-node-cpu-high\" in Asia Pacific (Singapore)\n"
-        ));
-
-        let env =
-            SnsEnvelope::parse(&fixture("sns-subscription-confirmation.json")).expect("parses");
-        let s = env.string_to_sign();
-        assert!(s.starts_with("Message\nYou have chosen"));
-        for key in [
-            "\nMessageId\n",
-            "\nSubscribeURL\n",
-            "\nTimestamp\n",
-            "\nToken\n",
-            "\nTopicArn\n",
-        ] {
-            assert!(s.contains(key), "{key:?}");
-        }
-        assert!(s.ends_with("Type\nSubscriptionConfirmation\n"));
-    }
-
-    #[tokio::test]
-    async fn changing_any_signed_field_breaks_the_signature() {
-        let (_, certs) = cache();
-        let original = json("cloudwatch-alarm-sns-notification.json");
-        for (key, value) in [
-            ("Message", "{\"AlarmName\":\"something-else\"}"),
-            (
-                "Subject",
-                "OK: \"eks-prod-apse1-node-cpu-high\" in Asia Pacific (Singapore)",
-            ),
-            ("Timestamp", "2026-11-20T02:15:41.453Z"),
-            (
-                "TopicArn",
-                "arn:aws:sns:ap-southeast-1:123456789012:other-topic",
-            ),
-            ("MessageId", "00000000-31f6-5b8a-9d0c-4e7f1a2b3c5d"),
-        ] {
-            let mut map = original.clone();
-            map.insert(key.into(), Value::String(value.into()));
-            let result = verify(&envelope(&map), &certs).await;
-            assert!(
-                matches!(result, Err(IngestError::Unauthenticated(_))),
-                "{key}: {result:?}"
-            );
-        }
-        // Removing the subject changes the string to sign too.
-        let mut map = original.clone();
-        map.remove("Subject");
-        let result = verify(&envelope(&map), &certs).await;
-        assert!(
-            matches!(result, Err(IngestError::Unauthenticated(_))),
-            "{result:?}"
-        );
-
-        let mut map = json("sns-subscription-confirmation.json");
-        map.insert("Token".into(), Value::String("00".into()));
-        let result = verify(&envelope(&map), &certs).await;
-        assert!(
-            matches!(result, Err(IngestError::Unauthenticated(_))),
-            "{result:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn unsigned_fields_and_lambda_spellings_do_not_matter() {
-        let (_, certs) = cache();
-        let mut map = json("cloudwatch-alarm-sns-notification.json");
-        let cert = map
-            .remove("SigningCertURL")
-            .expect("fixture has SigningCertURL");
-        let unsub = map
-            .remove("UnsubscribeURL")
-            .expect("fixture has UnsubscribeURL");
-        map.insert("SigningCertUrl".into(), cert);
-        map.insert("UnsubscribeUrl".into(), unsub);
-        map.insert(
-            "MessageAttributes".into(),
-            serde_json::json!({"a": {"Type": "String", "Value": "b"}}),
-        );
-        let env = envelope(&map);
-        assert!(env.signing_cert_url.ends_with(".pem"));
-        assert!(env.unsubscribe_url.is_some());
-        assert_eq!(verify(&env, &certs).await, Ok(()));
-    }
-
-    #[test]
-    fn null_or_absent_subject_is_none() {
-        let mut map = json("cloudwatch-alarm-sns-notification.json");
-        map.insert("Subject".into(), Value::Null);
-        let SnsMessage::Notification { subject, .. } = envelope(&map).message else {
-            panic!("expected a notification");
-        };
-        assert_eq!(subject, None);
-        map.remove("Subject");
-        let SnsMessage::Notification { subject, .. } = envelope(&map).message else {
-            panic!("expected a notification");
-        };
-        assert_eq!(subject, None);
-    }
-
-    #[tokio::test]
-    async fn unsupported_signature_versions_are_refused() {
-        let (fetcher, certs) = cache();
-        for version in ["3", "0", "", "1 "] {
-            let mut env = SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json"))
-                .expect("parses");
-            env.signature_version = version.into();
-            let result = verify(&env, &certs).await;
-            assert!(
-                matches!(result, Err(IngestError::Unauthenticated(ref m)) if m.contains("SignatureVersion")),
-                "{version:?}: {result:?}"
-            );
-        }
-        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 0);
-    }
-
-    #[tokio::test]
-    async fn a_v2_sha256_signature_verifies_and_v1_is_not_accepted_in_its_place() {
-        let (_, certs) = cache();
-        for name in SNS_FIXTURES {
-            let mut env = SnsEnvelope::parse(&fixture(name)).expect("parses");
-            sign_v2(&mut env);
-            assert_eq!(verify(&env, &certs).await, Ok(()), "{name}");
-            // The same SHA-256 signature claimed as version 1 must fail.
-            env.signature_version = "1".into();
-            assert!(matches!(
-                verify(&env, &certs).await,
-                Err(IngestError::Unauthenticated(_))
-            ));
-        }
-        // A v1 signature claimed as version 2 fails as well.
-        let mut env =
-            SnsEnvelope::parse(&fixture("cloudwatch-ok-sns-notification.json")).expect("parses");
-        env.signature_version = "2".into();
-        assert!(matches!(
-            verify(&env, &certs).await,
-            Err(IngestError::Unauthenticated(_))
-        ));
-    }
+    use crate::ingest::sns::testkit::*;
+    use crate::ingest::sns::{SnsEnvelope, verify};
+    use crate::ingest::testkit::fixture;
 
     #[tokio::test]
     async fn untrusted_cert_urls_are_refused_without_fetching() {
@@ -1295,26 +656,6 @@ mod tests {
         assert_eq!(fetcher.most.load(Ordering::SeqCst), CERT_FETCH_CONCURRENCY);
     }
 
-    #[test]
-    fn notifications_older_than_max_age_are_replays() {
-        let now: chrono::DateTime<chrono::Utc> = "2026-11-20T03:15:41.452Z".parse().unwrap();
-        let hour = Duration::from_secs(3600);
-        assert_eq!(
-            replay_sent_at("2026-11-20T02:15:41.452Z", now, hour),
-            Ok(None)
-        );
-        assert_eq!(
-            replay_sent_at("2026-11-20T02:15:41.451Z", now, hour),
-            Ok(Some("2026-11-20T02:15:41.451Z".parse().unwrap()))
-        );
-        // A Timestamp in the future is not a replay (bounding those is the parsers' business).
-        assert_eq!(replay_sent_at("2026-11-21T00:00:00Z", now, hour), Ok(None));
-        assert!(matches!(
-            replay_sent_at("yesterday", now, hour),
-            Err(IngestError::Malformed(m)) if m.starts_with("Timestamp: ")
-        ));
-    }
-
     #[tokio::test]
     async fn an_extra_trusted_prefix_works_only_when_configured() {
         let local = "http://127.0.0.1:4567/certs/test-signing-cert.pem";
@@ -1375,39 +716,6 @@ mod tests {
             transient.is_empty() && refused.is_empty(),
             "failures are not cached as keys"
         );
-    }
-
-    #[tokio::test]
-    async fn garbage_certificates_and_signatures_are_unauthenticated() {
-        struct Garbage;
-        #[async_trait::async_trait]
-        impl CertFetcher for Garbage {
-            async fn fetch(&self, _url: &str) -> Result<Vec<u8>, IngestError> {
-                Ok(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec())
-            }
-        }
-        let env =
-            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
-        let certs = CertCache::new(Arc::new(Garbage), vec![]);
-        assert!(matches!(
-            verify(&env, &certs).await,
-            Err(IngestError::Unauthenticated(_))
-        ));
-        // The private key is not a certificate either.
-        assert!(public_key_from_pem(&fixture("test-signing-key.pem")).is_err());
-
-        let (_, certs) = cache();
-        for sig in ["", "!!!", "AAAA", "c8xtk2LY"] {
-            let mut env = env.clone();
-            env.signature = sig.into();
-            assert!(
-                matches!(
-                    verify(&env, &certs).await,
-                    Err(IngestError::Unauthenticated(_))
-                ),
-                "{sig:?}"
-            );
-        }
     }
 
     #[tokio::test]
@@ -1540,6 +848,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn garbage_certificates_and_signatures_are_unauthenticated() {
+        struct Garbage;
+        #[async_trait::async_trait]
+        impl CertFetcher for Garbage {
+            async fn fetch(&self, _url: &str) -> Result<Vec<u8>, IngestError> {
+                Ok(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec())
+            }
+        }
+        let env =
+            SnsEnvelope::parse(&fixture("cloudwatch-alarm-sns-notification.json")).expect("parses");
+        let certs = CertCache::new(Arc::new(Garbage), vec![]);
+        assert!(matches!(
+            verify(&env, &certs).await,
+            Err(IngestError::Unauthenticated(_))
+        ));
+        // The private key is not a certificate either.
+        assert!(public_key_from_pem(&fixture("test-signing-key.pem")).is_err());
+
+        let (_, certs) = cache();
+        for sig in ["", "!!!", "AAAA", "c8xtk2LY"] {
+            let mut env = env.clone();
+            env.signature = sig.into();
+            assert!(
+                matches!(
+                    verify(&env, &certs).await,
+                    Err(IngestError::Unauthenticated(_))
+                ),
+                "{sig:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_fixture_verifies_end_to_end_through_a_trusted_local_prefix() {
         let url = serve_once(http_response(
             "200 OK",
@@ -1556,115 +897,5 @@ mod tests {
         assert_eq!(verify(&env, &certs).await, Ok(()));
         // Cached: the one-shot server is gone, yet a second verify succeeds.
         assert_eq!(verify(&env, &certs).await, Ok(()));
-    }
-
-    #[test]
-    fn topic_regions_come_from_well_formed_arns_only() {
-        assert_eq!(
-            topic_region("arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts"),
-            Some("ap-southeast-1")
-        );
-        assert_eq!(
-            topic_region("arn:aws-cn:sns:cn-north-1:123456789012:t"),
-            Some("cn-north-1")
-        );
-        for bad in [
-            "",
-            "arn:aws:sqs:ap-southeast-1:123456789012:q",
-            "arn:aws:sns::123456789012:t",
-            "arn:aws:sns:ap-southeast-1:123456789012:",
-            "arn:aws:sns:ap-southeast-1:acct:t",
-            "arn:aws:sns:evil.example/x:123456789012:t",
-            "nope:aws:sns:ap-southeast-1:123456789012:t",
-        ] {
-            assert_eq!(topic_region(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn subscribe_urls_must_point_at_the_topics_own_region() {
-        let topic = "arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts";
-        let good = format!(
-            "https://sns.ap-southeast-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={topic}&Token=abc"
-        );
-        assert!(subscribe_url_is_safe(&good, topic));
-        assert!(subscribe_url_is_safe(
-            "https://sns.cn-north-1.amazonaws.com.cn/?Action=ConfirmSubscription&Token=a",
-            "arn:aws-cn:sns:cn-north-1:123456789012:t"
-        ));
-        for bad in [
-            "http://sns.ap-southeast-1.amazonaws.com/?Action=ConfirmSubscription&Token=abc".to_string(),
-            "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=abc".into(),
-            "https://sns.ap-southeast-1.amazonaws.com.evil.example/?Action=ConfirmSubscription".into(),
-            "https://sns.ap-southeast-1.amazonaws.com@evil.example/?Action=ConfirmSubscription".into(),
-            "https://sns.ap-southeast-1.amazonaws.com:8443/?Action=ConfirmSubscription".into(),
-            "https://sns.ap-southeast-1.amazonaws.com/x?Action=ConfirmSubscription".into(),
-            "https://sns.ap-southeast-1.amazonaws.com/?Action=Unsubscribe".into(),
-            "https://sns.ap-southeast-1.amazonaws.com/?Token=abc".into(),
-            "https://sns.ap-southeast-1.amazonaws.com/?Action=ConfirmSubscription&Action=Unsubscribe".into(),
-            "https://sns.ap-southeast-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:ap-southeast-1:123456789012:other".into(),
-            "not a url".into(),
-        ] {
-            assert!(!subscribe_url_is_safe(&bad, topic), "{bad}");
-        }
-        assert!(!subscribe_url_is_safe(&good, "not-an-arn"));
-    }
-
-    #[test]
-    fn bad_envelopes_are_malformed() {
-        let cases: &[(&str, &str)] = &[
-            ("", "not valid JSON"),
-            ("[]", "expected a JSON object"),
-            ("{}", "Type: missing"),
-            (r#"{"Type": 1}"#, "Type: expected a string, got a number"),
-            (r#"{"Type": "Surprise"}"#, "unknown SNS message type"),
-            (r#"{"Type": "Notification"}"#, "MessageId: missing"),
-            (
-                r#"{"Type":"Notification","MessageId":"m","TopicArn":"t","Message":{},"Timestamp":"x"}"#,
-                "Message: expected a string, got an object",
-            ),
-            (
-                r#"{"Type":"Notification","MessageId":"m","TopicArn":"t","Message":"x","Timestamp":"x","SignatureVersion":"1","Signature":"s"}"#,
-                "SigningCertURL: missing",
-            ),
-            (
-                r#"{"Type":"SubscriptionConfirmation","MessageId":"m","TopicArn":"t","Message":"x","Timestamp":"x","Token":"t"}"#,
-                "SubscribeURL: missing",
-            ),
-        ];
-        for (body, expected) in cases {
-            match SnsEnvelope::parse(body.as_bytes()) {
-                Err(IngestError::Malformed(m)) => assert!(m.contains(expected), "{body}: {m}"),
-                other => panic!("{body}: expected Malformed, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn mutated_envelopes_never_panic() {
-        for (i, name) in SNS_FIXTURES.iter().enumerate() {
-            for input in mutations(&fixture(name), 300, 0x5EED + i as u64) {
-                let _ = SnsEnvelope::parse(&input).map(|e| e.string_to_sign());
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn mutated_envelopes_that_parse_never_verify_unless_unchanged() {
-        let (_, certs) = cache();
-        let original = fixture("route53-healthcheck-alarm-sns-notification.json");
-        let reference = SnsEnvelope::parse(&original).expect("parses");
-        for input in mutations(&original, 200, 0xC0FFEE) {
-            let Ok(env) = SnsEnvelope::parse(&input) else {
-                continue;
-            };
-            let result = verify(&env, &certs).await;
-            let same_signed = env.string_to_sign() == reference.string_to_sign()
-                && env.signature.trim() == reference.signature
-                && env.signature_version == reference.signature_version;
-            if !same_signed {
-                assert!(result.is_err(), "a changed envelope verified: {env:?}");
-            }
-        }
     }
 }
