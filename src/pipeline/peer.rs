@@ -312,8 +312,8 @@ impl Peer {
             Err(e) => (None, Some(e)),
         };
         let (role, handing_back) = shown_role(local, record.as_ref(), self.clock.now(), self.drain);
-        // A draining gate (a hand-back closing here) shows as handing back too.
-        let handing_back = handing_back || (role == Role::ActiveStandby && !self.gate.is_open());
+        // An active gate closing for a hand-back here shows as handing back too.
+        let handing_back = handing_back || (local == Role::ActiveStandby && !self.gate.is_open());
         Shown {
             shared_role: role,
             handing_back,
