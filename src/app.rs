@@ -218,6 +218,8 @@ impl App {
                 service.clone(),
                 clock.clone(),
                 metrics.clone(),
+                // Replicas of a standby share a Redis store, and its role with it.
+                settings.redis.is_some(),
             )?)),
             None => None,
         };

@@ -59,6 +59,7 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     body["paging"] = json!(gate.is_open());
     if let Some(peer) = &s.peer {
         body["peer"] = json!(peer.view());
+        super::peer::extend_with_shared_role(&mut body, peer).await;
     }
     if policy.reconcile.is_some() {
         body["reconciliation"] = json!(s.recovery.snapshot(crate::pipeline::Kind::Region));

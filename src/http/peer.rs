@@ -32,8 +32,20 @@ pub async fn feed(State(s): State<AppState>, _peer: PeerToken) -> Json<Feed> {
             problems.push(format!("peer feed records: {e}"));
             Vec::new()
         });
+    // A standby shows its shared role: active while any replica is, and during the drain.
+    let (role, handing_back) = match &s.peer {
+        Some(peer) => {
+            let shown = peer.shown().await;
+            if let Some(e) = shown.role_record_error {
+                problems.push(format!("shared role: {e}"));
+            }
+            (shown.shared_role, shown.handing_back)
+        }
+        None => (gate.role(), false),
+    };
     Json(Feed {
-        role: gate.role().as_str().to_string(),
+        role: role.as_str().to_string(),
+        handing_back,
         held: gate.held(),
         ready: problems.is_empty(),
         problems,
@@ -56,8 +68,24 @@ pub async fn show(State(s): State<AppState>, _op: Operator) -> Json<serde_json::
         if let (Some(obj), Some(v)) = (body.as_object_mut(), view.as_object()) {
             obj.extend(v.clone());
         }
+        extend_with_shared_role(&mut body, peer).await;
     }
     Json(body)
+}
+
+/// Adds the standby's shared role (`shared_role`, `handing_back`, `drain_until`, `role_record`)
+/// to a `/v1/peer` or `/readyz` body; `role` there stays this process's own.
+pub(super) async fn extend_with_shared_role(
+    body: &mut serde_json::Value,
+    peer: &crate::pipeline::peer::Peer,
+) {
+    if !peer.is_standby() {
+        return;
+    }
+    let shown = json!(peer.shown().await);
+    if let (Some(obj), Some(v)) = (body.as_object_mut(), shown.as_object()) {
+        obj.extend(v.clone());
+    }
 }
 
 pub async fn hand_back(
@@ -76,13 +104,21 @@ pub async fn hand_back(
         ));
     };
     match peer.hand_back("operator").await {
-        Ok(()) => Ok(Json(json!({
-            "handed_back": true,
-            "role": peer.gate().role().as_str(),
-        }))),
+        Ok(()) => {
+            let mut body = json!({
+                "handed_back": true,
+                "role": peer.gate().role().as_str(),
+            });
+            extend_with_shared_role(&mut body, peer).await;
+            Ok(Json(body))
+        }
         Err(HandBackError::Service(e)) => Err(ApiError::unavailable(format!(
             "handed back, but the timelines could not all be written: {e}"
         ))),
+        Err(e @ HandBackError::Record(_)) => {
+            tracing::warn!(reason = %e, "Hand-back refused.");
+            Err(ApiError::unavailable(e.to_string()))
+        }
         Err(e) => {
             let code = match e {
                 HandBackError::NotActive(_) => "not_active",

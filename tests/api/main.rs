@@ -21,6 +21,7 @@ mod slow_clients;
 mod sns;
 mod standby;
 mod standby_records;
+mod standby_replicas;
 mod store_failures;
 mod time;
 mod two_way;

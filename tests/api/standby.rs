@@ -18,7 +18,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::helpers::*;
 use crate::restart::{Proc, free_port, serve_command, wait_ready};
 
-const PEER_TOKEN: &str = "peer-secret-for-tests";
+pub(crate) const PEER_TOKEN: &str = "peer-secret-for-tests";
 pub(crate) const TAKEOVER_AFTER: Duration = Duration::from_secs(3);
 /// The follower's poll (`pipeline::peer::PEER_POLL`).
 pub(crate) const POLL: Duration = Duration::from_secs(2);
@@ -26,7 +26,7 @@ pub(crate) const UNREACHABLE: &str = "vigil primary unreachable since";
 
 /// The webhook policy with its critical chain at `steps` (the three `after:`s), and the rule
 /// that pages `kind="peer_unreachable"` as critical (as the shipped rules do).
-fn policy(dir: &std::path::Path, sink: &str, steps: [&str; 3]) -> std::path::PathBuf {
+pub(crate) fn policy(dir: &std::path::Path, sink: &str, steps: [&str; 3]) -> std::path::PathBuf {
     let config = dir.join("routing");
     std::fs::create_dir_all(&config).unwrap();
     webhook_policy(sink)(&config);
@@ -171,7 +171,7 @@ impl Pair {
 }
 
 /// Waits (bounded) until `check` holds.
-async fn until<F, Fut>(what: &str, within: Duration, check: F)
+pub(crate) async fn until<F, Fut>(what: &str, within: Duration, check: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -205,7 +205,7 @@ async fn saw_each_other(http: &reqwest::Client, p: &str, s: &str) {
 }
 
 /// Posts the same bot event (one `occurred_at`) to each of `to`; the incident id on each.
-async fn post_halt(http: &reqwest::Client, name: &str, to: &[&str]) -> Vec<String> {
+pub(crate) async fn post_halt(http: &reqwest::Client, name: &str, to: &[&str]) -> Vec<String> {
     let mut e = fixture_json("bot-trading-halted.json");
     e["dedup_key"] = json!(format!("halt-{name}"));
     e["summary"] = json!(name);
@@ -227,7 +227,7 @@ async fn post_halt(http: &reqwest::Client, name: &str, to: &[&str]) -> Vec<Strin
 }
 
 /// The list entry of the open incident with `summary` on `b`, if any.
-async fn open_entry(http: &reqwest::Client, b: &str, summary: &str) -> Option<Value> {
+pub(crate) async fn open_entry(http: &reqwest::Client, b: &str, summary: &str) -> Option<Value> {
     let r = http
         .get(format!("{b}/v1/incidents?status=open&limit=100"))
         .bearer_auth(OPERATOR_TOKEN)
@@ -311,7 +311,7 @@ pub(crate) async fn wait_page(
     }
 }
 
-fn assert_each_once(pages: &BTreeMap<(String, String), usize>) {
+pub(crate) fn assert_each_once(pages: &BTreeMap<(String, String), usize>) {
     for ((summary, st), n) in pages {
         assert_eq!(*n, 1, "{summary} step {st} paged {n} times: {pages:?}");
     }
@@ -458,9 +458,9 @@ async fn the_primary_killed_mid_escalation_the_standby_pages_the_next_steps_once
 }
 
 /// A Redis server of the test's own, so the test can kill it under the primary.
-struct Redis(Proc, u16);
+pub(crate) struct Redis(pub(crate) Proc, pub(crate) u16);
 
-fn redis() -> Redis {
+pub(crate) fn redis() -> Redis {
     let port = free_port();
     let child = Command::new("redis-server")
         .args([
