@@ -1325,7 +1325,7 @@ async fn steady_lag(handle: &AppHandle, clock: &Arc<BenchClock>, limit: Duration
         let body = event("steady", i);
         let alerts = vigil::ingest::parse_events(body.as_bytes(), clock.now()).unwrap();
         match handle.service.ingest(&alerts[0]).await {
-            Ok(vigil::incident::service::IngestOutcome::Opened(id)) => ids.push((id, due)),
+            Ok(vigil::pipeline::service::IngestOutcome::Opened(id)) => ids.push((id, due)),
             other => panic!("steady-lag incident {i} did not open: {other:?}"),
         }
     }
@@ -1389,7 +1389,7 @@ async fn populate(handle: &AppHandle, clock: &Arc<BenchClock>, counts: &[u64]) {
                     let alerts = vigil::ingest::parse_events(body.as_bytes(), clock.now())
                         .expect("bench event parses");
                     match service.ingest(&alerts[0]).await {
-                        Ok(vigil::incident::service::IngestOutcome::Opened(_)) => {}
+                        Ok(vigil::pipeline::service::IngestOutcome::Opened(_)) => {}
                         _ => {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }

@@ -12,14 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, PolicyHandle, format_errors};
-use crate::escalate::scheduler::{Scheduler, SchedulerHealth};
 use crate::http::{self, Shared};
-use crate::incident::IncidentService;
-use crate::incident::service::Wakers;
 use crate::ingest::{CertCache, CertFetcher, HttpCertFetcher};
 use crate::metrics::Metrics;
 use crate::notify::Notifiers;
 use crate::notify::worker::DeliveryWorker;
+use crate::pipeline::IncidentService;
+use crate::pipeline::scheduler::{Scheduler, SchedulerHealth};
+use crate::pipeline::service::Wakers;
 use crate::settings::Settings;
 use crate::store::{EmbeddedStore, RedisOptions, RedisStore, Store, StoreError};
 
@@ -61,7 +61,7 @@ pub struct AppHandle {
     pub metrics: Arc<Metrics>,
     pub addr: std::net::SocketAddr,
     scheduler: Arc<Scheduler>,
-    retention: crate::incident::prune::Retention,
+    retention: crate::pipeline::prune::Retention,
     reconciler: Arc<crate::pipeline::reconcile::Reconciler>,
     dead_letters: Arc<crate::pipeline::dead_letter::DeadLetters>,
     watchdog: Arc<crate::pipeline::watchdog::Watchdog>,
@@ -116,8 +116,8 @@ impl AppHandle {
     /// Runs one retention pass now (by the app's clock).
     pub async fn run_prune(
         &self,
-    ) -> Result<crate::incident::prune::PruneReport, crate::store::StoreError> {
-        crate::incident::prune::pass(&self.service, &self.retention).await
+    ) -> Result<crate::pipeline::prune::PruneReport, crate::store::StoreError> {
+        crate::pipeline::prune::pass(&self.service, &self.retention).await
     }
 
     /// Runs one watchdog round now: publishes the heartbeat if configured and ready.
@@ -195,10 +195,10 @@ impl App {
             });
         }
         let wake = Wakers::default();
-        let gate = Arc::new(crate::incident::gate::PagingGate::new(
+        let gate = Arc::new(crate::pipeline::gate::PagingGate::new(
             match &settings.peer {
-                Some(p) if p.standby => crate::incident::gate::Role::Standby,
-                _ => crate::incident::gate::Role::Primary,
+                Some(p) if p.standby => crate::pipeline::gate::Role::Standby,
+                _ => crate::pipeline::gate::Role::Primary,
             },
         ));
         let service = Arc::new(
@@ -408,7 +408,7 @@ impl App {
             let stop = stop_loops.clone();
             tokio::spawn(async move { w.run(stop).await })
         };
-        let pruner = tokio::spawn(crate::incident::prune::run(
+        let pruner = tokio::spawn(crate::pipeline::prune::run(
             handle.service.clone(),
             shared.settings.retention.clone(),
             handle.metrics.clone(),

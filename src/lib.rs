@@ -1,19 +1,23 @@
 //! vigil turns alarms into people who know.
 //!
-//! Layout, in data-flow order:
-//! - `ingest`   — verify and parse SNS / CloudWatch / Route 53, EventBridge and trading-bot payloads into `domain::Alert`s
-//! - `classify` — first matching rule of the policy → severity, escalation policy, incident key (pure)
-//! - `incident` — open, fold (dedup) or resolve an incident; acknowledge; one version-guarded store transition each
-//! - `escalate` — step timing from the incident's policy snapshot, who is on call (`oncall`), the due-time scheduler
+//! Layout, top to bottom (a module imports only those below it):
+//! - `app`      — wiring and graceful shutdown; `main` the CLI
+//! - `http`     — the API, thin handlers: ingest, incidents, operations, peer, health, metrics
+//! - `pipeline` — the read → decide → commit loop (`IncidentService`), the scheduler, heartbeats,
+//!   the operator records (`extras`), retention, the paging gate, and the ways in that are not a
+//!   request (the shared SNS path, reconciliation, dead letters, the watchdog, the peer)
 //! - `notify`   — the outbox worker and one notifier per channel type, with shared retry/backoff
-//! - `pipeline` — the ways in that are not a request: the shared SNS path, reconciliation from CloudWatch, SNS dead-letter queues
-//! - `store`    — the durable state (`Store` trait; embedded redb by default)
-//! - `http`     — the API: ingest, incidents, health, readiness, metrics, reload
+//! - `store`    — the durable state (`Store` trait; embedded redb by default, Redis for replicas)
+//! - the pure stages: `classify` (first matching rule → severity, policy, incident key),
+//!   `incident` (the records and the decisions on them: open, fold, acknowledge, resolve),
+//!   `escalate` (fire what is due: who is on call (`oncall`), one delivery per channel and person)
+//! - `config` (the `routing/` policy: model, compile with all errors, hot reload; step timing is
+//!   `EscalationPolicy::due_at`) beside `ingest` (verify and parse SNS / CloudWatch / Route 53,
+//!   EventBridge and trading-bot payloads into alerts)
+//! - `domain`   — alerts, labels, fingerprints, severities
 //!
-//! Around them: `config` (the `routing/` policy: model, compile with all errors, hot reload),
-//! `settings` (process settings and secrets), `clock` (injected time), `metrics`, `telemetry`,
-//! `simulate` (the `vigil simulate` report), `pipeline` (loops that call AWS on vigil's own
-//! initiative: the watchdog's heartbeat) and `app` (wiring and graceful shutdown).
+//! Around them: `settings` (process settings and secrets), `clock` (injected time), `metrics`,
+//! `telemetry`, `simulate` (the `vigil simulate` report).
 
 pub mod ack;
 pub mod app;

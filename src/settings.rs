@@ -75,7 +75,7 @@ pub struct Settings {
     /// How long the HTTP server waits for slow and idle clients, and how many it serves at once.
     pub http: HttpLimits,
     /// How long resolved incidents and delivery ids are kept, and how the prune pass runs.
-    pub retention: crate::incident::prune::Retention,
+    pub retention: crate::pipeline::prune::Retention,
     /// The warm standby's peer: a standby's primary (`--standby-of`), or a primary's standby
     /// (`--peer`). `None`: a lone primary.
     pub peer: Option<PeerSettings>,
@@ -150,7 +150,7 @@ impl Settings {
             watch_config: true,
             channels: crate::notify::ChannelSettings::default(),
             http: HttpLimits::default(),
-            retention: crate::incident::prune::Retention::default(),
+            retention: crate::pipeline::prune::Retention::default(),
             peer: None,
             peer_tokens: Vec::new(),
         }

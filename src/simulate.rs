@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use crate::classify::classify;
 use crate::config::Policy;
 use crate::domain::Alert;
-use crate::escalate;
 use crate::ingest::{self, IngestError, SnsEnvelope, SnsMessage};
 
 /// Parses any payload vigil ingests into alerts.
@@ -84,12 +83,12 @@ pub fn report(policy: &Policy, alert: &Alert, at: DateTime<Utc>, open: &[Alert])
         return out;
     };
     if alert.labels.get("kind").map(String::as_str)
-        == Some(crate::incident::service::TRADING_RESUMED)
+        == Some(crate::pipeline::service::TRADING_RESUMED)
     {
         let _ = writeln!(
             out,
             "escalation:   none (resolves every open {} incident and tells everyone it paged)",
-            crate::incident::service::TRADING_HALTED
+            crate::pipeline::service::TRADING_HALTED
         );
         return out;
     }
@@ -161,7 +160,7 @@ pub fn report(policy: &Policy, alert: &Alert, at: DateTime<Utc>, open: &[Alert])
             .format("%a %Y-%m-%d %H:%M"),
         policy.timezone
     );
-    for (due, l, s) in escalate::plan(esc, start) {
+    for (due, l, s) in esc.plan(start) {
         let step = &esc.steps[s as usize];
         let people: Vec<String> = step
             .targets

@@ -22,6 +22,7 @@
 
 pub mod calendar;
 pub mod compile;
+mod escalation;
 pub mod heartbeat;
 pub mod locate;
 pub mod reload;

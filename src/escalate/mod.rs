@@ -1,18 +1,16 @@
 //! Stage 4: escalation. Deadlines come from the incident's snapshot of its policy's steps; when one
 //! is due, `fire_due` resolves who is on call *now*, writes one delivery per (channel, person) and
-//! moves the incident to its next step. `scheduler` is the loop that finds due incidents.
+//! moves the incident to its next step. Pure: the loop that finds due incidents is
+//! `pipeline::scheduler`; imports `incident`'s records and `config`, nothing above.
 //!
-//! Step timing: loop `L`, step `i` is due at
+//! Step timing (`EscalationPolicy::due_at`): loop `L`, step `i` is due at
 //! `anchor + L × (last step's after + repeat_delay) + steps[i].after`, where the anchor is when
 //! the incident opened, moved later by a business-hours or group-window wait, by a hold
 //! (silence, inhibition) or by an acknowledgement that ran out.
 
-pub mod heartbeat;
-pub mod scheduler;
-
 use chrono::{DateTime, Utc};
 
-use crate::config::{ChannelSpec, EscalationPolicy, Override, Policy};
+use crate::config::{ChannelSpec, Override, Policy};
 use crate::incident::{
     Delivery, Incident, IncidentStatus, NotifyKind, TimelineEntry, TimelineEvent,
 };
@@ -24,55 +22,6 @@ impl std::fmt::Display for crate::config::Target {
             Self::Person(p) => write!(f, "person {p}"),
         }
     }
-}
-
-fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-/// When step `step` of loop `loop_` is due, or `None` if the chain has no such step.
-pub fn due_at(
-    esc: &EscalationPolicy,
-    opened_at: DateTime<Utc>,
-    loop_: u32,
-    step: u32,
-) -> Option<DateTime<Utc>> {
-    let s = esc.steps.get(step as usize)?;
-    if loop_ > esc.repeat {
-        return None;
-    }
-    let last = esc.steps.last()?.after;
-    let cycle = last + esc.repeat_delay.unwrap_or_default();
-    let offset = cycle.checked_mul(loop_)? + s.after;
-    opened_at.checked_add_signed(chrono_dur(offset))
-}
-
-/// The position after (loop_, step), if the chain goes on.
-fn next_position(esc: &EscalationPolicy, loop_: u32, step: u32) -> Option<(u32, u32)> {
-    if (step as usize) + 1 < esc.steps.len() {
-        Some((loop_, step + 1))
-    } else if loop_ < esc.repeat {
-        Some((loop_ + 1, 0))
-    } else {
-        None
-    }
-}
-
-/// Every step of the chain in order: (due time, loop, step). For `vigil simulate`.
-pub fn plan(esc: &EscalationPolicy, opened_at: DateTime<Utc>) -> Vec<(DateTime<Utc>, u32, u32)> {
-    let mut out = Vec::new();
-    let mut pos = if esc.steps.is_empty() {
-        None
-    } else {
-        Some((0, 0))
-    };
-    while let Some((l, s)) = pos {
-        if let Some(at) = due_at(esc, opened_at, l, s) {
-            out.push((at, l, s));
-        }
-        pos = next_position(esc, l, s);
-    }
-    out
 }
 
 /// Channels that page each targeted person (one delivery per person); the others are
@@ -115,7 +64,7 @@ pub fn fire_due(
         inc.anchor = Some(now);
         inc.loop_ = 0;
         inc.step = 0;
-        inc.next_due = due_at(&inc.escalation, now, 0, 0);
+        inc.next_due = inc.escalation.due_at(now, 0, 0);
         entries.push(TimelineEntry {
             at: now,
             event: TimelineEvent::AckExpired,
@@ -155,11 +104,11 @@ pub fn fire_due(
             &mut entries,
             &mut deliveries,
         );
-        match next_position(&inc.escalation, inc.loop_, inc.step) {
+        match inc.escalation.next_position(inc.loop_, inc.step) {
             Some((l, s)) => {
                 inc.loop_ = l;
                 inc.step = s;
-                inc.next_due = due_at(&inc.escalation, inc.anchor(), l, s);
+                inc.next_due = inc.escalation.due_at(inc.anchor(), l, s);
             }
             None => {
                 inc.step += 1;

@@ -93,7 +93,7 @@ pub async fn confirm(State(s): State<AppState>, Path(token): Path<String>) -> Re
         ),
         Ok((AckResult::AlreadyAcknowledged, _)) => page(StatusCode::OK, "Already acknowledged", ""),
         Ok((AckResult::AlreadyResolved, _)) => page(StatusCode::CONFLICT, "Already resolved", ""),
-        Err(crate::incident::ServiceError::NotFound) => {
+        Err(crate::pipeline::ServiceError::NotFound) => {
             page(StatusCode::NOT_FOUND, "Incident not found", "")
         }
         Err(e) => {

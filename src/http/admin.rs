@@ -99,7 +99,7 @@ async fn store_health(s: &AppState) -> (Option<crate::store::StoreStats>, Vec<St
     problems.extend(store_problem);
     // Incidents whose current step reached no one: a metric by severity, and a problem for
     // each critical one (a pager that cannot reach anyone about a critical alarm is not ready).
-    if let Ok(unreached) = crate::incident::extras::unreached(s.service.store().as_ref()).await {
+    if let Ok(unreached) = crate::pipeline::extras::unreached(s.service.store().as_ref()).await {
         for sev in crate::domain::Severity::ALL {
             let n = unreached.iter().filter(|i| i.severity == sev).count();
             s.metrics

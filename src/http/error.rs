@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::incident::ServiceError;
+use crate::pipeline::ServiceError;
 use crate::store::StoreError;
 
 #[derive(Debug)]

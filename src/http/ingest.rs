@@ -16,8 +16,8 @@ use super::AppState;
 use super::auth::{ApiKey, SignedSlot, Token};
 use super::error::ApiError;
 use crate::domain::Alert;
-use crate::incident::service::Arrival;
 use crate::ingest::{self, IngestError, SnsEnvelope, SnsMessage};
+use crate::pipeline::service::Arrival;
 use crate::pipeline::sns::SnsError;
 
 impl From<IngestError> for ApiError {
@@ -64,7 +64,7 @@ async fn accept(s: &AppState, alerts: &[Alert]) -> Result<Vec<serde_json::Value>
         let mut keys = std::collections::HashSet::with_capacity(alerts.len());
         alerts.iter().all(|a| {
             a.labels.get("kind").map(String::as_str)
-                != Some(crate::incident::service::TRADING_RESUMED)
+                != Some(crate::pipeline::service::TRADING_RESUMED)
                 && keys.insert(crate::classify::classify(&policy, a).fingerprint)
         })
     };

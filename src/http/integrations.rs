@@ -19,9 +19,10 @@ use super::auth::SignedSlot;
 use super::error::ApiError;
 use crate::domain::IncidentId;
 use crate::incident::transition::AckResult;
-use crate::incident::{Actor, Origin, ServiceError};
+use crate::incident::{Actor, Origin};
 use crate::ingest::pagerduty::{parse_webhook, verify_signature};
 use crate::ingest::slack::{Interaction, SlackAction, parse_interaction, verify_request};
+use crate::pipeline::ServiceError;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())

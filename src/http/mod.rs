@@ -22,10 +22,10 @@ use axum::routing::{delete, get, post};
 
 use crate::clock::Clock;
 use crate::config::PolicyHandle;
-use crate::escalate::scheduler::SchedulerHealth;
-use crate::incident::IncidentService;
 use crate::ingest::sns::CertCache;
 use crate::metrics::Metrics;
+use crate::pipeline::IncidentService;
+use crate::pipeline::scheduler::SchedulerHealth;
 use crate::settings::Settings;
 
 /// Request bodies are capped at SNS's own message limit.

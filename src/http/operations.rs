@@ -22,8 +22,8 @@ use super::error::ApiError;
 use crate::classify::classify;
 use crate::config::{MAX_API_SILENCE_REGEXES, MAX_API_SILENCES, Override, Silence, SilenceSpec};
 use crate::domain::AlertStatus;
-use crate::escalate::heartbeat::{self, rfc3339};
-use crate::incident::{IngestOutcome, extras};
+use crate::pipeline::heartbeat::{self, rfc3339};
+use crate::pipeline::{IngestOutcome, extras};
 
 type JsonResult = Result<(StatusCode, Json<Value>), ApiError>;
 

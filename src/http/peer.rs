@@ -10,7 +10,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::{Operator, PeerToken};
 use super::error::ApiError;
-use crate::incident::extras;
+use crate::pipeline::extras;
 use crate::pipeline::peer::{Feed, HandBackError};
 
 pub async fn feed(State(s): State<AppState>, _peer: PeerToken) -> Json<Feed> {

@@ -75,7 +75,7 @@ pub fn open(
     now: DateTime<Utc>,
     start: DateTime<Utc>,
 ) -> (Incident, Vec<TimelineEntry>) {
-    let next_due = crate::escalate::due_at(&escalation, start, 0, 0);
+    let next_due = escalation.due_at(start, 0, 0);
     let inc = Incident {
         id: IncidentId::new(now),
         fingerprint: cls.fingerprint.clone(),
@@ -258,7 +258,7 @@ pub fn reopen(inc: &mut Incident, alert: &Alert, now: DateTime<Utc>) -> Vec<Time
     inc.details = alert.details.clone();
     inc.members.insert(alert.fingerprint.to_string());
     let esc = &inc.escalation;
-    inc.next_due = match crate::escalate::due_at(esc, inc.anchor(), inc.loop_, inc.step) {
+    inc.next_due = match esc.due_at(inc.anchor(), inc.loop_, inc.step) {
         Some(due) => {
             let after = |i: u32| {
                 esc.steps

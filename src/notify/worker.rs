@@ -401,7 +401,7 @@ impl DeliveryWorker {
             match self.store.commit(tx).await? {
                 CommitOutcome::Committed => {
                     tracing::error!(incident.id = %inc.id, severity = %inc.severity, step = ?pos, last_resort = ?policy.last_resort, "An escalation step reached no one.");
-                    crate::incident::extras::list_unreached(self.store.as_ref(), &inc).await?;
+                    crate::pipeline::extras::list_unreached(self.store.as_ref(), &inc).await?;
                     self.wake.notify_one();
                     return Ok(());
                 }

@@ -22,9 +22,9 @@ use super::aws::AwsClients;
 use super::sns::{SnsError, SnsIntake};
 use super::{Kind, RecoveryHealth};
 use crate::config::PolicyHandle;
-use crate::incident::service::Arrival;
 use crate::ingest::{IngestError, SnsEnvelope};
 use crate::metrics::Metrics;
+use crate::pipeline::service::Arrival;
 
 /// SQS's longest visibility timeout: a refused message reappears twice a day.
 pub const HOLD_FOR_HUMAN: Duration = Duration::from_secs(12 * 60 * 60);

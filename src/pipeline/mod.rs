@@ -1,5 +1,15 @@
-//! The pipeline's ways in that are not an HTTP request: what vigil pulls from AWS so that an alarm
-//! that fired while vigil was not there to receive it is still paged.
+//! The pipeline: where an alert, an acknowledgement, a due step or an operator's record meets
+//! the store. Every change is read → decide (a pure stage: `classify`, `incident::transition`,
+//! `escalate`) → commit (one version-guarded `store::Transition`).
+//!
+//! - `service`: [`IncidentService`], the read → decide → commit loop for ingest, acknowledge,
+//!   resolve, escalate, mirror (the peer) and reconcile;
+//! - `scheduler`: the loop that fires what is due; `heartbeat`: the dead-man switches it checks;
+//! - `extras`: the operator records the flow consults (API silences, overrides, heartbeats'
+//!   beats, the unreached list); `prune`: retention; `gate`: whether this process may page.
+//!
+//! And the ways in that are not an HTTP request: what vigil pulls from AWS so that an alarm that
+//! fired while vigil was not there to receive it is still paged.
 //!
 //! - `sns`: the one path of an SNS Notification — signature, topic allow-list, MessageId dedup,
 //!   parse, ingest — shared by the HTTP endpoint and the dead-letter drain;
@@ -12,15 +22,24 @@
 //! - `peer`: the warm standby's follower loop, takeover and hand-back (both sides follow);
 //! - `aws`: the SDK clients they use, built from the standard AWS configuration.
 //!
-//! Owns the loops and their health ([`RecoveryHealth`], shown on `/readyz`). Uses the incident
-//! service, `ingest` and `config`; must not import `http` (which calls into it).
+//! Owns the loops and their health ([`RecoveryHealth`], shown on `/readyz`). Imports `store`, the
+//! pure stages, `config`, `ingest` and `domain`; must not import `http` or `app` (which call into
+//! it) nor `notify` (its sibling, which reads the outbox the pipeline writes).
 
 pub mod aws;
 pub mod dead_letter;
+pub mod extras;
+pub mod gate;
+pub mod heartbeat;
 pub mod peer;
+pub mod prune;
 pub mod reconcile;
+pub mod scheduler;
+pub mod service;
 pub mod sns;
 pub mod watchdog;
+
+pub use service::{IncidentService, IngestOutcome, ServiceError};
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -22,12 +22,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::IncidentService;
 use crate::clock::Clock;
 use crate::domain::{Alert, AlertStatus, Fingerprint, Labels, Source};
-use crate::incident::extras::{self, RecordSync};
-use crate::incident::gate::{PagingGate, Role};
-use crate::incident::{Actor, IncidentService, IncidentSync, Origin, TimelineEvent};
+use crate::incident::{Actor, IncidentSync, Origin, TimelineEvent};
 use crate::metrics::Metrics;
+use crate::pipeline::extras::{self, RecordSync};
+use crate::pipeline::gate::{PagingGate, Role};
 use crate::settings::{PeerSettings, Secret};
 
 /// How often a side reads its peer's feed.
@@ -190,7 +191,7 @@ pub enum HandBackError {
     #[error("the shared role could not be written, nothing changed: {0}")]
     Record(String),
     #[error(transparent)]
-    Service(#[from] crate::incident::ServiceError),
+    Service(#[from] crate::pipeline::ServiceError),
 }
 
 pub struct Peer {
@@ -710,7 +711,7 @@ impl Peer {
             .store()
             .fingerprint(&self.fingerprint())
             .await
-            .map_err(crate::incident::ServiceError::from)?
+            .map_err(crate::pipeline::ServiceError::from)?
             .open
         {
             let actor = Actor {

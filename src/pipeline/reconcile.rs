@@ -22,12 +22,12 @@ use tokio_util::sync::CancellationToken;
 use super::aws::AwsClients;
 use super::{Kind, RecoveryHealth};
 use crate::config::PolicyHandle;
-use crate::incident::IncidentService;
-use crate::incident::service::IngestOutcome;
 use crate::ingest::describe_alarms::{
     DescribedAlarm, DescribedKind, DescribedMetric, described_alarm,
 };
 use crate::metrics::Metrics;
+use crate::pipeline::IncidentService;
+use crate::pipeline::service::IngestOutcome;
 
 /// The longest wait before a failed pass is tried again.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::PolicyHandle;
-use crate::incident::IncidentService;
-use crate::incident::service::{Arrival, IngestOutcome, ServiceError};
 use crate::ingest::{self, CertCache, IngestError, SnsEnvelope, SnsMessage};
+use crate::pipeline::IncidentService;
+use crate::pipeline::service::{Arrival, IngestOutcome, ServiceError};
 
 /// What the SNS path needs.
 pub struct SnsIntake {

@@ -34,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::PolicyHandle;
 use crate::config::watchdog::{DEFAULT_INTERVAL, WatchdogSpec};
-use crate::escalate::scheduler::SchedulerHealth;
 use crate::metrics::Metrics;
+use crate::pipeline::scheduler::SchedulerHealth;
 use crate::store::Store;
 
 /// The first retry after a failed call; each further failure doubles it, up to the interval.

@@ -300,7 +300,7 @@ async fn silences_beyond_the_limits_are_refused_with_422() {
         });
         store
             .put_record(
-                vigil::incident::extras::SILENCES,
+                vigil::pipeline::extras::SILENCES,
                 &format!("maint-{i}"),
                 serde_json::to_vec(&record).unwrap(),
             )

@@ -10,16 +10,16 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::extras;
-use super::transition::{self, AckResult, AlertEffect};
-use super::{
-    Actor, Delivery, Incident, IncidentStatus, NotifyKind, Origin, TimelineEntry, TimelineEvent,
-};
 use crate::classify::classify;
 use crate::clock::Clock;
 use crate::config::{Override, Policy, PolicyHandle};
 use crate::domain::{Alert, IncidentId};
 use crate::escalate;
 use crate::escalate::FireContext;
+use crate::incident::transition::{self, AckResult, AlertEffect};
+use crate::incident::{
+    Actor, Delivery, Incident, IncidentStatus, NotifyKind, Origin, TimelineEntry, TimelineEvent,
+};
 use crate::metrics::Metrics;
 use crate::store::{CommitOutcome, Guard, Store, StoreError, Transition};
 
@@ -150,7 +150,7 @@ impl Arrival {
 /// Wakes the long-lived loops when a commit gives them work.
 #[derive(Clone, Default)]
 pub struct Wakers {
-    pub scheduler: Arc<crate::escalate::scheduler::SchedulerWake>,
+    pub scheduler: Arc<crate::pipeline::scheduler::SchedulerWake>,
     pub deliveries: Arc<Notify>,
     /// Asks reconciliation for a pass now (a standby taking over: what SNS could not deliver to
     /// the dead primary is only in CloudWatch).
@@ -723,7 +723,7 @@ impl IncidentService {
         alert: &Alert,
         cls: &crate::classify::Classification,
         now: DateTime<Utc>,
-    ) -> Result<(Incident, Vec<TimelineEntry>, Vec<super::Delivery>), ServiceError> {
+    ) -> Result<(Incident, Vec<TimelineEntry>, Vec<crate::incident::Delivery>), ServiceError> {
         let esc = policy
             .policies
             .get(&cls.policy)
@@ -1207,7 +1207,9 @@ pub enum Mirrored {
 impl IncidentService {
     /// Every open incident and those resolved within `PEER_FEED_RESOLVED`, newest first, at
     /// most `PEER_FEED_CAP`; whether the cap cut it.
-    pub async fn peer_feed(&self) -> Result<(Vec<super::IncidentSync>, bool), ServiceError> {
+    pub async fn peer_feed(
+        &self,
+    ) -> Result<(Vec<crate::incident::IncidentSync>, bool), ServiceError> {
         let now = self.clock.now();
         let mut all = self.open_incidents().await?;
         let since = now - chrono::Duration::from_std(PEER_FEED_RESOLVED).unwrap_or_default();
@@ -1218,19 +1220,19 @@ impl IncidentService {
         let truncated = all.len() > PEER_FEED_CAP;
         all.truncate(PEER_FEED_CAP);
         // The pages still in the outbox, by incident: what the peer sends if this side dies.
-        let mut pending: HashMap<IncidentId, Vec<super::PendingPage>> = HashMap::new();
+        let mut pending: HashMap<IncidentId, Vec<crate::incident::PendingPage>> = HashMap::new();
         for d in self.store.outbox(PEER_FEED_OUTBOX_CAP).await? {
             if d.kind.is_page() {
                 pending
                     .entry(d.incident)
                     .or_default()
-                    .push(super::PendingPage::of(&d));
+                    .push(crate::incident::PendingPage::of(&d));
             }
         }
         let feed = all
             .iter()
             .map(|inc| {
-                let mut sync = super::IncidentSync::of(inc);
+                let mut sync = crate::incident::IncidentSync::of(inc);
                 if inc.status == IncidentStatus::Triggered
                     && let Some(mut pages) = pending.remove(&inc.id)
                 {
@@ -1324,7 +1326,7 @@ impl IncidentService {
     /// no notice.
     pub async fn mirror(
         &self,
-        remote: &super::IncidentSync,
+        remote: &crate::incident::IncidentSync,
         from: &str,
         peer_pages: bool,
     ) -> Result<Mirrored, ServiceError> {
@@ -1402,7 +1404,7 @@ impl IncidentService {
     /// first step fires here only if this side pages and the peer has not fired it.
     async fn open_copy(
         &self,
-        remote: &super::IncidentSync,
+        remote: &crate::incident::IncidentSync,
         from: &str,
         now: DateTime<Utc>,
     ) -> Result<CommitOutcome, ServiceError> {
@@ -1486,7 +1488,7 @@ impl IncidentService {
 /// or a resolve of another incident of the fingerprint changes nothing.
 fn apply_remote(
     inc: &mut Incident,
-    remote: &super::IncidentSync,
+    remote: &crate::incident::IncidentSync,
     from: &str,
     now: DateTime<Utc>,
 ) -> Vec<TimelineEntry> {
@@ -1525,8 +1527,7 @@ fn apply_remote(
         inc.step = remote.step;
         inc.next_due = remote.next_due;
         if let Some(due) = remote.next_due
-            && let Some(local) =
-                crate::escalate::due_at(&inc.escalation, now, remote.loop_, remote.step)
+            && let Some(local) = inc.escalation.due_at(now, remote.loop_, remote.step)
         {
             inc.anchor = Some(now + (due - local));
         }
@@ -1534,8 +1535,9 @@ fn apply_remote(
         return out;
     }
     if (remote.loop_, remote.step) > (inc.loop_, inc.step) {
-        let local_due =
-            crate::escalate::due_at(&inc.escalation, inc.anchor(), remote.loop_, remote.step);
+        let local_due = inc
+            .escalation
+            .due_at(inc.anchor(), remote.loop_, remote.step);
         inc.loop_ = remote.loop_;
         inc.step = remote.step;
         inc.held_by = None;
@@ -1595,8 +1597,8 @@ mod tests {
     use super::*;
     use crate::domain::Source;
 
-    fn synced(inc: &Incident) -> super::super::IncidentSync {
-        super::super::IncidentSync::of(inc)
+    fn synced(inc: &Incident) -> crate::incident::IncidentSync {
+        crate::incident::IncidentSync::of(inc)
     }
 
     #[test]
@@ -1693,8 +1695,8 @@ mod tests {
             )
         };
         let (a, b) = (replica(), replica());
-        let page = super::super::PendingPage {
-            kind: super::super::NotifyKind::Escalate,
+        let page = crate::incident::PendingPage {
+            kind: crate::incident::NotifyKind::Escalate,
             channel: "sms".into(),
             target: Some("cto".into()),
             people: vec![],
@@ -1731,7 +1733,7 @@ mod tests {
         let rows = store.outbox(100).await.unwrap();
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(
-            (rows[0].incident, super::super::PendingPage::of(&rows[0])),
+            (rows[0].incident, crate::incident::PendingPage::of(&rows[0])),
             (stuck.id, page)
         );
         for id in [stuck.id, acked.id] {

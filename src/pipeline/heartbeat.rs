@@ -2,7 +2,7 @@
 //! deadline (`last beat + interval + grace`) opens an incident, which the next beat resolves
 //! (`POST /v1/heartbeats/{name}`). Run once per scheduler pass.
 //!
-//! In: the policy's heartbeats, their last beats (store records, see `incident::extras`), `now`.
+//! In: the policy's heartbeats, their last beats (store records, see `pipeline::extras`), `now`.
 //! Out: a firing `Alert` per overdue heartbeat, ingested like any other, so rules, silences and
 //! escalation apply to it.
 //!
@@ -12,10 +12,10 @@
 
 use chrono::{DateTime, Utc};
 
+use super::{IncidentService, IngestOutcome, ServiceError, extras};
 use crate::classify::classify;
 use crate::config::{Heartbeat, Policy};
 use crate::domain::{Alert, AlertStatus, Fingerprint, Source};
-use crate::incident::{IncidentService, IngestOutcome, ServiceError, extras};
 
 /// An instant as RFC 3339 in UTC with `Z`, as chrono's serde writes it.
 pub fn rfc3339(t: DateTime<Utc>) -> String {

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::PolicyHandle;
-use crate::incident::IncidentService;
 use crate::metrics::Metrics;
+use crate::pipeline::IncidentService;
 
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -91,7 +91,7 @@ pub struct Scheduler {
 impl Scheduler {
     /// One pass: fire what is due, open incidents for missed heartbeats, then measure the lag of
     /// whatever is still overdue. Returns how many escalation steps fired.
-    pub async fn pass(&self) -> Result<usize, crate::incident::ServiceError> {
+    pub async fn pass(&self) -> Result<usize, crate::pipeline::ServiceError> {
         let gate = self.service.gate().clone();
         let closed = |health: &SchedulerHealth| {
             // A closed gate (a standby) fires nothing and checks no heartbeat; its lag is not a
