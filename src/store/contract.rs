@@ -78,6 +78,19 @@ pub fn sample_incident(fp: Fingerprint, now: DateTime<Utc>) -> Incident {
     }
 }
 
+/// A first-step trigger of `inc` on the `log` channel, due at `at`.
+pub fn trigger_row(inc: &Incident, target: Option<&str>, at: DateTime<Utc>) -> Delivery {
+    Delivery::new(
+        inc.id,
+        NotifyKind::Trigger,
+        "log",
+        target.map(str::to_string),
+        vec![],
+        Some((0, 0)),
+        at,
+    )
+}
+
 fn entry(now: DateTime<Utc>, n: u32) -> TimelineEntry {
     TimelineEntry {
         at: now,
@@ -683,15 +696,7 @@ async fn resolve_frees_the_fingerprint(store: &dyn Store) {
 
 async fn outbox_rows_retry_and_finish(store: &dyn Store) {
     let inc = sample_incident(fresh_fp("outbox"), t0());
-    let d = Delivery::new(
-        inc.id,
-        NotifyKind::Trigger,
-        "log",
-        Some("ana".into()),
-        vec![],
-        Some((0, 0)),
-        t0(),
-    );
+    let d = trigger_row(&inc, Some("ana"), t0());
     let mut tx = create(&inc);
     tx.deliveries = vec![d.clone()];
     store.commit(tx).await.unwrap();
@@ -832,15 +837,7 @@ async fn outbox_rows_retry_and_finish(store: &dyn Store) {
 /// for a row the outbox never had.
 async fn still_pending_holds_only_the_attempt_handed_out(store: &dyn Store) {
     let inc = sample_incident(fresh_fp("pending"), t0());
-    let d = Delivery::new(
-        inc.id,
-        NotifyKind::Trigger,
-        "log",
-        Some("ana".into()),
-        vec![],
-        Some((0, 0)),
-        t0(),
-    );
+    let d = trigger_row(&inc, Some("ana"), t0());
     let mut tx = create(&inc);
     tx.deliveries = vec![d.clone()];
     store.commit(tx).await.unwrap();
@@ -857,15 +854,7 @@ async fn still_pending_holds_only_the_attempt_handed_out(store: &dyn Store) {
         !store.still_pending(&other).await.unwrap(),
         "not pending at another attempt"
     );
-    let never = Delivery::new(
-        inc.id,
-        NotifyKind::Trigger,
-        "log",
-        None,
-        vec![],
-        Some((0, 0)),
-        t0(),
-    );
+    let never = trigger_row(&inc, None, t0());
     assert!(
         !store.still_pending(&never).await.unwrap(),
         "not a row the outbox never had"
@@ -930,15 +919,7 @@ async fn last_change_is_kept_without_an_incident(store: &dyn Store) {
 /// outbox empty.
 async fn unfinished_rows_stay_due_and_a_stale_finish_changes_nothing(store: &dyn Store) {
     let inc = sample_incident(fresh_fp("stale-finish"), t0());
-    let d = Delivery::new(
-        inc.id,
-        NotifyKind::Trigger,
-        "log",
-        None,
-        vec![],
-        Some((0, 0)),
-        t0(),
-    );
+    let d = trigger_row(&inc, None, t0());
     let mut tx = create(&inc);
     tx.deliveries = vec![d.clone()];
     store.commit(tx).await.unwrap();

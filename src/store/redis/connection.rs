@@ -281,13 +281,12 @@ mod tests {
     use super::super::RedisStore;
     use super::super::keys::Keys;
     use super::super::testing::{
-        attempt_entry, cluster_url, fp, fresh_prefix, now, opened, redis_url, replica_at,
+        cluster_url, finish_sent, fp, fresh_prefix, now, opened, redis_url, replica_at,
     };
     use super::*;
     use crate::domain::IncidentId;
-    use crate::incident::{Delivery, DeliveryOutcome, NotifyKind};
-    use crate::store::contract::sample_incident;
-    use crate::store::{CommitOutcome, DeliveryFinish, DeliveryUpdate, Store};
+    use crate::store::contract::{sample_incident, trigger_row};
+    use crate::store::{CommitOutcome, Store};
 
     #[tokio::test]
     async fn unreachable_redis_is_unavailable_quickly() {
@@ -356,6 +355,47 @@ mod tests {
         }
     }
 
+    /// A store on `url` whose calls are bounded by 500 ms, as the outage tests want.
+    async fn connected_briefly(url: &str) -> RedisStore {
+        RedisStore::connect_with(
+            url,
+            "vigil",
+            RedisOptions {
+                timeout: Duration::from_millis(500),
+                ..RedisOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Three calls in a row fail as `Unavailable`, each well within 2 s: the store's own bound.
+    async fn unavailable_quickly(store: &RedisStore, id: IncidentId, gone: &str) {
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            let err = store.incident(id).await.expect_err(gone);
+            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+    }
+
+    /// The same store answers again within `tries` polls 100 ms apart, without being rebuilt.
+    async fn recovers(store: &RedisStore, tries: usize) {
+        let mut recovered = false;
+        for _ in 0..tries {
+            if store.stats().await.is_ok() {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(recovered, "the store reconnects by itself");
+    }
+
     #[tokio::test]
     async fn a_lost_redis_is_unavailable_quickly_and_the_store_recovers_when_it_returns() {
         // Fail like the other Redis tests when the harness did not run.
@@ -367,42 +407,16 @@ mod tests {
             .port();
         let server = OwnServer::start(port);
         server.ready().await;
-        let store = RedisStore::connect_with(
-            &server.url(),
-            "vigil",
-            RedisOptions {
-                timeout: Duration::from_millis(500),
-                ..RedisOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+        let store = connected_briefly(&server.url()).await;
         let inc = sample_incident(fp("outage"), now());
         store.commit(opened(&inc, vec![])).await.unwrap();
         drop(server);
-        for _ in 0..3 {
-            let started = std::time::Instant::now();
-            let err = store.incident(inc.id).await.expect_err("Redis is gone");
-            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "{:?}",
-                started.elapsed()
-            );
-        }
+        unavailable_quickly(&store, inc.id, "Redis is gone").await;
         // Redis returns (empty: no persistence in this test); the same store works again
         // without being rebuilt. The first call may still see the failed connection.
         let server = OwnServer::start(port);
         server.ready().await;
-        let mut recovered = false;
-        for _ in 0..20 {
-            if store.stats().await.is_ok() {
-                recovered = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(recovered, "the store reconnects by itself");
+        recovers(&store, 20).await;
         let inc = sample_incident(fp("after"), now());
         assert_eq!(
             store.commit(opened(&inc, vec![])).await.unwrap(),
@@ -552,30 +566,13 @@ mod tests {
     async fn one_round(store: &RedisStore, tag: &str) -> IncidentId {
         let t = now();
         let inc = sample_incident(fp(tag), t);
-        let d = Delivery::new(
-            inc.id,
-            NotifyKind::Trigger,
-            "log",
-            None,
-            vec![],
-            Some((0, 0)),
-            t,
-        );
+        let d = trigger_row(&inc, None, t);
         assert_eq!(
             store.commit(opened(&inc, vec![d.clone()])).await.unwrap(),
             CommitOutcome::Committed
         );
         assert_eq!(store.deliveries_due(t, 10).await.unwrap(), vec![d.clone()]);
-        store
-            .finish_delivery(
-                &d,
-                DeliveryFinish::simple(
-                    DeliveryUpdate::Done,
-                    attempt_entry(&d, DeliveryOutcome::Sent),
-                ),
-            )
-            .await
-            .unwrap();
+        finish_sent(store, &d).await;
         assert_eq!(store.timeline(inc.id).await.unwrap().len(), 1);
         assert_eq!(store.stats().await.unwrap().outbox, 0);
         inc.id
@@ -672,15 +669,7 @@ mod tests {
         let b = replica_at(&url, &prefix, "b", lease).await;
         let t = now();
         let inc = sample_incident(fp("moved"), t);
-        let d = Delivery::new(
-            inc.id,
-            NotifyKind::Trigger,
-            "log",
-            None,
-            vec![],
-            Some((0, 0)),
-            t,
-        );
+        let d = trigger_row(&inc, None, t);
         a.commit(opened(&inc, vec![d.clone()])).await.unwrap();
         assert_eq!(a.deliveries_due(t, 10).await.unwrap(), vec![d.clone()]);
 
@@ -699,15 +688,7 @@ mod tests {
         );
         tokio::time::sleep(lease + Duration::from_millis(200)).await;
         assert_eq!(b.deliveries_due(t, 10).await.unwrap(), vec![d.clone()]);
-        b.finish_delivery(
-            &d,
-            DeliveryFinish::simple(
-                DeliveryUpdate::Done,
-                attempt_entry(&d, DeliveryOutcome::Sent),
-            ),
-        )
-        .await
-        .unwrap();
+        finish_sent(&b, &d).await;
         assert_eq!(a.stats().await.unwrap().outbox, 0);
         one_round(&a, "after-move").await;
         one_round(&b, "after-move").await;
@@ -759,42 +740,16 @@ mod tests {
             panic!("the one-node cluster did not become ok");
         };
         cluster_ok().await;
-        let store = RedisStore::connect_with(
-            &format!("{CLUSTER_SCHEME}{addr}"),
-            "vigil",
-            RedisOptions {
-                timeout: Duration::from_millis(500),
-                ..RedisOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+        let store = connected_briefly(&format!("{CLUSTER_SCHEME}{addr}")).await;
         let inc = sample_incident(fp("cluster-outage"), now());
         store.commit(opened(&inc, vec![])).await.unwrap();
         drop(server);
-        for _ in 0..3 {
-            let started = std::time::Instant::now();
-            let err = store.incident(inc.id).await.expect_err("the node is gone");
-            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "{:?}",
-                started.elapsed()
-            );
-        }
+        unavailable_quickly(&store, inc.id, "the node is gone").await;
         // The node returns with its cluster config (its slots), empty of data.
         let server = OwnServer::start_with(port, &args);
         server.ready().await;
         cluster_ok().await;
-        let mut recovered = false;
-        for _ in 0..40 {
-            if store.stats().await.is_ok() {
-                recovered = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(recovered, "the store reconnects by itself");
+        recovers(&store, 40).await;
         // Back empty (no persistence here), and writable through the same store.
         let inc = sample_incident(fp("cluster-after"), now());
         assert_eq!(

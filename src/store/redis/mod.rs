@@ -52,7 +52,6 @@ mod store;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::RedisError;
@@ -71,7 +70,7 @@ pub struct RedisStore {
     redis: Connection,
     keys: Keys,
     options: RedisOptions,
-    scripts: Arc<Scripts>,
+    scripts: Scripts,
 }
 
 impl RedisStore {
@@ -101,7 +100,7 @@ impl RedisStore {
             redis: Connection::open(url, options.timeout)?,
             keys: Keys::new(prefix),
             options,
-            scripts: Arc::new(Scripts::new()),
+            scripts: Scripts::new(),
         };
         store.init().await?;
         Ok(store)
@@ -156,22 +155,11 @@ impl RedisStore {
                 ))),
             })?;
         let stream = self.keys.k("outbox:stream");
-        let pruned: i64 = self
-            .redis
-            .run(|mut c| {
-                let scripts = self.scripts.clone();
-                let stream = stream.clone();
-                async move {
-                    scripts
-                        .prune_consumers
-                        .key(&stream)
-                        .arg(GROUP)
-                        .arg(STALE_CONSUMER.as_millis() as u64)
-                        .invoke_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
+        let mut inv = self.scripts.prune_consumers.prepare_invoke();
+        inv.key(&stream)
+            .arg(GROUP)
+            .arg(STALE_CONSUMER.as_millis() as u64);
+        let pruned: i64 = self.invoke(inv).await?;
         if pruned > 0 {
             tracing::info!(
                 pruned,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use ::redis::{FromRedisValue, ScriptInvocation};
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::RedisStore;
@@ -54,6 +55,53 @@ const MAX_COUNT: usize = 1_000_000_000;
 /// `limit` as a count for Redis.
 pub(super) fn count(limit: usize) -> i64 {
     limit.min(MAX_COUNT) as i64
+}
+
+/// Appends the count, then each entry's JSON: how the scripts take timeline entries.
+fn push_entries(inv: &mut ScriptInvocation<'_>, entries: &[TimelineEntry]) {
+    inv.arg(entries.len());
+    for e in entries {
+        inv.arg(encode(e));
+    }
+}
+
+/// Appends the count, then each row as (id, token, not_before ms, JSON): how the scripts take
+/// new outbox rows.
+fn push_rows(inv: &mut ScriptInvocation<'_>, rows: &[Delivery]) {
+    inv.arg(rows.len());
+    for d in rows {
+        inv.arg(d.id.to_string())
+            .arg(token(d))
+            .arg(ms(d.not_before))
+            .arg(encode(d));
+    }
+}
+
+/// The incidents among `rows` (their JSON) that `keep` keeps, in order.
+fn incidents_of(
+    rows: &[String],
+    keep: impl Fn(&Incident) -> bool,
+) -> Result<Vec<Incident>, StoreError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let inc: Incident = decode(row)?;
+        if keep(&inc) {
+            out.push(inc);
+        }
+    }
+    Ok(out)
+}
+
+impl RedisStore {
+    /// Runs one prepared script through `Connection::run`.
+    pub(super) async fn invoke<T: FromRedisValue + Send>(
+        &self,
+        inv: ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.redis
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await
+    }
 }
 
 #[async_trait::async_trait]
@@ -125,21 +173,9 @@ impl Store for RedisStore {
         } else {
             &[]
         };
-        inv.arg(entries.len());
-        for e in entries {
-            inv.arg(encode(e));
-        }
-        inv.arg(tx.deliveries.len());
-        for d in &tx.deliveries {
-            inv.arg(d.id.to_string())
-                .arg(token(d))
-                .arg(ms(d.not_before))
-                .arg(encode(d));
-        }
-        let outcome: String = self
-            .redis
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        push_entries(&mut inv, entries);
+        push_rows(&mut inv, &tx.deliveries);
+        let outcome: String = self.invoke(inv).await?;
         match outcome.as_str() {
             "committed" => Ok(CommitOutcome::Committed),
             "conflict" => Ok(CommitOutcome::Conflict),
@@ -171,10 +207,7 @@ impl Store for RedisStore {
             .key(self.keys.k("lastchange"))
             .arg(fp.as_str())
             .arg(self.keys.k("inc:"));
-        let (data, lc): (String, String) = self
-            .redis
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let (data, lc): (String, String) = self.invoke(inv).await?;
         let open = if data.is_empty() {
             None
         } else {
@@ -209,35 +242,15 @@ impl Store for RedisStore {
             limit as i64 - 1
         };
         inv.key(index).arg(last).arg(self.keys.k("inc:"));
-        let rows: Vec<String> = self
-            .redis
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let inc: Incident = decode(&row)?;
-            if status.is_none_or(|s| s == inc.status) {
-                out.push(inc);
-            }
-        }
-        Ok(out)
+        let rows: Vec<String> = self.invoke(inv).await?;
+        incidents_of(&rows, |inc| status.is_none_or(|s| s == inc.status))
     }
 
     async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
         let mut inv = self.scripts.open_incidents.prepare_invoke();
         inv.key(self.keys.k("open")).arg(self.keys.k("inc:"));
-        let rows: Vec<String> = self
-            .redis
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let inc: Incident = decode(&row)?;
-            if inc.status.is_open() {
-                out.push(inc);
-            }
-        }
-        Ok(out)
+        let rows: Vec<String> = self.invoke(inv).await?;
+        incidents_of(&rows, |inc| inc.status.is_open())
     }
 
     async fn resolved_since(
@@ -253,18 +266,8 @@ impl Store for RedisStore {
             .arg(ms(since))
             .arg(count(limit))
             .arg(self.keys.k("inc:"));
-        let rows: Vec<String> = self
-            .redis
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let inc: Incident = decode(&row)?;
-            if inc.status == IncidentStatus::Resolved {
-                out.push(inc);
-            }
-        }
-        Ok(out)
+        let rows: Vec<String> = self.invoke(inv).await?;
+        incidents_of(&rows, |inc| inc.status == IncidentStatus::Resolved)
     }
 
     async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError> {
@@ -276,10 +279,7 @@ impl Store for RedisStore {
             .key(k.k("prune:backfill"))
             .arg(BACKFILL_STEP)
             .arg(k.k("inc:"));
-        let (more, older): (i64, Vec<String>) = self
-            .redis
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let (more, older): (i64, Vec<String>) = self.invoke(inv).await?;
         let mut index = ::redis::pipe();
         let mut indexed = 0;
         for pair in older.chunks(2) {
@@ -320,10 +320,7 @@ impl Store for RedisStore {
             .arg(k.k("inc:"))
             .arg(k.k("tl:"))
             .arg(k.k("refs:"));
-        let (gone, delivery_ids): (Vec<String>, u64) = self
-            .redis
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let (gone, delivery_ids): (Vec<String>, u64) = self.invoke(inv).await?;
         let mut incidents = Vec::with_capacity(gone.len() / 2);
         for pair in gone.chunks(2) {
             let [id, fp] = pair else {
@@ -431,10 +428,7 @@ impl Store for RedisStore {
             .arg(GROUP)
             .arg(&self.options.consumer)
             .arg(self.options.lease.as_millis() as u64);
-        let rows: Vec<String> = self
-            .redis
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let rows: Vec<String> = self.invoke(inv).await?;
         let mut out = rows
             .iter()
             .map(|r| decode::<Delivery>(r))
@@ -549,10 +543,7 @@ impl Store for RedisStore {
         inv.key(self.keys.k("outbox:delayed"))
             .key(self.keys.k("outbox:stream"))
             .arg(GROUP);
-        let at: Option<i64> = self
-            .redis
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let at: Option<i64> = self.invoke(inv).await?;
         Ok(at.map(from_ms))
     }
 
@@ -586,21 +577,9 @@ impl Store for RedisStore {
             Some(r) => inv.arg("1").arg(r.as_str()),
             None => inv.arg("0").arg(""),
         };
-        inv.arg(finish.entries.len());
-        for e in &finish.entries {
-            inv.arg(encode(e));
-        }
-        inv.arg(finish.follow_ups.len());
-        for f in &finish.follow_ups {
-            inv.arg(f.id.to_string())
-                .arg(token(f))
-                .arg(ms(f.not_before))
-                .arg(encode(f));
-        }
-        let _current: i64 = self
-            .redis
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        push_entries(&mut inv, &finish.entries);
+        push_rows(&mut inv, &finish.follow_ups);
+        let _current: i64 = self.invoke(inv).await?;
         Ok(())
     }
 
@@ -641,12 +620,13 @@ mod tests {
     use ::redis::Client;
 
     use super::super::testing::{
-        attempt_entry, cluster_url, fp, fresh_prefix, now, opened, redis_url, replica, replica_at,
+        attempt_entry, cluster_url, finish_sent, fp, fresh_prefix, now, opened, redis_url, replica,
+        two_replicas,
     };
     use super::*;
     use crate::incident::{DeliveryOutcome, NotifyKind};
     use crate::store::DeliveryUpdate;
-    use crate::store::contract::{resolved_sample, sample_incident};
+    use crate::store::contract::{resolved_sample, sample_incident, trigger_row};
 
     #[tokio::test]
     async fn two_replicas_racing_one_step_commit_it_once() {
@@ -659,9 +639,7 @@ mod tests {
     }
 
     async fn race(url: &str) {
-        let prefix = fresh_prefix();
-        let a = replica_at(url, &prefix, "a", Duration::from_secs(60)).await;
-        let b = replica_at(url, &prefix, "b", Duration::from_secs(60)).await;
+        let (a, b) = two_replicas(url, Duration::from_secs(60)).await;
         for round in 0..10 {
             let inc = sample_incident(fp("race"), now());
             assert_eq!(
@@ -708,15 +686,7 @@ mod tests {
                 "only the winner's delivery is in the outbox"
             );
             for d in rows {
-                b.finish_delivery(
-                    &d,
-                    DeliveryFinish::simple(
-                        DeliveryUpdate::Done,
-                        attempt_entry(&d, DeliveryOutcome::Sent),
-                    ),
-                )
-                .await
-                .unwrap();
+                finish_sent(&b, &d).await;
             }
         }
     }
@@ -734,19 +704,9 @@ mod tests {
 
     async fn lease_moves(url: &str) {
         let lease = Duration::from_millis(400);
-        let prefix = fresh_prefix();
-        let a = replica_at(url, &prefix, "a", lease).await;
-        let b = replica_at(url, &prefix, "b", lease).await;
+        let (a, b) = two_replicas(url, lease).await;
         let inc = sample_incident(fp("lease"), now());
-        let d = Delivery::new(
-            inc.id,
-            NotifyKind::Trigger,
-            "log",
-            None,
-            vec![],
-            Some((0, 0)),
-            now(),
-        );
+        let d = trigger_row(&inc, None, now());
         a.commit(opened(&inc, vec![d.clone()])).await.unwrap();
         let t = now();
         assert_eq!(a.deliveries_due(t, 10).await.unwrap(), vec![d.clone()]);
@@ -774,15 +734,7 @@ mod tests {
             a.deliveries_due(t, 10).await.unwrap().is_empty(),
             "A no longer holds it"
         );
-        b.finish_delivery(
-            &d,
-            DeliveryFinish::simple(
-                DeliveryUpdate::Done,
-                attempt_entry(&d, DeliveryOutcome::Sent),
-            ),
-        )
-        .await
-        .unwrap();
+        finish_sent(&b, &d).await;
         // A comes back and records its own (stale) attempt: the row stays finished.
         a.finish_delivery(
             &d,
@@ -804,20 +756,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_is_handed_out_at_its_time_and_not_before() {
-        let prefix = fresh_prefix();
-        let a = replica(&prefix, "a", Duration::from_secs(60)).await;
-        let b = replica(&prefix, "b", Duration::from_secs(60)).await;
+        let (a, b) = two_replicas(&redis_url(), Duration::from_secs(60)).await;
         let t = now();
         let inc = sample_incident(fp("retry"), t);
-        let d = Delivery::new(
-            inc.id,
-            NotifyKind::Trigger,
-            "log",
-            None,
-            vec![],
-            Some((0, 0)),
-            t,
-        );
+        let d = trigger_row(&inc, None, t);
         a.commit(opened(&inc, vec![d.clone()])).await.unwrap();
         assert_eq!(a.next_delivery().await.unwrap(), Some(d.not_before));
         let got = a.deliveries_due(t, 10).await.unwrap();
@@ -855,15 +797,7 @@ mod tests {
             a.deliveries_due(retry_at, 10).await.unwrap().is_empty(),
             "B holds it"
         );
-        b.finish_delivery(
-            &row[0],
-            DeliveryFinish::simple(
-                DeliveryUpdate::Done,
-                attempt_entry(&row[0], DeliveryOutcome::Sent),
-            ),
-        )
-        .await
-        .unwrap();
+        finish_sent(&b, &row[0]).await;
         assert_eq!(b.stats().await.unwrap().outbox, 0);
         assert_eq!(b.next_delivery().await.unwrap(), None);
     }

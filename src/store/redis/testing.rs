@@ -12,7 +12,7 @@ use super::store::{from_ms, ms};
 use super::{RedisOptions, RedisStore, SEEN_TTL};
 use crate::domain::Fingerprint;
 use crate::incident::{Delivery, DeliveryOutcome, Incident, TimelineEntry, TimelineEvent};
-use crate::store::{Guard, Transition};
+use crate::store::{DeliveryFinish, DeliveryUpdate, Guard, Store, Transition};
 
 /// The server `scripts/test` starts. Without it these tests fail rather than pass silently.
 pub(crate) fn redis_url() -> String {
@@ -54,6 +54,15 @@ pub(crate) async fn replica_at(url: &str, prefix: &str, name: &str, lease: Durat
     .unwrap()
 }
 
+/// Two replicas, `a` and `b`, of one store (a fresh prefix) on `url`, with this lease.
+pub(crate) async fn two_replicas(url: &str, lease: Duration) -> (RedisStore, RedisStore) {
+    let prefix = fresh_prefix();
+    (
+        replica_at(url, &prefix, "a", lease).await,
+        replica_at(url, &prefix, "b", lease).await,
+    )
+}
+
 pub(crate) fn fp(tag: &str) -> Fingerprint {
     Fingerprint::parse(format!("redis/{tag}/{}", ulid::Ulid::new())).unwrap()
 }
@@ -86,4 +95,18 @@ pub(crate) fn attempt_entry(d: &Delivery, outcome: DeliveryOutcome) -> TimelineE
             reference: None,
         },
     }
+}
+
+/// Records `d`'s attempt as sent: the row leaves the outbox.
+pub(crate) async fn finish_sent(store: &RedisStore, d: &Delivery) {
+    store
+        .finish_delivery(
+            d,
+            DeliveryFinish::simple(
+                DeliveryUpdate::Done,
+                attempt_entry(d, DeliveryOutcome::Sent),
+            ),
+        )
+        .await
+        .unwrap();
 }
