@@ -1,5 +1,13 @@
-//! The store contract: behaviour every `Store` implementation must show, as one async suite that
-//! each backend's tests call (`run_all(&store)`). It speaks only through the trait.
+//! The store contract: behaviour every `Store` implementation must show, speaking only through
+//! the trait. Each property is an `async fn` over a `&dyn Store`; `contract!` makes it one
+//! `#[tokio::test]` per backend (`embedded::<property>`, `redis::<property>`,
+//! `redis_cluster::<property>`), each against a fresh store (its own temporary directory, its
+//! own Redis key prefix), so no property depends on what another left behind. The Redis ones
+//! need the server and the cluster `scripts/test` starts, and fail without them, as every Redis
+//! test does.
+//!
+//! Also the sample builders the store's and the service's unit tests share (`sample_incident`,
+//! `resolved_sample`, `open_one`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -70,6 +78,19 @@ pub fn sample_incident(fp: Fingerprint, now: DateTime<Utc>) -> Incident {
     }
 }
 
+/// A first-step trigger of `inc` on the `log` channel, due at `at`.
+pub fn trigger_row(inc: &Incident, target: Option<&str>, at: DateTime<Utc>) -> Delivery {
+    Delivery::new(
+        inc.id,
+        NotifyKind::Trigger,
+        "log",
+        target.map(str::to_string),
+        vec![],
+        Some((0, 0)),
+        at,
+    )
+}
+
 fn entry(now: DateTime<Utc>, n: u32) -> TimelineEntry {
     TimelineEntry {
         at: now,
@@ -103,29 +124,91 @@ pub async fn open_one(store: &dyn Store) -> IncidentId {
     inc.id
 }
 
-pub async fn run_all(store: &dyn Store) {
-    create_and_read_back(store).await;
-    one_open_incident_per_fingerprint(store).await;
-    version_guard_lets_exactly_one_writer_win(store).await;
-    repeated_delivery_id_is_a_no_op(store).await;
-    due_index_follows_next_due(store).await;
-    resolve_frees_the_fingerprint(store).await;
-    outbox_rows_retry_and_finish(store).await;
-    last_change_is_kept_without_an_incident(store).await;
-    unfinished_rows_stay_due_and_a_stale_finish_changes_nothing(store).await;
-    incidents_are_listed_newest_first(store).await;
-    timeline_for_appends_without_an_incident(store).await;
-    records_are_kept_by_kind_and_id(store).await;
-    open_incidents_come_from_the_open_index(store).await;
-    prune_deletes_resolved_incidents_past_their_retention(store).await;
-    prune_forgets_delivery_ids_past_their_retention(store).await;
-    prune_is_bounded_per_call(store).await;
-    resolved_since_reads_the_resolve_index(store).await;
+/// One `#[tokio::test]` per property and backend, each against a fresh store.
+macro_rules! contract {
+    ($($property:ident),+ $(,)?) => {
+        contract!(@backend embedded; $($property),+);
+        contract!(@backend redis; $($property),+);
+        contract!(@backend redis_cluster; $($property),+);
+    };
+    (@backend $backend:ident; $($property:ident),+) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $property() {
+                    let fresh = super::fresh::$backend().await;
+                    super::$property(fresh.store.as_ref()).await;
+                }
+            )+
+        }
+    };
+}
+
+contract!(
+    create_and_read_back,
+    one_open_incident_per_fingerprint,
+    version_guard_lets_exactly_one_writer_win,
+    repeated_delivery_id_is_a_no_op,
+    due_index_follows_next_due,
+    resolve_frees_the_fingerprint,
+    outbox_rows_retry_and_finish,
+    still_pending_holds_only_the_attempt_handed_out,
+    last_change_is_kept_without_an_incident,
+    unfinished_rows_stay_due_and_a_stale_finish_changes_nothing,
+    incidents_are_listed_newest_first,
+    timeline_for_appends_without_an_incident,
+    records_are_kept_by_kind_and_id,
+    open_incidents_come_from_the_open_index,
+    prune_deletes_resolved_incidents_past_their_retention,
+    prune_forgets_delivery_ids_past_their_retention,
+    prune_is_bounded_per_call,
+    resolved_since_reads_the_resolve_index,
+);
+
+/// A fresh store of each backend: nothing another test wrote is in it.
+mod fresh {
+    use crate::store::redis::testing::{cluster_url, fresh_prefix, redis_url};
+    use crate::store::{EmbeddedStore, RedisStore, Store};
+
+    pub(super) struct Fresh {
+        pub(super) store: Box<dyn Store>,
+        /// The embedded store's directory, removed after the store is dropped.
+        _dir: Option<tempfile::TempDir>,
+    }
+
+    pub(super) async fn embedded() -> Fresh {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        Fresh {
+            store: Box::new(store),
+            _dir: Some(dir),
+        }
+    }
+
+    pub(super) async fn redis() -> Fresh {
+        let store = RedisStore::connect(&redis_url(), &fresh_prefix())
+            .await
+            .unwrap();
+        Fresh {
+            store: Box::new(store),
+            _dir: None,
+        }
+    }
+
+    pub(super) async fn redis_cluster() -> Fresh {
+        let store = RedisStore::connect(&cluster_url(), &fresh_prefix())
+            .await
+            .unwrap();
+        assert!(store.is_cluster());
+        Fresh {
+            store: Box::new(store),
+            _dir: None,
+        }
+    }
 }
 
 async fn resolved_since_reads_the_resolve_index(store: &dyn Store) {
-    // Far after everything the other checks resolve.
-    let at = |mins: i64| t0() + chrono::Duration::days(400) + chrono::Duration::minutes(mins);
+    let at = |mins: i64| t0() + chrono::Duration::minutes(mins);
     let mut ids = Vec::new();
     for (tag, mins) in [("since-a", 0), ("since-b", 10), ("since-c", 20)] {
         let inc = resolved_incident(tag, at(mins));
@@ -148,9 +231,9 @@ async fn resolved_since_reads_the_resolve_index(store: &dyn Store) {
     assert!(store.resolved_since(at(21), 10).await.unwrap().is_empty());
 }
 
-/// Far before `t0`, so that nothing the other checks leave behind is old enough to be pruned.
-fn long_ago(days: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(days)
+/// `days` after `t0` (before it when negative): the calendar of the prune properties.
+fn day(days: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::days(days)
 }
 
 /// An incident created already resolved at `at` (the history prune works through).
@@ -209,9 +292,9 @@ async fn open_incidents_come_from_the_open_index(store: &dyn Store) {
 }
 
 async fn prune_deletes_resolved_incidents_past_their_retention(store: &dyn Store) {
-    let cutoff = long_ago(30);
+    let cutoff = day(30);
     // Resolved before the cutoff, with a timeline, an outbox row and a provider reference.
-    let old = resolved_incident("prune-old", long_ago(0));
+    let old = resolved_incident("prune-old", day(0));
     let row = Delivery::new(
         old.id,
         NotifyKind::Resolved,
@@ -219,7 +302,7 @@ async fn prune_deletes_resolved_incidents_past_their_retention(store: &dyn Store
         None,
         vec![],
         None,
-        long_ago(0),
+        day(0),
     );
     let mut tx = create(&old);
     tx.deliveries = vec![row.clone()];
@@ -227,9 +310,9 @@ async fn prune_deletes_resolved_incidents_past_their_retention(store: &dyn Store
     let retry = DeliveryFinish {
         update: DeliveryUpdate::Retry {
             attempt: 1,
-            not_before: long_ago(1),
+            not_before: day(1),
         },
-        entries: vec![entry(long_ago(0), 1)],
+        entries: vec![entry(day(0), 1)],
         follow_ups: vec![],
         remember: Some("C1:1.0".into()),
     };
@@ -237,11 +320,11 @@ async fn prune_deletes_resolved_incidents_past_their_retention(store: &dyn Store
     store.finish_delivery(&row, retry).await.unwrap();
     assert_eq!(store.references(old.id).await.unwrap().len(), 1);
     // Resolved after the cutoff; open since long before it; resolved before it but reopened.
-    let newer = resolved_incident("prune-newer", long_ago(31));
+    let newer = resolved_incident("prune-newer", day(31));
     store.commit(create(&newer)).await.unwrap();
-    let open = sample_incident(fresh_fp("prune-open"), long_ago(0));
+    let open = sample_incident(fresh_fp("prune-open"), day(0));
     store.commit(create(&open)).await.unwrap();
-    let reopened = resolved_incident("prune-reopened", long_ago(0));
+    let reopened = resolved_incident("prune-reopened", day(0));
     store.commit(create(&reopened)).await.unwrap();
     let mut again = reopened.clone();
     again.version = 2;
@@ -259,7 +342,7 @@ async fn prune_deletes_resolved_incidents_past_their_retention(store: &dyn Store
     let pruned = store
         .prune(Prune {
             resolved_before: cutoff,
-            seen_before: long_ago(0),
+            seen_before: day(0),
             limit: 1000,
         })
         .await
@@ -306,6 +389,8 @@ async fn prune_deletes_resolved_incidents_past_their_retention(store: &dyn Store
     );
 }
 
+/// Message-id expiry: a transport delivery id seen before `seen_before` is forgotten by `prune`,
+/// and the same id then applies again; one seen after it is still a `Duplicate`.
 async fn prune_forgets_delivery_ids_past_their_retention(store: &dyn Store) {
     let old_id = format!("sns-old-{}", ulid::Ulid::new());
     let new_id = format!("sns-new-{}", ulid::Ulid::new());
@@ -316,17 +401,22 @@ async fn prune_forgets_delivery_ids_past_their_retention(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(
-        store.commit(seen(&old_id, long_ago(0))).await.unwrap(),
+        store.commit(seen(&old_id, day(0))).await.unwrap(),
         CommitOutcome::Committed
     );
     assert_eq!(
-        store.commit(seen(&new_id, long_ago(8))).await.unwrap(),
+        store.commit(seen(&new_id, day(8))).await.unwrap(),
         CommitOutcome::Committed
+    );
+    assert_eq!(
+        store.commit(seen(&old_id, day(8))).await.unwrap(),
+        CommitOutcome::Duplicate,
+        "until it is pruned, a MessageId deduplicates"
     );
     let pruned = store
         .prune(Prune {
-            resolved_before: long_ago(0),
-            seen_before: long_ago(7),
+            resolved_before: day(0),
+            seen_before: day(7),
             limit: 1000,
         })
         .await
@@ -334,36 +424,27 @@ async fn prune_forgets_delivery_ids_past_their_retention(store: &dyn Store) {
     assert!(pruned.incidents.is_empty());
     assert_eq!(pruned.delivery_ids, 1);
     assert_eq!(
-        store.commit(seen(&old_id, long_ago(9))).await.unwrap(),
+        store.commit(seen(&old_id, day(9))).await.unwrap(),
         CommitOutcome::Committed,
         "a forgotten MessageId is accepted again"
     );
     assert_eq!(
-        store.commit(seen(&new_id, long_ago(9))).await.unwrap(),
+        store.commit(seen(&new_id, day(9))).await.unwrap(),
         CommitOutcome::Duplicate,
         "a newer MessageId still deduplicates"
     );
-    // Clean up: the re-accepted id is seen at day 9 and goes with the next prune.
-    store
-        .prune(Prune {
-            resolved_before: long_ago(0),
-            seen_before: long_ago(10),
-            limit: 1000,
-        })
-        .await
-        .unwrap();
 }
 
 async fn prune_is_bounded_per_call(store: &dyn Store) {
     let old: Vec<Incident> = (0..3)
-        .map(|n| resolved_incident("prune-bound", long_ago(n - 100)))
+        .map(|n| resolved_incident("prune-bound", day(n - 100)))
         .collect();
     for inc in &old {
         store.commit(create(inc)).await.unwrap();
     }
     let p = Prune {
-        resolved_before: long_ago(-50),
-        seen_before: long_ago(0),
+        resolved_before: day(-50),
+        seen_before: day(0),
         limit: 2,
     };
     let first = store.prune(p).await.unwrap();
@@ -508,16 +589,6 @@ async fn version_guard_lets_exactly_one_writer_win(store: &dyn Store) {
     assert_eq!(store.timeline(inc.id).await.unwrap().len(), 2);
     let rows = store.deliveries_due(t0(), 10_000).await.unwrap();
     assert_eq!(rows.iter().filter(|d| d.incident == inc.id).count(), 1);
-    // Clean up the outbox for the later checks.
-    for d in rows.into_iter().filter(|d| d.incident == inc.id) {
-        store
-            .finish_delivery(
-                &d,
-                DeliveryFinish::simple(DeliveryUpdate::Done, entry(t0(), 99)),
-            )
-            .await
-            .unwrap();
-    }
 }
 
 async fn repeated_delivery_id_is_a_no_op(store: &dyn Store) {
@@ -537,9 +608,7 @@ async fn repeated_delivery_id_is_a_no_op(store: &dyn Store) {
 }
 
 async fn due_index_follows_next_due(store: &dyn Store) {
-    // A due time far in the past, so it sorts before anything other checks left behind.
-    let early = Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap();
-    let mut inc = sample_incident(fresh_fp("due"), early);
+    let mut inc = sample_incident(fresh_fp("due"), t0());
     store.commit(create(&inc)).await.unwrap();
     let due_at = inc.next_due.unwrap();
     assert_eq!(store.next_due().await.unwrap(), Some(due_at));
@@ -627,15 +696,7 @@ async fn resolve_frees_the_fingerprint(store: &dyn Store) {
 
 async fn outbox_rows_retry_and_finish(store: &dyn Store) {
     let inc = sample_incident(fresh_fp("outbox"), t0());
-    let d = Delivery::new(
-        inc.id,
-        NotifyKind::Trigger,
-        "log",
-        Some("ana".into()),
-        vec![],
-        Some((0, 0)),
-        t0(),
-    );
+    let d = trigger_row(&inc, Some("ana"), t0());
     let mut tx = create(&inc);
     tx.deliveries = vec![d.clone()];
     store.commit(tx).await.unwrap();
@@ -771,6 +832,68 @@ async fn outbox_rows_retry_and_finish(store: &dyn Store) {
     );
 }
 
+/// What stops a double page: `still_pending` holds for a row at exactly the attempt it was handed
+/// out at; not once that attempt is finished (retried or done), not at another attempt, and not
+/// for a row the outbox never had.
+async fn still_pending_holds_only_the_attempt_handed_out(store: &dyn Store) {
+    let inc = sample_incident(fresh_fp("pending"), t0());
+    let d = trigger_row(&inc, Some("ana"), t0());
+    let mut tx = create(&inc);
+    tx.deliveries = vec![d.clone()];
+    store.commit(tx).await.unwrap();
+    let handed = store.deliveries_due(t0(), 10).await.unwrap();
+    assert_eq!(handed, vec![d.clone()]);
+    let row = handed[0].clone();
+    assert!(
+        store.still_pending(&row).await.unwrap(),
+        "handed out at attempt 0: pending at 0"
+    );
+    let mut other = row.clone();
+    other.attempt = 1;
+    assert!(
+        !store.still_pending(&other).await.unwrap(),
+        "not pending at another attempt"
+    );
+    let never = trigger_row(&inc, None, t0());
+    assert!(
+        !store.still_pending(&never).await.unwrap(),
+        "not a row the outbox never had"
+    );
+    let retry_at = t0() + chrono::Duration::seconds(30);
+    let retry = DeliveryFinish::simple(
+        DeliveryUpdate::Retry {
+            attempt: 1,
+            not_before: retry_at,
+        },
+        entry(t0(), 1),
+    );
+    let next = retry.retry_row(&row).unwrap();
+    store.finish_delivery(&row, retry).await.unwrap();
+    assert!(
+        !store.still_pending(&row).await.unwrap(),
+        "attempt 0 is finished: no longer pending"
+    );
+    let handed = store.deliveries_due(retry_at, 10).await.unwrap();
+    assert_eq!(handed, vec![next.clone()]);
+    assert!(
+        store.still_pending(&handed[0]).await.unwrap(),
+        "handed out again at attempt 1: pending at 1"
+    );
+    store
+        .finish_delivery(
+            &handed[0],
+            DeliveryFinish::simple(DeliveryUpdate::Done, entry(retry_at, 2)),
+        )
+        .await
+        .unwrap();
+    for gone in [&row, &next] {
+        assert!(
+            !store.still_pending(gone).await.unwrap(),
+            "done: pending at no attempt"
+        );
+    }
+}
+
 async fn last_change_is_kept_without_an_incident(store: &dyn Store) {
     let fp = fresh_fp("ok-first");
     let at = t0() + chrono::Duration::minutes(3);
@@ -793,18 +916,10 @@ async fn last_change_is_kept_without_an_incident(store: &dyn Store) {
 
 /// A row handed out and not finished (the attempt's write failed) is handed out again; once its
 /// attempt is recorded, replaying that record neither duplicates nor revives the row. Leaves the
-/// outbox empty, as every case before it does.
+/// outbox empty.
 async fn unfinished_rows_stay_due_and_a_stale_finish_changes_nothing(store: &dyn Store) {
     let inc = sample_incident(fresh_fp("stale-finish"), t0());
-    let d = Delivery::new(
-        inc.id,
-        NotifyKind::Trigger,
-        "log",
-        None,
-        vec![],
-        Some((0, 0)),
-        t0(),
-    );
+    let d = trigger_row(&inc, None, t0());
     let mut tx = create(&inc);
     tx.deliveries = vec![d.clone()];
     store.commit(tx).await.unwrap();
@@ -876,10 +991,8 @@ async fn unfinished_rows_stay_due_and_a_stale_finish_changes_nothing(store: &dyn
 }
 
 async fn incidents_are_listed_newest_first(store: &dyn Store) {
-    // Later than every other incident of the suite, so it is the newest of all.
-    let later = t0() + chrono::Duration::days(365);
-    let older = sample_incident(fresh_fp("list-old"), later);
-    let newer = sample_incident(fresh_fp("list-new"), later + chrono::Duration::seconds(1));
+    let older = sample_incident(fresh_fp("list-old"), t0());
+    let newer = sample_incident(fresh_fp("list-new"), t0() + chrono::Duration::seconds(1));
     store.commit(create(&older)).await.unwrap();
     store.commit(create(&newer)).await.unwrap();
     let ids: Vec<IncidentId> = store

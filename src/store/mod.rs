@@ -1,6 +1,7 @@
 //! Durable state: incidents, their timelines, the due-index of escalation timers, and the outbox
 //! of deliveries. `Store` is the contract; `embedded` (redb, the default) and `redis` (for several
-//! replicas) implement it, and both pass the same `contract` suite.
+//! replicas) implement it, and both pass the same `contract` suite (tests only: each property of
+//! the contract is its own test against a fresh store of each backend).
 //!
 //! Every change is a `Transition`: an optimistic, version-guarded write of one incident together
 //! with its timeline entries, outbox rows and due time, applied atomically or not at all. Callers
@@ -8,7 +9,8 @@
 //! maintains its own indexes from the incident it is given (the open-fingerprint index from
 //! `status`, the due-index from `next_due`), so callers cannot get them out of step.
 
-pub mod contract;
+#[cfg(test)]
+pub(crate) mod contract;
 pub mod embedded;
 pub mod redis;
 

@@ -11,14 +11,58 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use vigil::domain::Fingerprint;
-use vigil::incident::{Actor, IncidentStatus, Origin};
+use vigil::classify::Classification;
+use vigil::config::EscalationPolicy;
+use vigil::domain::{Alert, AlertStatus, Fingerprint, Severity, Source};
+use vigil::incident::{Actor, Incident, IncidentStatus, Origin};
 use vigil::store::{CommitOutcome, Guard, Store, Transition};
 
 use crate::helpers::*;
 
 /// How many resolved incidents the history holds in the lookup test.
 const HISTORY: usize = 20_000;
+
+/// A `trading_halted` incident of `fp`, opened as vigil opens one and resolved, both at `at`.
+fn resolved_halt(fp: Fingerprint, at: DateTime<Utc>) -> Incident {
+    let alert = Alert {
+        source: Source::Bot,
+        fingerprint: fp.clone(),
+        status: AlertStatus::Firing,
+        summary: "Trading halted".into(),
+        description: None,
+        labels: BTreeMap::new(),
+        details: Value::Null,
+        occurred_at: at,
+        delivery_id: None,
+        severity_override: None,
+    };
+    let cls = Classification {
+        rule: "history".into(),
+        severity: Severity::High,
+        policy: "history".into(),
+        labels: BTreeMap::from([("kind".into(), "trading_halted".into())]),
+        fingerprint: fp,
+        severity_overridden: false,
+        group_window: None,
+    };
+    let escalation = EscalationPolicy {
+        steps: vec![],
+        repeat: 0,
+        repeat_delay: None,
+        ack_timeout: None,
+    };
+    let (mut inc, _) = vigil::incident::transition::open(&alert, &cls, escalation, at, at);
+    inc.status = IncidentStatus::Resolved;
+    inc.next_due = None;
+    inc.resolved = Some((
+        Actor {
+            who: "history".into(),
+            origin: Origin::Api,
+        },
+        at,
+    ));
+    inc
+}
 
 /// Writes `HISTORY` resolved incidents straight into the store, many commits in flight at once
 /// (the embedded store groups them into few durable commits).
@@ -27,21 +71,10 @@ async fn fill_history(store: &dyn Store) {
     let results: Vec<_> = futures::stream::iter(0..HISTORY)
         .map(|n| async move {
             let fp = Fingerprint::parse(format!("history/{n}")).unwrap();
-            let mut inc = vigil::store::contract::sample_incident(fp.clone(), at);
-            inc.status = IncidentStatus::Resolved;
-            inc.next_due = None;
-            inc.labels.insert("kind".into(), "trading_halted".into());
-            inc.resolved = Some((
-                Actor {
-                    who: "history".into(),
-                    origin: Origin::Api,
-                },
-                at,
-            ));
             store
                 .commit(Transition {
-                    guard: Some(Guard::NoOpenIncident(fp)),
-                    incident: Some(inc),
+                    guard: Some(Guard::NoOpenIncident(fp.clone())),
+                    incident: Some(resolved_halt(fp, at)),
                     ..Default::default()
                 })
                 .await
