@@ -1,6 +1,6 @@
 //! Domain types shared by every stage. Values are validated when they are built (at the edge), so
 //! later stages can trust them: a `Fingerprint` is bounded, a `Severity` is one of four, a
-//! `PhoneNumber` is E.164.
+//! `PhoneNumber` is E.164. A `Secret` never prints. Imports nothing of vigil.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -347,6 +347,32 @@ pub enum DomainError {
     Phone,
     #[error("not a valid email address")]
     Email,
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison.
+    pub fn matches(&self, candidate: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::{Fields, IngestError, decode_hex, parse_json};
-use crate::settings::Secret;
+use crate::domain::Secret;
 
 /// The parts of a V3 webhook vigil acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]

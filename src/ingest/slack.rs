@@ -16,7 +16,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::{Fields, IngestError, decode_hex, parse_json};
-use crate::settings::Secret;
+use crate::domain::Secret;
 
 /// How far the request timestamp may be from our clock, either way (Slack's SDKs use the
 /// absolute difference, so timestamps from the future are refused too).

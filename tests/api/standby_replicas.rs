@@ -58,7 +58,7 @@ async fn one_hand_back_through_one_replica_closes_every_replica_and_no_step_is_p
     }
     until(
         "all three saw their peer",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async {
             let pv = peer_view(&http, &p).await;
             let (av, bv) = (peer_view(&http, &a).await, peer_view(&http, &b).await);
