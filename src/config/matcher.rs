@@ -178,13 +178,7 @@ pub(crate) fn not_a_label_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::tests_support::labels;
 
     #[test]
     fn matchers_evaluate_like_alertmanager() {

@@ -472,8 +472,7 @@ mod tests {
 
     #[test]
     fn policy_silences_and_api_silences_are_both_consulted() {
-        let (_dir, result) = load_with(&[("extra.yaml", EXTRA_OK)]);
-        let p = result.unwrap();
+        let p = extra_ok_policy();
         let rds: crate::domain::Labels = [
             ("region".to_string(), "ap-southeast-1".to_string()),
             ("alarm_name".to_string(), "rds-cpu".to_string()),

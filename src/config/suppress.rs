@@ -358,13 +358,7 @@ impl InhibitRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::tests_support::labels;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

@@ -93,6 +93,26 @@ pub fn load_with(
     (dir, result)
 }
 
+/// The base policy, loaded (panics with every error when it does not load).
+pub fn base_policy() -> Policy {
+    let (_dir, result) = load_with(&[]);
+    result.unwrap_or_else(|e| panic!("{}", format_errors(&e)))
+}
+
+/// The base policy with [`EXTRA_OK`] as `extra.yaml`, loaded.
+pub fn extra_ok_policy() -> Policy {
+    let (_dir, result) = load_with(&[("extra.yaml", EXTRA_OK)]);
+    result.unwrap_or_else(|e| panic!("{}", format_errors(&e)))
+}
+
+/// Labels from `(name, value)` pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> crate::domain::Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// 1-based line of the first line containing `needle`.
 pub fn line_with(text: &str, needle: &str) -> usize {
     text.lines()
@@ -162,6 +182,20 @@ heartbeats:
 flapping:
   cooldown: 10m
 "#;
+
+/// For each `(text, key, fragment)`: the base policy plus `file` holding `text` fails with one
+/// error, in `file`, at `key`, saying `fragment`, and on `line` when one is given.
+pub fn assert_single_errors_in(file: &str, cases: &[(&str, &str, &str)], line: Option<usize>) {
+    for &(text, key, fragment) in cases {
+        let (dir, e) = single_error(file, text);
+        assert_eq!(e.file, dir.path().join(file), "{text}: {e}");
+        assert_eq!(e.key, key, "{text}: {e}");
+        assert!(e.message.contains(fragment), "{text}: {e}");
+        if line.is_some() {
+            assert_eq!(e.line, line, "{text}: {e}");
+        }
+    }
+}
 
 /// [`EXTRA_OK`] with its first `from` replaced by `to` (which must be in it).
 pub fn extra(from: &str, to: &str) -> String {

@@ -316,7 +316,6 @@ pub(super) fn build_business_hours(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::format_errors;
     use crate::config::tests_support::*;
 
     /// Business hours: known keys and days, HH:MM times, not overnight, holidays that are dates.
@@ -447,13 +446,11 @@ mod tests {
 
     #[test]
     fn business_hours_compile_in_the_policy_zone_with_holidays() {
-        let (_dir, result) = load_with(&[("extra.yaml", EXTRA_OK)]);
-        let p = result.unwrap_or_else(|e| panic!("{}", format_errors(&e)));
+        let p = extra_ok_policy();
         let cal = p.business_hours.as_ref().unwrap();
         assert_eq!(cal.timezone, chrono_tz::Asia::Singapore);
         assert_eq!(cal.holidays.len(), 2);
         // Without the section: no calendar.
-        let (_dir, base) = load_with(&[]);
-        assert!(base.unwrap().business_hours.is_none());
+        assert!(base_policy().business_hours.is_none());
     }
 }

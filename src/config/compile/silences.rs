@@ -91,7 +91,6 @@ mod tests {
 
     use chrono::{DateTime, Utc};
 
-    use crate::config::format_errors;
     use crate::config::tests_support::*;
 
     /// A routing silence has an end after its start and at most 32 matchers that parse, one needing a label value.
@@ -230,8 +229,7 @@ mod tests {
 
     #[test]
     fn routing_silences_read_local_times_and_inhibit_rules_keep_equal() {
-        let (_dir, result) = load_with(&[("extra.yaml", EXTRA_OK)]);
-        let p = result.unwrap_or_else(|e| panic!("{}", format_errors(&e)));
+        let p = extra_ok_policy();
         assert_eq!(p.silences.len(), 1);
         assert_eq!(
             p.silences[0].start,
@@ -240,17 +238,14 @@ mod tests {
         assert_eq!(p.silences[0].author, "mei");
         assert_eq!(p.inhibit_rules[0].equal, ["region"]);
         // Without the section: nothing silenced.
-        let (_dir, base) = load_with(&[]);
-        assert!(base.unwrap().silences.is_empty());
+        assert!(base_policy().silences.is_empty());
     }
 
     #[test]
     fn flapping_sets_the_reopen_cool_down() {
-        let (_dir, result) = load_with(&[("extra.yaml", EXTRA_OK)]);
-        let p = result.unwrap_or_else(|e| panic!("{}", format_errors(&e)));
+        let p = extra_ok_policy();
         assert_eq!(p.flap_cooldown, Some(Duration::from_secs(600)));
         // Without the section: no flap handling.
-        let (_dir, base) = load_with(&[]);
-        assert!(base.unwrap().flap_cooldown.is_none());
+        assert!(base_policy().flap_cooldown.is_none());
     }
 }

@@ -292,7 +292,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::tests_support::*;
-    use crate::config::{DEFAULT_STORM_BOUND, Reconcile, StormPolicy, WatchdogSpec, format_errors};
+    use crate::config::{DEFAULT_STORM_BOUND, Reconcile, StormPolicy, WatchdogSpec};
     use crate::domain::Severity;
 
     #[test]
@@ -314,33 +314,32 @@ mod tests {
         assert_eq!(p.storm.bound(crate::domain::Source::Sns), Some(50));
         assert_eq!(p.storm.bound(crate::domain::Source::Bot), Some(500));
 
-        for (text, key, fragment) in [
-            (
-                "storm:\n  max_new_per_minute: 0\n",
-                "storm.max_new_per_minute",
-                "at least 1",
-            ),
-            (
-                "storm:\n  sources: { cloudwatch: 10 }\n",
-                "storm.sources.cloudwatch",
-                "unknown source \"cloudwatch\"",
-            ),
-            (
-                "storm:\n  sources: { sns: 0 }\n",
-                "storm.sources.sns",
-                "at least 1",
-            ),
-            (
-                "storm:\n  max_new_per_mintue: 10\n",
-                "storm.max_new_per_mintue",
-                "unknown field",
-            ),
-        ] {
-            let (_dir, e) = single_error("storm.yaml", text);
-            assert_eq!(e.key, key, "{text}: {e}");
-            assert!(e.message.contains(fragment), "{text}: {e}");
-            assert_eq!(e.line, Some(2), "{text}: {e}");
-        }
+        assert_single_errors_in(
+            "storm.yaml",
+            &[
+                (
+                    "storm:\n  max_new_per_minute: 0\n",
+                    "storm.max_new_per_minute",
+                    "at least 1",
+                ),
+                (
+                    "storm:\n  sources: { cloudwatch: 10 }\n",
+                    "storm.sources.cloudwatch",
+                    "unknown source \"cloudwatch\"",
+                ),
+                (
+                    "storm:\n  sources: { sns: 0 }\n",
+                    "storm.sources.sns",
+                    "at least 1",
+                ),
+                (
+                    "storm:\n  max_new_per_mintue: 10\n",
+                    "storm.max_new_per_mintue",
+                    "unknown field",
+                ),
+            ],
+            Some(2),
+        );
     }
 
     #[test]
@@ -364,47 +363,47 @@ mod tests {
         );
         assert_eq!(p.sns_dead_letter_queues.len(), 2);
 
-        for (text, key, fragment) in [
-            (
-                "sources:\n  cloudwatch:\n    reconcile: { regions: [] }\n",
-                "sources.cloudwatch.reconcile.regions",
-                "at least one region",
-            ),
-            (
-                "sources:\n  cloudwatch:\n    reconcile: { regions: [Singapore] }\n",
-                "sources.cloudwatch.reconcile.regions[0]",
-                "not an AWS region code",
-            ),
-            (
-                "sources:\n  cloudwatch:\n    reconcile: { regions: [us-east-1], interval: 1s }\n",
-                "sources.cloudwatch.reconcile.interval",
-                "at least 10s",
-            ),
-            (
-                "sources:\n  cloudwatch:\n    reconcile: { regoins: [us-east-1] }\n",
-                "sources.cloudwatch.reconcile.regoins",
-                "unknown field",
-            ),
-            (
-                "sources:\n  sns:\n    allowed_topics: []\n    dead_letter_queues: [arn:aws:sqs:ap-southeast-1:123456789012:q]\n",
-                "sources.sns.dead_letter_queues[0]",
-                "not an SQS queue URL",
-            ),
-            (
-                "sources:\n  sns:\n    allowed_topics: []\n    dead_letter_queues: [\"https://sqs.ap-southeast-1.amazonaws.com/q\"]\n",
-                "sources.sns.dead_letter_queues[0]",
-                "/<12-digit account>/<queue name>",
-            ),
-            (
-                "sources:\n  sns:\n    allowed_topics: []\n    dead_letter_queues: [\"https://sqs.ap-southeast-1.amazonaws.com/123456789012/q\", \"https://sqs.ap-southeast-1.amazonaws.com/123456789012/q\"]\n",
-                "sources.sns.dead_letter_queues[1]",
-                "listed twice",
-            ),
-        ] {
-            let (_dir, e) = single_error("sources.yaml", text);
-            assert_eq!(e.key, key, "{text}: {e}");
-            assert!(e.message.contains(fragment), "{text}: {e}");
-        }
+        assert_single_errors_in(
+            "sources.yaml",
+            &[
+                (
+                    "sources:\n  cloudwatch:\n    reconcile: { regions: [] }\n",
+                    "sources.cloudwatch.reconcile.regions",
+                    "at least one region",
+                ),
+                (
+                    "sources:\n  cloudwatch:\n    reconcile: { regions: [Singapore] }\n",
+                    "sources.cloudwatch.reconcile.regions[0]",
+                    "not an AWS region code",
+                ),
+                (
+                    "sources:\n  cloudwatch:\n    reconcile: { regions: [us-east-1], interval: 1s }\n",
+                    "sources.cloudwatch.reconcile.interval",
+                    "at least 10s",
+                ),
+                (
+                    "sources:\n  cloudwatch:\n    reconcile: { regoins: [us-east-1] }\n",
+                    "sources.cloudwatch.reconcile.regoins",
+                    "unknown field",
+                ),
+                (
+                    "sources:\n  sns:\n    allowed_topics: []\n    dead_letter_queues: [arn:aws:sqs:ap-southeast-1:123456789012:q]\n",
+                    "sources.sns.dead_letter_queues[0]",
+                    "not an SQS queue URL",
+                ),
+                (
+                    "sources:\n  sns:\n    allowed_topics: []\n    dead_letter_queues: [\"https://sqs.ap-southeast-1.amazonaws.com/q\"]\n",
+                    "sources.sns.dead_letter_queues[0]",
+                    "/<12-digit account>/<queue name>",
+                ),
+                (
+                    "sources:\n  sns:\n    allowed_topics: []\n    dead_letter_queues: [\"https://sqs.ap-southeast-1.amazonaws.com/123456789012/q\", \"https://sqs.ap-southeast-1.amazonaws.com/123456789012/q\"]\n",
+                    "sources.sns.dead_letter_queues[1]",
+                    "listed twice",
+                ),
+            ],
+            None,
+        );
         // `reconcile` is a storm source like the others.
         let (_dir, p) = load_with(&[("storm.yaml", "storm:\n  sources: { reconcile: 20 }\n")]);
         assert_eq!(
@@ -526,13 +525,11 @@ mod tests {
 
     #[test]
     fn heartbeats_compile_with_a_default_summary() {
-        let (_dir, result) = load_with(&[("extra.yaml", EXTRA_OK)]);
-        let p = result.unwrap_or_else(|e| panic!("{}", format_errors(&e)));
+        let p = extra_ok_policy();
         let hb = &p.heartbeats["trading-bot"];
         assert_eq!(hb.severity, Severity::Critical);
         assert_eq!(hb.summary, "No heartbeat from trading-bot for 1m 30s");
         // Without the section: no heartbeats.
-        let (_dir, base) = load_with(&[]);
-        assert!(base.unwrap().heartbeats.is_empty());
+        assert!(base_policy().heartbeats.is_empty());
     }
 }
