@@ -229,7 +229,8 @@ mod tests {
     use crate::config::tests_support::*;
     use crate::domain::Severity;
 
-    /// A step names channels and schedules that exist, its `after` never decreases, and all four severities are present.
+    /// A step names channels and schedules that exist, its `after` never decreases, and all four
+    /// severities are present.
     #[test]
     fn broken_steps_and_missing_severities_are_located() {
         assert_single_located_errors(&[

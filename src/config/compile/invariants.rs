@@ -180,7 +180,8 @@ mod tests {
     use crate::config::format_errors;
     use crate::config::tests_support::*;
 
-    /// Every step of a critical policy reaches people through two channel types; a schedule it pages has someone on call all week.
+    /// Every step of a critical policy reaches people through two channel types; a schedule it
+    /// pages has someone on call all week.
     #[test]
     fn critical_paths_need_two_channel_types_and_a_schedule_with_no_gap() {
         assert_single_located_errors(&[

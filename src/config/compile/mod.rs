@@ -202,7 +202,8 @@ mod tests {
     use super::super::format_errors;
     use crate::config::tests_support::*;
 
-    /// Unknown keys (a pasted secret among them), bad durations and bad phone numbers fail in the parse phase, located by the YAML parser.
+    /// Unknown keys (a pasted secret among them), bad durations and bad phone numbers fail in the
+    /// parse phase, located by the YAML parser.
     #[test]
     fn parse_errors_name_file_line_and_key() {
         assert_single_located_errors(&[

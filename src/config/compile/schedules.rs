@@ -357,7 +357,8 @@ mod tests {
         ]);
     }
 
-    /// Schedules: `rotation` or `layers` (not both), known keys, HH:MM restrictions, overrides with an end after the start.
+    /// Schedules: `rotation` or `layers` (not both), known keys, HH:MM restrictions, overrides with
+    /// an end after the start.
     #[test]
     fn broken_schedules_are_located() {
         assert_single_located_errors(&[

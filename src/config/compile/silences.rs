@@ -93,7 +93,8 @@ mod tests {
 
     use crate::config::tests_support::*;
 
-    /// A routing silence has an end after its start and at most 32 matchers that parse, one needing a label value.
+    /// A routing silence has an end after its start and at most 32 matchers that parse, one needing
+    /// a label value.
     #[test]
     fn broken_silences_are_located() {
         assert_single_located_errors(&[
@@ -171,7 +172,8 @@ mod tests {
         ]);
     }
 
-    /// Inhibition rules have matchers that compile and label names in `equal`; a flapping cool-down is longer than 0.
+    /// Inhibition rules have matchers that compile and label names in `equal`; a flapping cool-down
+    /// is longer than 0.
     #[test]
     fn broken_inhibit_rules_and_flapping_are_located() {
         assert_single_located_errors(&[
