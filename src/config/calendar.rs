@@ -177,6 +177,25 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
         .map_err(|_| format!("{s:?} is not a date (expected YYYY-MM-DD, like 2026-12-25)"))
 }
 
+/// An instant as `routing/` writes one (a rotation start, an override's or a silence's start and
+/// end): RFC 3339 with an offset, or a local date-time in the policy's zone. A local time that
+/// occurs twice (DST fall-back) means the first; one that does not exist is an error.
+pub fn parse_instant(s: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let naive = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .ok_or_else(|| {
+            format!("{s:?} is not a date-time (expected local time like 2026-11-02T09:00:00, or RFC 3339 with an offset)")
+        })?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("{s:?} does not exist in {tz} (a daylight-saving gap)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,5 +413,19 @@ mod tests {
             to: hm(9, 0),
         };
         assert_eq!(WeeklyWindow::first_gap(&[all_week]), None);
+    }
+
+    #[test]
+    fn instants_accept_local_time_or_an_offset() {
+        let sg = chrono_tz::Asia::Singapore;
+        let want = "2026-11-02T01:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(parse_instant("2026-11-02T09:00:00", sg).unwrap(), want);
+        assert_eq!(
+            parse_instant("2026-11-02T09:00:00+08:00", sg).unwrap(),
+            want
+        );
+        assert!(parse_instant("next monday", sg).is_err());
+        // 02:30 does not exist in New York on 2026-03-08 (spring forward).
+        assert!(parse_instant("2026-03-08T02:30:00", chrono_tz::America::New_York).is_err());
     }
 }

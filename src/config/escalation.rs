@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::EscalationPolicy;
+use super::policy::EscalationPolicy;
 
 fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)

@@ -12,6 +12,10 @@
 
 use std::fmt;
 
+/// A problem found by a builder shared with the API (silences, inhibition rules, the watchdog):
+/// the key path relative to what it built, and what is wrong. `compile` locates it in the file.
+pub type Problem = (Vec<PathSeg>, String);
+
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathSeg {

@@ -19,7 +19,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use super::{ConfigError, Policy, format_errors, load_dir};
+use super::error::{ConfigError, format_errors};
+use super::load::load_dir;
+use super::policy::Policy;
 use crate::metrics::Metrics;
 use crate::notify::render::Templates;
 

@@ -11,9 +11,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::compile::{Matcher, MatcherError, is_label_name};
-use super::locate::PathSeg;
-use crate::domain::Labels;
+use super::locate::{PathSeg, Problem};
+use super::matcher::{MatchOp, Matcher, MatcherError, not_a_label_name};
+use crate::domain::{Labels, is_label_name};
 
 /// A maintenance window: while active, alerts whose labels match every matcher page nobody.
 ///
@@ -55,12 +55,9 @@ pub struct SilenceSpec {
     pub comment: String,
 }
 
-/// A problem found while building a silence: the key (relative to the silence) and the message.
-pub type Problem = (Vec<PathSeg>, String);
-
 /// Most matchers one silence may have, in `routing/` and through the API. Each regex matcher
 /// is compiled and kept in memory while the silence lasts, so a silence is bounded to
-/// `MAX_SILENCE_MATCHERS` × [`REGEX_SIZE_LIMIT`](super::compile::REGEX_SIZE_LIMIT).
+/// `MAX_SILENCE_MATCHERS` × [`REGEX_SIZE_LIMIT`](super::matcher::REGEX_SIZE_LIMIT).
 pub const MAX_SILENCE_MATCHERS: usize = 32;
 /// Most API silences that have not ended; `POST /v1/silences` beyond it answers 422.
 pub const MAX_API_SILENCES: usize = 1_000;
@@ -206,12 +203,7 @@ impl Silence {
     pub fn regex_count(&self) -> usize {
         self.matchers
             .iter()
-            .filter(|m| {
-                matches!(
-                    m.op,
-                    super::compile::MatchOp::Regex(_) | super::compile::MatchOp::NotRegex(_)
-                )
-            })
+            .filter(|m| matches!(m.op, MatchOp::Regex(_) | MatchOp::NotRegex(_)))
             .count()
     }
 
@@ -330,7 +322,7 @@ impl InhibitRule {
             if !is_label_name(label) {
                 problems.push((
                     vec![PathSeg::from("equal"), PathSeg::from(i)],
-                    format!("{label:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+                    not_a_label_name(label),
                 ));
             }
         }
@@ -366,13 +358,7 @@ impl InhibitRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::tests_support::labels;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::locate::PathSeg;
+use super::locate::{PathSeg, Problem};
 use super::routing::WatchdogConfig;
 
 /// Default region of the metric and its alarm.
@@ -64,9 +64,6 @@ impl Default for WatchdogSpec {
         }
     }
 }
-
-/// One problem: the key path below `sources.cloudwatch.watchdog`, and what is wrong.
-pub type Problem = (Vec<PathSeg>, String);
 
 /// Fills in the defaults and checks every value against CloudWatch's limits; all problems.
 pub fn compile(cfg: &WatchdogConfig) -> (WatchdogSpec, Vec<Problem>) {

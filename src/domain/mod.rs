@@ -14,6 +14,18 @@ use serde::{Deserialize, Serialize};
 /// are stable.
 pub type Labels = BTreeMap<String, String>;
 
+/// Whether `name` is a label name: `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus/Alertmanager grammar.
+/// The one rule for the label names ingest accepts (trading-bot labels, CloudWatch dimensions)
+/// and the ones the routing policy writes (matchers, rule labels, `group_by`, `equal`).
+pub fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
+        _ => return false,
+    }
+    bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// A row of the escalation matrix, most urgent first (`Critical < Low` in `Ord`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -424,6 +436,23 @@ mod tests {
             Fingerprint::from_labels("exchange_error", &a),
             Fingerprint::from_labels("exchange_error", &b)
         );
+    }
+
+    #[test]
+    fn label_names_follow_the_matcher_grammar() {
+        for ok in [
+            "a",
+            "_",
+            "exchange",
+            "health_check_id",
+            "A1_b",
+            "alarm_name",
+        ] {
+            assert!(is_label_name(ok), "{ok}");
+        }
+        for bad in ["", "1a", "a-b", "a.b", "é", "a b", "alarm-name"] {
+            assert!(!is_label_name(bad), "{bad}");
+        }
     }
 
     #[test]

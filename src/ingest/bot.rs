@@ -11,8 +11,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{Fields, IngestError, is_valid_label_name, parse_json, type_name};
-use crate::domain::{Alert, AlertStatus, Fingerprint, Labels, Severity, Source};
+use super::{Fields, IngestError, parse_json, type_name};
+use crate::domain::{Alert, AlertStatus, Fingerprint, Labels, Severity, Source, is_label_name};
 
 /// Most events accepted in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -145,7 +145,7 @@ fn parse_one(
         let label_path = f.name("labels");
         let lf = Fields::new(&label_path, sent);
         for (name, value) in sent {
-            if !is_valid_label_name(name) {
+            if !is_label_name(name) {
                 return Err(lf.malformed(name, "label name must match [a-zA-Z_][a-zA-Z0-9_]*"));
             }
             let Value::String(value) = value else {

@@ -836,7 +836,7 @@ mod tests {
             let got = dimension_label_name(name);
             assert_eq!(got.as_deref(), label, "{name}");
             if let Some(l) = got {
-                assert!(crate::ingest::is_valid_label_name(&l), "{l}");
+                assert!(crate::domain::is_label_name(&l), "{l}");
             }
         }
     }

@@ -172,17 +172,6 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Whether `name` matches `[a-zA-Z_][a-zA-Z0-9_]*`, the label-name grammar shared with the
-/// routing matchers.
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    match bytes.next() {
-        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
-        _ => return false,
-    }
-    bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,16 +182,6 @@ mod tests {
         assert_eq!(IngestError::Unauthenticated("x".into()).status_code(), 401);
         assert_eq!(IngestError::CertUnavailable("x".into()).status_code(), 503);
         assert_eq!(IngestError::TooLarge("x".into()).status_code(), 413);
-    }
-
-    #[test]
-    fn label_names_follow_the_matcher_grammar() {
-        for ok in ["a", "_", "exchange", "health_check_id", "A1_b"] {
-            assert!(is_valid_label_name(ok), "{ok}");
-        }
-        for bad in ["", "1a", "a-b", "a.b", "é", "a b"] {
-            assert!(!is_valid_label_name(bad), "{bad}");
-        }
     }
 }
 
