@@ -406,6 +406,8 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         w.open_table(SEEN).map_err(unavailable)?;
         w.open_table(REFS).map_err(unavailable)?;
         w.open_table(RECORDS).map_err(unavailable)?;
+        // Read by `resolved_since` before anything was ever resolved.
+        w.open_table(RESOLVED_AT).map_err(unavailable)?;
         let mut meta = w.open_table(META).map_err(unavailable)?;
         let found = meta.get("schema").map_err(unavailable)?.map(|v| v.value());
         match found {

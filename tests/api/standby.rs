@@ -189,19 +189,24 @@ where
 /// Waits until the primary at `p` pages (not held, its standby seen) and the standby at `s`
 /// has read the primary.
 async fn saw_each_other(http: &reqwest::Client, p: &str, s: &str) {
-    until(
-        "both sides saw each other",
-        Duration::from_secs(30),
-        || async {
-            let pv = peer_view(http, p).await;
-            let sv = peer_view(http, s).await;
-            pv["held"] == false
-                && pv["peer_last_seen"].is_string()
-                && sv["role"] == "standby"
-                && sv["peer_last_seen"].is_string()
-        },
-    )
-    .await;
+    // A setup wait, generous for a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pv = peer_view(http, p).await;
+        let sv = peer_view(http, s).await;
+        if pv["held"] == false
+            && pv["peer_last_seen"].is_string()
+            && sv["role"] == "standby"
+            && sv["peer_last_seen"].is_string()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the two sides did not see each other: primary {pv}, standby {sv}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Posts the same bot event (one `occurred_at`) to each of `to`; the incident id on each.
