@@ -247,6 +247,37 @@ pub(crate) async fn open_entry(http: &reqwest::Client, b: &str, summary: &str) -
     list.into_iter().find(|i| i["summary"] == summary)
 }
 
+/// Waits until the standby at `s` has read a feed in which the primary's webhook page of
+/// `summary` is no longer in the primary's outbox: from then on a death of the primary is
+/// outside the duplicate window (README: a page delivered within the last poll before the
+/// primary went dark, still in its outbox at the standby's last read, is sent again).
+pub(crate) async fn past_the_duplicate_window(http: &reqwest::Client, s: &str, summary: &str) {
+    until(
+        "the standby saw the primary's page delivered",
+        POLL * 4,
+        || async {
+            let Some(entry) = open_entry(http, s, summary).await else {
+                return false;
+            };
+            let r = http
+                .get(format!(
+                    "{s}/v1/incidents/{}",
+                    entry["id"].as_str().unwrap_or("")
+                ))
+                .bearer_auth(OPERATOR_TOKEN)
+                .send()
+                .await;
+            let Ok(r) = r else { return false };
+            let inc: Value = r.json().await.unwrap_or_default();
+            inc["step"].as_u64() >= Some(1)
+                && inc["peer_undelivered"]
+                    .as_array()
+                    .is_none_or(|pages| pages.iter().all(|p| p["channel"] != "hook"))
+        },
+    )
+    .await;
+}
+
 /// Whether `b` shows the open incident `summary` past its first step (it mirrored step 0).
 async fn past_first_step(http: &reqwest::Client, b: &str, summary: &str) -> bool {
     open_entry(http, b, summary)
@@ -406,6 +437,7 @@ async fn the_primary_killed_mid_escalation_the_standby_pages_the_next_steps_once
         mirrored_step(&pair, &pair.s, "before-kill").await == Some((0, 1))
     })
     .await;
+    past_the_duplicate_window(&pair.http, &pair.s, "before-kill").await;
     let killed = Instant::now();
     pair.primary.kill().unwrap();
     pair.primary.wait().unwrap();
@@ -520,6 +552,7 @@ async fn the_primary_whose_store_is_down_answers_not_ready_and_the_standby_takes
         || past_first_step(&http, &s, "store-down"),
     )
     .await;
+    past_the_duplicate_window(&http, &s, "store-down").await;
     // The primary's store goes away: the process lives and answers, not ready.
     redis.0.kill().unwrap();
     redis.0.wait().unwrap();
@@ -599,7 +632,7 @@ async fn a_partition_duplicates_only_steps_due_after_takeover_after_and_after_he
     let to_p = proxy(p_port, cut.clone()).await;
     let to_s = proxy(s_port, cut.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = policy(dir.path(), &sink.uri(), ["0s", "3s", "20s"]);
+    let config = policy(dir.path(), &sink.uri(), ["0s", "5s", "20s"]);
     let _primary = side(
         &config,
         &dir.path().join("p"),
@@ -620,13 +653,14 @@ async fn a_partition_duplicates_only_steps_due_after_takeover_after_and_after_he
     post_halt(&http, "split", &[&p, &s]).await;
     let opened = Instant::now();
     wait_page(&sink, "split", &step(0, 0), Duration::from_secs(5)).await;
-    // The standby has seen step 0 fired before the cut (step 1 is due 3 s after the open).
+    // The standby has seen step 0 fired before the cut (step 1 is due 5 s after the open).
     until(
         "the standby mirrored step 0 before the cut",
         Duration::from_secs(3),
         || past_first_step(&http, &s, "split"),
     )
     .await;
+    past_the_duplicate_window(&http, &s, "split").await;
     cut.store(true, Ordering::SeqCst);
     let cut_at = Instant::now();
     // Both alive: the primary pages step 1 (due during the partition); the standby takes over
@@ -710,6 +744,7 @@ async fn the_primary_restarted_after_a_takeover_holds_until_the_hand_back_and_no
         mirrored_step(&pair, &pair.s, "across-hand-back").await == Some((0, 1))
     })
     .await;
+    past_the_duplicate_window(&pair.http, &pair.s, "across-hand-back").await;
     pair.primary.kill().unwrap();
     pair.primary.wait().unwrap();
     pair.until(

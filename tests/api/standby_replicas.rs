@@ -13,7 +13,7 @@ use crate::helpers::*;
 use crate::restart::{Proc, free_port, serve_command, wait_ready};
 use crate::standby::{
     PEER_TOKEN, POLL, TAKEOVER_AFTER, UNREACHABLE, assert_each_once, base, open_entry, pages,
-    peer_view, policy, post_halt, redis, sink, step, until, wait_page,
+    past_the_duplicate_window, peer_view, policy, post_halt, redis, sink, step, until, wait_page,
 };
 
 /// `vigil serve` on `--redis url` (the replicas' one store) or `--data dir`, with `peer_flags`.
@@ -78,6 +78,7 @@ async fn one_hand_back_through_one_replica_closes_every_replica_and_no_step_is_p
         position(&http, &b, "across").await == Some((0, 1))
     })
     .await;
+    past_the_duplicate_window(&http, &b, "across").await;
     primary.kill().unwrap();
     primary.wait().unwrap();
     until(
