@@ -65,6 +65,10 @@ pub struct Notification {
     /// A link to the incident in vigil's API.
     pub link: Option<String>,
     pub attempt: u32,
+    /// When the worker decided this attempt (the injected clock): what a provider's Retry-After
+    /// date is measured from.
+    #[serde(skip)]
+    pub now: DateTime<Utc>,
     /// The message body rendered for this channel from `templates/<type>/<kind>.txt`, already
     /// truncated to the channel's limit with a visible marker.
     pub text: String,
@@ -396,6 +400,7 @@ pub(crate) mod testkit {
             by: None,
             link: None,
             attempt: 1,
+            now: DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time"),
             text: "Node CPU above 85% for 15 minutes.".into(),
             subject: None,
             html: None,

@@ -167,7 +167,7 @@ impl Notifier for PagerDutyNotifier {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+            .and_then(|v| parse_retry_after(v, msg.now));
         if status == reqwest::StatusCode::BAD_REQUEST {
             // PagerDuty explains what is wrong with the event; keep that for the timeline.
             let text = resp.text().await.unwrap_or_default();

@@ -63,7 +63,7 @@ impl Notifier for WebhookNotifier {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+            .and_then(|v| parse_retry_after(v, msg.now));
         match classify_http(status, retry_after, "webhook") {
             None => Ok(Receipt {
                 reference: Some(format!("HTTP {}", status.as_u16())),

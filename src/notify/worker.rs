@@ -401,7 +401,7 @@ impl DeliveryWorker {
             match self.store.commit(tx).await? {
                 CommitOutcome::Committed => {
                     tracing::error!(incident.id = %inc.id, severity = %inc.severity, step = ?pos, last_resort = ?policy.last_resort, "An escalation step reached no one.");
-                    crate::pipeline::extras::list_unreached(self.store.as_ref(), &inc).await?;
+                    crate::store::unreached::list_unreached(self.store.as_ref(), &inc).await?;
                     self.wake.notify_one();
                     return Ok(());
                 }
@@ -591,6 +591,7 @@ impl DeliveryWorker {
             by,
             link,
             attempt,
+            now: self.clock.now(),
             text: rendered.text,
             subject: rendered.subject,
             html: rendered.html,

@@ -159,11 +159,11 @@ pub struct Wakers {
 
 /// API overrides and silences as last read from the store. They change rarely and are consulted
 /// for every new incident and every due step, so a process reads them at most once per
-/// `EXTRAS_TTL`; a write through this process's API clears the copy at once, and other replicas
-/// see it within the TTL.
+/// `EXTRAS_TTL` of the injected clock (a clock that moves back reads again); a write through
+/// this process's API clears the copy at once, and other replicas see it within the TTL.
 #[derive(Default)]
 struct ExtrasCache {
-    read_at: Option<std::time::Instant>,
+    read_at: Option<DateTime<Utc>>,
     overrides: Arc<Vec<Override>>,
     silences: Arc<Vec<Arc<crate::config::Silence>>>,
 }
@@ -373,7 +373,8 @@ impl IncidentService {
     ) -> Result<(Arc<Vec<Override>>, Arc<Vec<Arc<crate::config::Silence>>>), ServiceError> {
         {
             let cache = self.extras.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.read_at.is_some_and(|t| t.elapsed() < EXTRAS_TTL) {
+            let ttl = chrono::Duration::from_std(EXTRAS_TTL).unwrap_or_default();
+            if cache.read_at.is_some_and(|t| t <= now && now - t < ttl) {
                 return Ok((cache.overrides.clone(), cache.silences.clone()));
             }
         }
@@ -384,7 +385,7 @@ impl IncidentService {
             .collect();
         let silences = self.api_silences(now).await?;
         let mut cache = self.extras.lock().unwrap_or_else(|e| e.into_inner());
-        cache.read_at = Some(std::time::Instant::now());
+        cache.read_at = Some(now);
         cache.overrides = Arc::new(overrides);
         cache.silences = Arc::new(silences);
         Ok((cache.overrides.clone(), cache.silences.clone()))
@@ -1747,6 +1748,58 @@ mod tests {
             |e| matches!(&e.event, TimelineEvent::PeerResent { pages: 1, by } if by == "primary")
         ));
         assert_eq!(a.resend_peer_undelivered("primary").await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_replica_sees_another_replicas_override_once_the_cache_ttl_has_passed_on_the_injected_clock()
+     {
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::EmbeddedStore::open(&dir.path().join("db")).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let policy = Arc::new(
+            PolicyHandle::load(
+                std::path::Path::new("routing"),
+                std::path::Path::new("templates"),
+                metrics.clone(),
+            )
+            .unwrap(),
+        );
+        let clock = Arc::new(crate::clock::ManualClock::new(t0));
+        let service = IncidentService::new(
+            store.clone(),
+            policy.clone(),
+            clock.clone(),
+            metrics,
+            Wakers::default(),
+        );
+        assert!(service.api_extras(t0).await.unwrap().0.is_empty());
+        // Another replica writes an override straight to the shared store.
+        let person = policy.current().people.keys().next().unwrap().clone();
+        let schedule = policy.current().schedules.keys().next().unwrap().clone();
+        let o = Override {
+            schedule,
+            person,
+            start: t0,
+            end: t0 + chrono::Duration::hours(1),
+            author: None,
+        };
+        store
+            .put_record(extras::OVERRIDES, "o1", serde_json::to_vec(&o).unwrap())
+            .await
+            .unwrap();
+        let half = t0 + chrono::Duration::milliseconds(500);
+        assert!(
+            service.api_extras(half).await.unwrap().0.is_empty(),
+            "within the TTL the copy stands"
+        );
+        let later = t0 + chrono::Duration::from_std(EXTRAS_TTL).unwrap();
+        assert_eq!(
+            service.api_extras(later).await.unwrap().0.len(),
+            1,
+            "the TTL runs on the injected clock, not the wall clock"
+        );
     }
 
     #[test]

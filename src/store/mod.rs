@@ -13,6 +13,7 @@
 pub(crate) mod contract;
 pub mod embedded;
 pub mod redis;
+pub mod unreached;
 
 use chrono::{DateTime, Utc};
 

@@ -73,6 +73,7 @@ fn notification(summary: &str, text: &str, recipient: Option<Recipient>) -> Noti
         by: None,
         link: None,
         attempt: 1,
+        now: chrono::Utc::now(),
         text: text.into(),
         subject: None,
         html: None,
