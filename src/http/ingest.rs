@@ -128,31 +128,17 @@ pub async fn sns(
                     "topic {topic} is not in sources.sns.allowed_topics; subscription not confirmed"
                 )));
             }
-            let trusted_extra = s
-                .settings
-                .sns_extra_trusted_prefixes
-                .iter()
-                .any(|p| subscribe_url.starts_with(p.as_str()));
-            if !(ingest::subscribe_url_is_safe(subscribe_url, topic) || trusted_extra) {
-                return Err(ApiError::bad_request(
-                    "SubscribeURL is not an SNS ConfirmSubscription URL for the topic's region",
-                ));
-            }
-            let resp = s
-                .http
-                .get(subscribe_url.as_str())
-                .timeout(std::time::Duration::from_secs(10))
-                .send()
-                .await
-                .map_err(|_| {
-                    ApiError::unavailable("could not reach SNS to confirm; SNS will retry")
-                })?;
-            if !resp.status().is_success() {
-                return Err(ApiError::unavailable(format!(
-                    "SNS answered HTTP {} to the confirmation; SNS will retry",
-                    resp.status().as_u16()
-                )));
-            }
+            ingest::confirm_subscription(
+                &s.http,
+                subscribe_url,
+                topic,
+                &s.settings.sns_extra_trusted_prefixes,
+            )
+            .await
+            .map_err(|e| match e {
+                ingest::ConfirmError::UnsafeUrl => ApiError::bad_request(e.to_string()),
+                _ => ApiError::unavailable(e.to_string()),
+            })?;
             tracing::info!(topic, "SNS subscription confirmed.");
             Ok((
                 StatusCode::OK,

@@ -29,8 +29,8 @@ pub use bot::parse_events;
 pub use cloudwatch::parse_alarm;
 pub use eventbridge::parse_event;
 pub use sns::{
-    CertCache, CertFetcher, HttpCertFetcher, SnsEnvelope, SnsMessage, subscribe_url_is_safe,
-    topic_region, verify,
+    CertCache, CertFetcher, ConfirmError, HttpCertFetcher, SnsEnvelope, SnsMessage,
+    confirm_subscription, subscribe_url_is_safe, topic_region, verify,
 };
 pub use sns_notification::parse_notification;
 

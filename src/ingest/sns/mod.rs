@@ -11,15 +11,17 @@
 //! Headers (`x-amz-sns-message-type`, ...) are not signed, so nothing here reads them: the `Type`
 //! inside the signed body is authoritative.
 //!
-//! Three rooms: [`envelope`] (what SNS sent), [`verify`] (its signature) and [`certs`] (which
-//! certificates are trusted, fetched and cached).
+//! Four rooms: [`envelope`] (what SNS sent), [`verify`] (its signature), [`certs`] (which
+//! certificates are trusted, fetched and cached) and [`confirm`] (confirming a subscription).
 
 mod certs;
+mod confirm;
 mod envelope;
 #[cfg(test)]
 mod testkit;
 mod verify;
 
 pub use certs::*;
+pub use confirm::*;
 pub use envelope::*;
 pub use verify::*;
