@@ -387,6 +387,27 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Times kept at millisecond precision (records two processes compare: the standby's shared
+/// role, the stamps of mirrored silences and overrides), written as RFC 3339 with milliseconds.
+/// `#[serde(with = "crate::domain::millis")]`.
+pub mod millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        DateTime::<Utc>::deserialize(d)
+    }
+
+    /// `at` cut to the millisecond, as it reads back.
+    pub fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

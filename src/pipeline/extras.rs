@@ -189,30 +189,12 @@ static OPERATOR_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new((
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Stamp {
-    #[serde(with = "millis")]
+    #[serde(with = "crate::domain::millis")]
     at: DateTime<Utc>,
     deleted: bool,
 }
 
-mod millis {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        DateTime::<Utc>::deserialize(d)
-    }
-}
-
-/// Truncated to the millisecond, as stamps keep it.
-fn to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(at.timestamp_millis())
-        .single()
-        .unwrap_or(at)
-}
+use crate::domain::millis::truncate as to_millis;
 
 fn stamp_id(kind: &str, id: &str) -> String {
     format!("{kind}/{id}")

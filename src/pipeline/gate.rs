@@ -150,7 +150,10 @@ mod tests {
             let g = g.clone();
             async move { g.hand_back().await }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Let the hand-back run until it waits for the decision in flight (no wall-clock sleep).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
         assert!(!g.is_open(), "no new decision fires from the first instant");
         assert_eq!(
             g.role(),

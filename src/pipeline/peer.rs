@@ -52,7 +52,7 @@ pub struct SharedRole {
     /// `standby` or `active-standby`.
     pub role: Role,
     /// When it was written (RFC 3339, milliseconds).
-    #[serde(serialize_with = "millis")]
+    #[serde(with = "crate::domain::millis")]
     pub at: DateTime<Utc>,
     /// Why: the takeover's reason, or the hand-back.
     pub reason: String,
@@ -60,15 +60,11 @@ pub struct SharedRole {
     pub by: String,
 }
 
-fn millis<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
-
 impl SharedRole {
     fn new(role: Role, at: DateTime<Utc>, reason: String, by: String) -> Self {
         // Milliseconds, as stored: a replica compares the `at` it wrote or followed with the
         // record's.
-        let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
+        let at = crate::domain::millis::truncate(at);
         Self {
             role,
             at,
@@ -290,13 +286,14 @@ impl Peer {
             .map_err(|e| e.to_string())
     }
 
-    /// What this side shows as its role (feed `role`): a primary its own; a standby the shared
-    /// role, active during the drain after a hand-back. A record that cannot be read shows this
-    /// replica's own role, with the error.
+    /// Whether this side runs as the standby (`--standby-of`).
     pub fn is_standby(&self) -> bool {
         self.settings.standby
     }
 
+    /// What this side shows as its role (feed `role`): a primary its own; a standby the shared
+    /// role, active during the drain after a hand-back. A record that cannot be read shows this
+    /// replica's own role, with the error.
     pub async fn shown(&self) -> Shown {
         let local = self.gate.role();
         if !self.settings.standby {

@@ -1670,32 +1670,55 @@ mod tests {
         assert!(here.status.is_open());
     }
 
+    /// Replicas of the service on one store, with the shipped policy and a manual clock at `t0`.
+    struct Shared {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        policy: Arc<PolicyHandle>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    }
+
+    impl Shared {
+        fn new(t0: DateTime<Utc>) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn Store> =
+                Arc::new(crate::store::EmbeddedStore::open(&dir.path().join("db")).unwrap());
+            let metrics = Arc::new(Metrics::new());
+            let policy = Arc::new(
+                PolicyHandle::load(
+                    std::path::Path::new("routing"),
+                    std::path::Path::new("templates"),
+                    metrics.clone(),
+                )
+                .unwrap(),
+            );
+            Self {
+                _dir: dir,
+                store,
+                policy,
+                clock: Arc::new(crate::clock::ManualClock::new(t0)),
+                metrics,
+            }
+        }
+
+        fn replica(&self) -> IncidentService {
+            IncidentService::new(
+                self.store.clone(),
+                self.policy.clone(),
+                self.clock.clone(),
+                self.metrics.clone(),
+                Wakers::default(),
+            )
+        }
+    }
+
     #[tokio::test]
     async fn pages_the_silent_peer_left_undelivered_are_queued_once_by_replicas_sharing_a_store() {
         let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(crate::store::EmbeddedStore::open(&dir.path().join("db")).unwrap());
-        let metrics = Arc::new(Metrics::new());
-        let policy = Arc::new(
-            PolicyHandle::load(
-                std::path::Path::new("routing"),
-                std::path::Path::new("templates"),
-                metrics.clone(),
-            )
-            .unwrap(),
-        );
-        let clock: Arc<dyn Clock> = Arc::new(crate::clock::ManualClock::new(t0));
-        let replica = || {
-            IncidentService::new(
-                store.clone(),
-                policy.clone(),
-                clock.clone(),
-                metrics.clone(),
-                Wakers::default(),
-            )
-        };
-        let (a, b) = (replica(), replica());
+        let shared = Shared::new(t0);
+        let store = shared.store.clone();
+        let (a, b) = (shared.replica(), shared.replica());
         let page = crate::incident::PendingPage {
             kind: crate::incident::NotifyKind::Escalate,
             channel: "sms".into(),
@@ -1754,26 +1777,9 @@ mod tests {
     async fn a_replica_sees_another_replicas_override_once_the_cache_ttl_has_passed_on_the_injected_clock()
      {
         let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(crate::store::EmbeddedStore::open(&dir.path().join("db")).unwrap());
-        let metrics = Arc::new(Metrics::new());
-        let policy = Arc::new(
-            PolicyHandle::load(
-                std::path::Path::new("routing"),
-                std::path::Path::new("templates"),
-                metrics.clone(),
-            )
-            .unwrap(),
-        );
-        let clock = Arc::new(crate::clock::ManualClock::new(t0));
-        let service = IncidentService::new(
-            store.clone(),
-            policy.clone(),
-            clock.clone(),
-            metrics,
-            Wakers::default(),
-        );
+        let shared = Shared::new(t0);
+        let (store, policy) = (shared.store.clone(), shared.policy.clone());
+        let service = shared.replica();
         assert!(service.api_extras(t0).await.unwrap().0.is_empty());
         // Another replica writes an override straight to the shared store.
         let person = policy.current().people.keys().next().unwrap().clone();

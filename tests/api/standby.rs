@@ -872,8 +872,15 @@ async fn a_page_the_primary_fired_but_had_not_delivered_when_it_died_is_delivere
         || async { paged(&sink, "stuck", &step(0, 0)).await > 0 },
     )
     .await;
-    // The standby has read the feed since the refusal.
-    tokio::time::sleep(POLL + Duration::from_millis(500)).await;
+    // The standby has read a feed that lists the page still in the primary's outbox.
+    pair.until("the standby saw the page undelivered", POLL * 3, || async {
+        pair.find(&pair.s, "stuck").await.is_some_and(|inc| {
+            inc["peer_undelivered"]
+                .as_array()
+                .is_some_and(|pages| pages.iter().any(|p| p["channel"] == "hook"))
+        })
+    })
+    .await;
     pair.primary.kill().unwrap();
     pair.primary.wait().unwrap();
     failing.store(false, Ordering::SeqCst);
