@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{CommitOutcome, DeliveryFinish, DeliveryUpdate, Guard, Prune, Store, Transition};
+use super::{
+    CommitOutcome, DeliveryFinish, DeliveryUpdate, Guard, Prune, RecordWrite, Store, Transition,
+};
 use crate::config::{EscalationPolicy, Step, Target};
 use crate::domain::{AlertStatus, Fingerprint, IncidentId, Source};
 use crate::incident::{
@@ -158,6 +160,7 @@ contract!(
     incidents_are_listed_newest_first,
     timeline_for_appends_without_an_incident,
     records_are_kept_by_kind_and_id,
+    records_ride_a_transition_only_when_it_commits,
     open_incidents_come_from_the_open_index,
     prune_deletes_resolved_incidents_past_their_retention,
     prune_forgets_delivery_ids_past_their_retention,
@@ -494,6 +497,72 @@ async fn records_are_kept_by_kind_and_id(store: &dyn Store) {
         "nothing left to delete"
     );
     assert_eq!(store.records(&kind).await.unwrap().len(), 1);
+}
+
+/// A record carried by a transition is written with it, atomically: present after a commit,
+/// absent after a conflict or a duplicate.
+async fn records_ride_a_transition_only_when_it_commits(store: &dyn Store) {
+    let kind = format!("contract-{}", ulid::Ulid::new());
+    let record = |id: &str, value: &[u8]| RecordWrite {
+        kind: kind.clone(),
+        id: id.into(),
+        value: value.to_vec(),
+    };
+    let inc = sample_incident(fresh_fp("record"), t0());
+    let mut tx = create(&inc);
+    tx.delivery_id = Some(format!("contract-{}", ulid::Ulid::new()));
+    tx.records = vec![record("a", b"1"), record("b", b"2")];
+    assert_eq!(
+        store.commit(tx.clone()).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store.records(&kind).await.unwrap(),
+        vec![
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec())
+        ]
+    );
+
+    // The same delivery id again: a duplicate writes nothing, its records included.
+    tx.records = vec![record("a", b"dup")];
+    assert_eq!(store.commit(tx).await.unwrap(), CommitOutcome::Duplicate);
+    // A stale version: a conflict writes nothing either.
+    let mut stale = inc.clone();
+    stale.version = 6;
+    let conflict = Transition {
+        guard: Some(Guard::Version(inc.id, 5)),
+        incident: Some(stale),
+        records: vec![record("a", b"stale"), record("c", b"3")],
+        ..Default::default()
+    };
+    assert_eq!(
+        store.commit(conflict).await.unwrap(),
+        CommitOutcome::Conflict
+    );
+    assert_eq!(
+        store.get_record(&kind, "a").await.unwrap(),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(store.get_record(&kind, "c").await.unwrap(), None);
+
+    // A committed change replaces the record, as `put_record` does.
+    let mut next = inc.clone();
+    next.version = 2;
+    let replace = Transition {
+        guard: Some(Guard::Version(inc.id, 1)),
+        incident: Some(next),
+        records: vec![record("a", b"4")],
+        ..Default::default()
+    };
+    assert_eq!(
+        store.commit(replace).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store.get_record(&kind, "a").await.unwrap(),
+        Some(b"4".to_vec())
+    );
 }
 
 async fn create_and_read_back(store: &dyn Store) {

@@ -757,6 +757,11 @@ impl Writer {
                     .map_err(unavailable)?;
             }
         }
+        for r in &tx.records {
+            t.records
+                .insert((r.kind.as_str(), r.id.as_str()), r.value.as_slice())
+                .map_err(unavailable)?;
+        }
         Ok(CommitOutcome::Committed)
     }
 

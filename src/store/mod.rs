@@ -60,6 +60,38 @@ pub struct Transition {
     /// When the caller decided the transition (its injected clock): the delivery id is recorded
     /// as seen at this time, which is what `prune` ages it by. `None`: the store's wall clock.
     pub decided_at: Option<DateTime<Utc>>,
+    /// Records written (`put_record`) in the same atomic change, only when it commits: a record
+    /// that follows from the transition (the last resolve of a fingerprint, which flap
+    /// detection reads) can then never be missing after a committed transition nor present
+    /// after a refused one.
+    pub records: Vec<RecordWrite>,
+}
+
+/// One record a transition writes, replacing any under the same `kind`/`id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    pub kind: String,
+    pub id: String,
+    pub value: Vec<u8>,
+}
+
+impl Transition {
+    /// A change of one existing incident, guarded by the version it was read at: the shape of
+    /// every acknowledge, resolve, escalation step and mirrored update.
+    pub fn update(
+        guard: Guard,
+        incident: Incident,
+        timeline: Vec<TimelineEntry>,
+        deliveries: Vec<Delivery>,
+    ) -> Self {
+        Self {
+            guard: Some(guard),
+            incident: Some(incident),
+            timeline,
+            deliveries,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -140,6 +140,10 @@ impl Store for RedisStore {
             .key(timeline_key)
             .key(k.k("resolvedat"))
             .key(k.k("seen:at"));
+        // KEYS[17..]: one record hash per record written.
+        for r in &tx.records {
+            inv.key(k.record(&r.kind));
+        }
         inv.arg(if tx.delivery_id.is_some() { "1" } else { "0" })
             .arg(self.options.seen_ttl.as_secs().max(1))
             .arg(ms(tx.decided_at.unwrap_or_else(Utc::now)));
@@ -175,6 +179,10 @@ impl Store for RedisStore {
         };
         push_entries(&mut inv, entries);
         push_rows(&mut inv, &tx.deliveries);
+        inv.arg(tx.records.len());
+        for r in &tx.records {
+            inv.arg(r.id.as_str()).arg(r.value.as_slice());
+        }
         let outcome: String = self.invoke(inv).await?;
         match outcome.as_str() {
             "committed" => Ok(CommitOutcome::Committed),

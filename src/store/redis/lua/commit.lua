@@ -2,12 +2,13 @@
 --
 -- KEYS: 1 seen, 2 open, 3 lastchange, 4 due, 5 outbox:delayed, 6 outbox, 7 outbox:tok,
 -- 8 idx:all, 9 idx:triggered, 10 idx:acknowledged, 11 idx:resolved, 12 guarded incident,
--- 13 written incident, 14 timeline, 15 resolvedat, 16 seen:at.
+-- 13 written incident, 14 timeline, 15 resolvedat, 16 seen:at, then one record hash per record
+-- written.
 -- ARGV: 1 has delivery id, 2 seen ttl (s), 3 seen at (ms), 4 guard kind (none|open|version),
 -- 5 guard fingerprint or version, 6 has incident, 7 id, 8 JSON, 9 version, 10 status,
 -- 11 fingerprint, 12 next_due ms or '', 13 last_change fingerprint or '', 14 last_change ms,
 -- 15 resolved at ms or '', 16 n timeline entries, the entries, then n deliveries, each (id,
--- token, not_before ms, JSON).
+-- token, not_before ms, JSON), then n records, each (id, value) for the hash KEYS[16 + j].
 local function idx(status)
   if status == 'triggered' then return KEYS[9] end
   if status == 'acknowledged' then return KEYS[10] end
@@ -49,6 +50,12 @@ for j = 0, n - 1 do
   redis.call('HSET', KEYS[6], ARGV[o], ARGV[o + 3])
   redis.call('HSET', KEYS[7], ARGV[o], ARGV[o + 1])
   redis.call('ZADD', KEYS[5], ARGV[o + 2], ARGV[o])
+end
+i = i + 1 + n * 4
+n = tonumber(ARGV[i])
+for j = 1, n do
+  local o = i + 1 + (j - 1) * 2
+  redis.call('HSET', KEYS[16 + j], ARGV[o], ARGV[o + 1])
 end
 if ARGV[1] == '1' then
   redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
