@@ -1254,7 +1254,7 @@ fn run_child(kind: &str, opts: &Opts) {
             "ready" => {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let (rss, hwm) = rss_kb();
-                let stats = handle.service.store().stats().await.unwrap();
+                let stats = handle.store.stats().await.unwrap();
                 emit(json!({"event": "rss", "n": stats.open_incidents, "timers": stats.timers, "rss_kb": rss, "hwm_kb": hwm}));
                 steady_lag(&handle, &clock, Duration::from_secs(opts.lag_limit_s)).await;
                 lag(&handle, &clock, &sink, Duration::from_secs(opts.lag_limit_s)).await;
@@ -1311,7 +1311,7 @@ impl Clock for BenchClock {
 const STEADY_RATE: u64 = 200;
 
 async fn steady_lag(handle: &AppHandle, clock: &Arc<BenchClock>, limit: Duration) {
-    let store = handle.service.store().clone();
+    let store = handle.store.clone();
     let n = STEADY_RATE * limit.as_secs();
     let gap = chrono::Duration::microseconds(1_000_000 / STEADY_RATE as i64);
     let hour = chrono::Duration::hours(1);
@@ -1403,7 +1403,7 @@ async fn populate(handle: &AppHandle, clock: &Arc<BenchClock>, counts: &[u64]) {
         let took = t0.elapsed();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (rss, hwm) = rss_kb();
-        let stats = handle.service.store().stats().await.unwrap();
+        let stats = handle.store.stats().await.unwrap();
         emit(json!({
             "event": "rss", "n": stats.open_incidents, "timers": stats.timers,
             "rss_kb": rss, "hwm_kb": hwm, "errors": errors.load(Ordering::SeqCst),
@@ -1413,7 +1413,7 @@ async fn populate(handle: &AppHandle, clock: &Arc<BenchClock>, counts: &[u64]) {
 }
 
 async fn lag(handle: &AppHandle, clock: &Arc<BenchClock>, sink: &SinkState, limit: Duration) {
-    let store = handle.service.store().clone();
+    let store = handle.store.clone();
     let total = store.stats().await.unwrap().timers;
     // Every timer is within the hour after its incident opened: two hours on, all are due.
     clock.advance(Duration::from_secs(2 * 3600));

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use hmac::{KeyInit, Mac};
 
 use crate::domain::IncidentId;
-use crate::settings::Secret;
+use crate::domain::Secret;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 

@@ -55,6 +55,9 @@ pub struct App {
 #[derive(Clone)]
 pub struct AppHandle {
     pub service: Arc<IncidentService>,
+    /// The store itself, for tests and benchmarks that inspect it; the app's own layers reach
+    /// it only through the service.
+    pub store: Arc<dyn Store>,
     pub policy: Arc<PolicyHandle>,
     pub worker: Arc<DeliveryWorker>,
     pub wake: Wakers,
@@ -332,6 +335,7 @@ impl App {
         });
         let handle = AppHandle {
             service,
+            store,
             policy,
             worker,
             wake,

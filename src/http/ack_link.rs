@@ -51,7 +51,7 @@ pub async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Respo
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let inc = match s.service.store().incident(claim.incident).await {
+    let inc = match s.service.incident(claim.incident).await {
         Ok(Some(i)) => i,
         Ok(None) => return page(StatusCode::NOT_FOUND, "Incident not found", ""),
         Err(_) => {

@@ -79,7 +79,8 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 /// scrape of `/metrics` tells the same as `/readyz`).
 async fn store_health(s: &AppState) -> (Option<crate::store::StoreStats>, Vec<String>) {
     let mut problems = Vec::new();
-    let stats = match s.service.store().stats().await {
+    let health = s.service.store_health().await;
+    let stats = match health.stats {
         Ok(st) => {
             s.metrics.open_incidents.set(st.open_incidents as f64);
             s.metrics.outbox_pending.set(st.outbox as f64);
@@ -91,7 +92,7 @@ async fn store_health(s: &AppState) -> (Option<crate::store::StoreStats>, Vec<St
         }
     };
     // A store may answer reads while it refuses writes (the embedded store after a full disk).
-    let store_problem = s.service.store().problem();
+    let store_problem = health.problem;
     let writable = stats.is_some() && store_problem.is_none();
     s.metrics
         .gauge("vigil_store_writable", &[])
@@ -99,7 +100,7 @@ async fn store_health(s: &AppState) -> (Option<crate::store::StoreStats>, Vec<St
     problems.extend(store_problem);
     // Incidents whose current step reached no one: a metric by severity, and a problem for
     // each critical one (a pager that cannot reach anyone about a critical alarm is not ready).
-    if let Ok(unreached) = crate::pipeline::extras::unreached(s.service.store().as_ref()).await {
+    if let Ok(unreached) = s.service.unreached().await {
         for sev in crate::domain::Severity::ALL {
             let n = unreached.iter().filter(|i| i.severity == sev).count();
             s.metrics

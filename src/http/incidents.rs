@@ -14,6 +14,7 @@ use super::error::ApiError;
 use crate::domain::IncidentId;
 use crate::incident::transition::AckResult;
 use crate::incident::{Actor, IncidentStatus, Origin};
+use crate::pipeline::operator::Listing;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,43 +30,19 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let store = s.service.store();
-    let incidents = match q.status.as_deref() {
-        None | Some("all") => store.incidents(None, limit).await?,
-        Some("open") => {
-            let mut v = store
-                .incidents(Some(IncidentStatus::Triggered), limit)
-                .await?;
-            v.extend(
-                store
-                    .incidents(Some(IncidentStatus::Acknowledged), limit)
-                    .await?,
-            );
-            v.sort_by_key(|i| std::cmp::Reverse(i.id));
-            v.truncate(limit);
-            v
-        }
-        Some("triggered") => {
-            store
-                .incidents(Some(IncidentStatus::Triggered), limit)
-                .await?
-        }
-        Some("acknowledged") => {
-            store
-                .incidents(Some(IncidentStatus::Acknowledged), limit)
-                .await?
-        }
-        Some("resolved") => {
-            store
-                .incidents(Some(IncidentStatus::Resolved), limit)
-                .await?
-        }
+    let which = match q.status.as_deref() {
+        None | Some("all") => Listing::All,
+        Some("open") => Listing::Open,
+        Some("triggered") => Listing::Only(IncidentStatus::Triggered),
+        Some("acknowledged") => Listing::Only(IncidentStatus::Acknowledged),
+        Some("resolved") => Listing::Only(IncidentStatus::Resolved),
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "status {other:?}: expected open, triggered, acknowledged, resolved or all"
             )));
         }
     };
+    let incidents = s.service.list(which, limit).await?;
     Ok(Json(json!({ "incidents": incidents })))
 }
 
@@ -79,12 +56,11 @@ pub async fn show(
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&raw)?;
-    let store = s.service.store();
-    let inc = store
-        .incident(id)
+    let (inc, timeline) = s
+        .service
+        .incident_with_timeline(id)
         .await?
         .ok_or_else(|| ApiError::not_found("no incident with that id"))?;
-    let timeline = store.timeline(id).await?;
     let mut body = serde_json::to_value(&inc).unwrap_or_default();
     if let Some(obj) = body.as_object_mut() {
         obj.insert(

@@ -50,36 +50,10 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Ingests alerts in order and reports each outcome.
-///
-/// Alerts of a batch that touch different incidents are ingested concurrently, so their store
-/// writes share group commits; a batch in which two alerts land on one incident (the same
-/// classified fingerprint), or that carries a `trading_resumed`, keeps its order.
+/// Ingests alerts in order (`IncidentService::ingest_batch`) and reports each outcome.
 async fn accept(s: &AppState, alerts: &[Alert]) -> Result<Vec<serde_json::Value>, ApiError> {
     let started = Instant::now();
-    // Only a batch needs the up-front classification (the service classifies each alert
-    // again); a single event, the hot path, goes straight in.
-    let independent = alerts.len() > 1 && {
-        let policy = s.policy.current();
-        let mut keys = std::collections::HashSet::with_capacity(alerts.len());
-        alerts.iter().all(|a| {
-            a.labels.get("kind").map(String::as_str)
-                != Some(crate::pipeline::service::TRADING_RESUMED)
-                && keys.insert(crate::classify::classify(&policy, a).fingerprint)
-        })
-    };
-    let outcomes = if independent {
-        futures::future::join_all(alerts.iter().map(|a| s.service.ingest(a)))
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        let mut out = Vec::with_capacity(alerts.len());
-        for alert in alerts {
-            out.push(s.service.ingest(alert).await?);
-        }
-        out
-    };
+    let outcomes = s.service.ingest_batch(alerts).await?;
     let results: Vec<serde_json::Value> = alerts
         .iter()
         .zip(outcomes)

@@ -19,11 +19,8 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::auth::{Operator, Token};
 use super::error::ApiError;
-use crate::classify::classify;
 use crate::config::{MAX_API_SILENCE_REGEXES, MAX_API_SILENCES, Override, Silence, SilenceSpec};
-use crate::domain::AlertStatus;
-use crate::pipeline::heartbeat::{self, rfc3339};
-use crate::pipeline::{IngestOutcome, extras};
+use crate::pipeline::heartbeat::rfc3339;
 
 type JsonResult = Result<(StatusCode, Json<Value>), ApiError>;
 
@@ -103,16 +100,6 @@ fn new_id(now: DateTime<Utc>) -> String {
     ulid::Ulid::from_parts(ms, rand::random::<u128>()).to_string()
 }
 
-fn record_bytes(v: &impl serde::Serialize) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(v).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("could not encode the record: {e}"),
-        )
-    })
-}
-
 // ---- overrides -------------------------------------------------------------------------------
 
 const OVERRIDE_FIELDS: [&str; 5] = ["schedule", "person", "start", "end", "author"];
@@ -152,15 +139,7 @@ pub async fn create_override(
         )));
     }
     let id = new_id(now);
-    extras::put_operator_record(
-        s.service.store().as_ref(),
-        extras::OVERRIDES,
-        &id,
-        record_bytes(&o)?,
-        now,
-    )
-    .await?;
-    s.service.forget_extras();
+    s.service.create_override(&id, &o).await?;
     tracing::info!(override.id = %id, schedule = %o.schedule, person = %o.person, start = %o.start, end = %o.end, "On-call override created.");
     Ok((
         StatusCode::CREATED,
@@ -171,7 +150,9 @@ pub async fn create_override(
 /// `GET /v1/overrides`: API overrides that have not ended, oldest start first.
 pub async fn list_overrides(State(s): State<AppState>, _op: Operator) -> JsonResult {
     let now = s.clock.now();
-    let list: Vec<Value> = extras::overrides(s.service.store().as_ref(), now)
+    let list: Vec<Value> = s
+        .service
+        .overrides(now)
         .await?
         .into_iter()
         .map(|(id, o)| json!({ "id": id, "active": o.covers(now), "override": o }))
@@ -185,14 +166,7 @@ pub async fn delete_override(
     _op: Operator,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let deleted = ulid::Ulid::from_string(&id).is_ok()
-        && extras::delete_operator_record(
-            s.service.store().as_ref(),
-            extras::OVERRIDES,
-            &id,
-            s.clock.now(),
-        )
-        .await?;
+    let deleted = ulid::Ulid::from_string(&id).is_ok() && s.service.delete_override(&id).await?;
     if !deleted {
         return Err(ApiError::not_found("no override with that id"));
     }
@@ -222,7 +196,9 @@ pub async fn oncall(
         None => s.clock.now(),
     };
     // Overrides not ended by `at`: a past `at` still sees those that have ended since.
-    let extra: Vec<Override> = extras::overrides(s.service.store().as_ref(), at)
+    let extra: Vec<Override> = s
+        .service
+        .overrides(at)
         .await?
         .into_iter()
         .map(|(_, o)| o)
@@ -312,15 +288,7 @@ pub async fn create_silence(
             silence.regex_count()
         )));
     }
-    extras::put_operator_record(
-        s.service.store().as_ref(),
-        extras::SILENCES,
-        &silence.id,
-        record_bytes(&silence)?,
-        now,
-    )
-    .await?;
-    s.service.forget_extras();
+    s.service.create_silence(&silence).await?;
     tracing::info!(silence.id = %silence.id, author = %silence.author, start = %silence.start, end = %silence.end, "Silence created.");
     Ok((
         StatusCode::CREATED,
@@ -358,15 +326,7 @@ pub async fn delete_silence(
     _op: Operator,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if extras::delete_operator_record(
-        s.service.store().as_ref(),
-        extras::SILENCES,
-        &id,
-        s.clock.now(),
-    )
-    .await?
-    {
-        s.service.forget_extras();
+    if s.service.delete_silence(&id).await? {
         tracing::info!(silence.id = %id, "Silence deleted.");
         return Ok(StatusCode::NO_CONTENT);
     }
@@ -395,18 +355,7 @@ pub async fn beat(
         .get(&name)
         .ok_or_else(|| ApiError::not_found("no heartbeat with that name in routing/"))?;
     let now = s.clock.now();
-    let store = s.service.store().as_ref();
-    let last = extras::last_beat(store, &hb.name).await?;
-    extras::record_beat(store, &hb.name, now).await?;
-    let back = heartbeat::alert(hb, AlertStatus::Resolved, last.unwrap_or(now), now);
-    let fp = classify(&policy, &back).fingerprint;
-    let mut resolved = Vec::new();
-    if store.fingerprint(&fp).await?.open.is_some()
-        && let IngestOutcome::Resolved(ids) = s.service.ingest(&back).await?
-    {
-        tracing::info!(heartbeat = %hb.name, incidents = ?ids, "Heartbeat is back; incident resolved.");
-        resolved = ids;
-    }
+    let resolved = s.service.beat(hb).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

@@ -10,7 +10,6 @@ use serde_json::json;
 use super::AppState;
 use super::auth::{Operator, PeerToken};
 use super::error::ApiError;
-use crate::pipeline::extras;
 use crate::pipeline::peer::{Feed, HandBackError};
 
 pub async fn feed(State(s): State<AppState>, _peer: PeerToken) -> Json<Feed> {
@@ -26,7 +25,9 @@ pub async fn feed(State(s): State<AppState>, _peer: PeerToken) -> Json<Feed> {
         }
     };
     // API silences and overrides, with their stamps (incident::extras).
-    let records = extras::sync_records(s.service.store().as_ref(), s.clock.now())
+    let records = s
+        .service
+        .sync_records(s.clock.now())
         .await
         .unwrap_or_else(|e| {
             problems.push(format!("peer feed records: {e}"));

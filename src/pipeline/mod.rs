@@ -31,6 +31,7 @@ pub mod dead_letter;
 pub mod extras;
 pub mod gate;
 pub mod heartbeat;
+pub mod operator;
 pub mod peer;
 pub mod prune;
 pub mod reconcile;

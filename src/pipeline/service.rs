@@ -21,10 +21,37 @@ use crate::incident::{
     Actor, Delivery, Incident, IncidentStatus, NotifyKind, Origin, TimelineEntry, TimelineEvent,
 };
 use crate::metrics::Metrics;
-use crate::store::{CommitOutcome, Guard, Store, StoreError, Transition};
+use crate::store::{CommitOutcome, Guard, RecordWrite, Store, StoreError, Transition};
 
 /// How often a transition is re-decided after losing a race before giving up.
 const MAX_CONFLICTS: usize = 16;
+
+/// What one decision over freshly read state comes to (see [`IncidentService::settle`]).
+enum Decision<T> {
+    /// Nothing (more) to write: `T` is the answer as it stands.
+    Answer(T),
+    /// Commit this transition; `T` is the answer once it applies.
+    Commit(Transition, T),
+}
+
+/// How [`IncidentService::settle`] ended; each carries the decision's answer.
+enum Settled<T> {
+    /// Decided without a write of the loop's own.
+    Answered(T),
+    /// The transition committed.
+    Committed(T),
+    /// The transport's delivery id was recorded before: nothing applied.
+    Duplicate(T),
+}
+
+impl<T> Settled<T> {
+    /// The answer, however it was reached (for operations that carry no delivery id).
+    fn into_answer(self) -> T {
+        match self {
+            Self::Answered(t) | Self::Committed(t) | Self::Duplicate(t) => t,
+        }
+    }
+}
 /// How often an inhibited incident looks again whether its inhibitor is still open.
 const INHIBIT_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -283,12 +310,41 @@ impl IncidentService {
         self.refusals.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// The store, for the pipeline's own loops (the scheduler, heartbeats, retention, the
+    /// peer): the HTTP layer goes through the service's methods (`super::operator`).
+    pub(super) fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub(super) fn policy(&self) -> &Arc<PolicyHandle> {
+        &self.policy
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// The read → decide → commit loop every change runs through. `decide` reads what it needs
+    /// from the store and decides, with the pure stages, at `now` (the injected clock, read
+    /// afresh each round); its transition is committed, guarded by what it read. When the guard
+    /// no longer holds (another task or replica changed the state between the read and the
+    /// commit), the state is read and decided again, at most `MAX_CONFLICTS` times.
+    async fn settle<T, F, Fut>(&self, mut decide: F) -> Result<Settled<T>, ServiceError>
+    where
+        F: FnMut(DateTime<Utc>) -> Fut,
+        Fut: std::future::Future<Output = Result<Decision<T>, ServiceError>>,
+    {
+        for _ in 0..MAX_CONFLICTS {
+            match decide(self.clock.now()).await? {
+                Decision::Answer(t) => return Ok(Settled::Answered(t)),
+                Decision::Commit(tx, t) => match self.commit(tx).await? {
+                    CommitOutcome::Committed => return Ok(Settled::Committed(t)),
+                    CommitOutcome::Duplicate => return Ok(Settled::Duplicate(t)),
+                    CommitOutcome::Conflict => continue,
+                },
+            }
+        }
+        Err(ServiceError::Contention)
     }
 
     async fn commit(&self, mut tx: Transition) -> Result<CommitOutcome, ServiceError> {
@@ -307,33 +363,26 @@ impl IncidentService {
             .then(|| tx.incident.clone())
             .flatten();
         let due = tx.incident.as_ref().and_then(|i| i.next_due);
-        let resolved = tx
-            .incident
-            .as_ref()
-            .filter(|i| i.status == IncidentStatus::Resolved)
-            .map(|i| {
-                (
-                    i.fingerprint.clone(),
-                    i.id,
-                    i.resolved.as_ref().map(|(_, at)| *at),
-                )
-            });
-        let out = self.store.commit(tx).await?;
-        if out == CommitOutcome::Committed
-            && let Some((fp, id, Some(at))) = resolved
-            && self.policy.current().flap_cooldown.is_some()
+        // A resolve records, in the same atomic change, when its fingerprint last resolved:
+        // flap detection reads it, and it can never be missing after a committed resolve.
+        if self.policy.current().flap_cooldown.is_some()
+            && let Some(inc) = tx
+                .incident
+                .as_ref()
+                .filter(|i| i.status == IncidentStatus::Resolved)
+            && let Some((_, at)) = inc.resolved.as_ref()
+            && let Ok(value) = serde_json::to_vec(&extras::LastResolved {
+                incident: inc.id,
+                at: *at,
+            })
         {
-            // Best effort: flap detection is a convenience, never a reason to fail a resolve.
-            let record = extras::LastResolved { incident: id, at };
-            if let Ok(bytes) = serde_json::to_vec(&record)
-                && let Err(e) = self
-                    .store
-                    .put_record(extras::RESOLVED, fp.as_str(), bytes)
-                    .await
-            {
-                tracing::warn!(error.message = %e, "Could not record the resolve for flap detection.");
-            }
+            tx.records.push(RecordWrite {
+                kind: extras::RESOLVED.to_string(),
+                id: inc.fingerprint.as_str().to_string(),
+                value,
+            });
         }
+        let out = self.store.commit(tx).await?;
         if out == CommitOutcome::Committed
             && let Some(inc) = unreached
         {
@@ -433,6 +482,36 @@ impl IncidentService {
     /// receive time, and the claimed time is kept on the timeline.
     pub async fn ingest(&self, alert: &Alert) -> Result<IngestOutcome, ServiceError> {
         self.ingest_via(alert, &Arrival::Delivered).await
+    }
+
+    /// Ingests a batch in order and answers each alert's outcome, in the same order.
+    ///
+    /// Alerts of a batch that touch different incidents are ingested concurrently, so their
+    /// store writes share group commits; a batch in which two alerts land on one incident (the
+    /// same classified fingerprint), or that carries a `trading_resumed` (which resolves other
+    /// incidents), keeps its order.
+    pub async fn ingest_batch(&self, alerts: &[Alert]) -> Result<Vec<IngestOutcome>, ServiceError> {
+        // Only a batch needs the up-front classification (each alert is classified again as it
+        // is ingested); a single event, the hot path, goes straight in.
+        let independent = alerts.len() > 1 && {
+            let policy = self.policy.current();
+            let mut keys = std::collections::HashSet::with_capacity(alerts.len());
+            alerts.iter().all(|a| {
+                a.labels.get("kind").map(String::as_str) != Some(TRADING_RESUMED)
+                    && keys.insert(classify(&policy, a).fingerprint)
+            })
+        };
+        if independent {
+            return futures::future::join_all(alerts.iter().map(|a| self.ingest(a)))
+                .await
+                .into_iter()
+                .collect();
+        }
+        let mut out = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            out.push(self.ingest(alert).await?);
+        }
+        Ok(out)
     }
 
     /// As [`ingest`](Self::ingest), for an alert that arrived by `arrival`: the timeline of the
@@ -573,147 +652,141 @@ impl IncidentService {
     ) -> Result<IngestOutcome, ServiceError> {
         let policy = self.policy.current();
         let cls = classify(&policy, alert);
-        let fp = cls.fingerprint.clone();
-        let mut admitted: Option<bool> = None;
-        for _ in 0..MAX_CONFLICTS {
-            let mut steps_fired = 0;
-            let now = self.clock.now();
-            let state = self.store.fingerprint(&fp).await?;
-            let last_change = Some((fp.clone(), alert.occurred_at));
-            let (mut tx, outcome) = match transition::effect(
-                state.open.as_ref(),
-                state.last_change,
-                alert,
-                now,
-            ) {
-                AlertEffect::Open => {
-                    if let Some(reopened) = self
-                        .reopen_flapping(&policy, alert, &fp, now, note.clone())
-                        .await?
-                    {
-                        return Ok(reopened);
+        let fp = &cls.fingerprint;
+        // Counted once per alert, not once per retry after a conflict.
+        let admitted = std::sync::OnceLock::new();
+        let (policy, cls, note, admitted) = (&policy, &cls, &note, &admitted);
+        let settled = self
+            .settle(|now| async move {
+                let state = self.store.fingerprint(fp).await?;
+                let last_change = Some((fp.clone(), alert.occurred_at));
+                let (mut tx, outcome, steps_fired) = match transition::effect(
+                    state.open.as_ref(),
+                    state.last_change,
+                    alert,
+                    now,
+                ) {
+                    AlertEffect::Open => {
+                        if let Some((tx, id)) = self
+                            .flap_reopening(policy, alert, fp, now, note.clone())
+                            .await?
+                        {
+                            return Ok(Decision::Commit(tx, (IngestOutcome::Reopened(id), 0)));
+                        }
+                        if !*admitted.get_or_init(|| self.storm_admits(policy, alert, now)) {
+                            let storm = self.ingest_storm(policy, alert, cls).await?;
+                            return Ok(Decision::Answer((storm, 0)));
+                        }
+                        let (inc, timeline, deliveries) =
+                            self.open_incident(policy, alert, cls, now).await?;
+                        let steps_fired = steps_in(&timeline);
+                        let id = inc.id;
+                        (
+                            Transition {
+                                guard: Some(Guard::NoOpenIncident(fp.clone())),
+                                incident: Some(inc),
+                                timeline,
+                                deliveries,
+                                delivery_id: alert.delivery_id.clone(),
+                                last_change,
+                                decided_at: Some(now),
+                                ..Default::default()
+                            },
+                            IngestOutcome::Opened(id),
+                            steps_fired,
+                        )
                     }
-                    // Counted once per alert, not once per retry after a conflict.
-                    let within =
-                        *admitted.get_or_insert_with(|| self.storm_admits(&policy, alert, now));
-                    if !within {
-                        return self.ingest_storm(&policy, alert, &cls, now).await;
+                    AlertEffect::Fold => {
+                        let mut inc = state
+                            .open
+                            .expect("Fold is decided only for an open incident");
+                        let guard = Guard::Version(inc.id, inc.version);
+                        let (timeline, deliveries) = transition::fold(&mut inc, alert, now);
+                        let id = inc.id;
+                        let outcome = if inc.status == IncidentStatus::Resolved {
+                            IngestOutcome::Resolved(vec![id])
+                        } else {
+                            IngestOutcome::Updated(id)
+                        };
+                        (
+                            Transition {
+                                delivery_id: alert.delivery_id.clone(),
+                                last_change,
+                                decided_at: Some(now),
+                                ..Transition::update(guard, inc, timeline, deliveries)
+                            },
+                            outcome,
+                            0,
+                        )
                     }
-                    let (inc, timeline, deliveries) =
-                        self.open_incident(&policy, alert, &cls, now).await?;
-                    steps_fired = steps_in(&timeline);
-                    let id = inc.id;
-                    (
+                    AlertEffect::Stale { newer } => {
+                        let id = state.open.as_ref().map(|i| i.id);
+                        tracing::info!(fingerprint = %fp, occurred_at = %alert.occurred_at, newer = %newer, "Out-of-order alert ignored.");
+                        let timeline = vec![TimelineEntry {
+                            at: now,
+                            event: TimelineEvent::StaleAlert {
+                                status: alert.status,
+                                occurred_at: alert.occurred_at,
+                                newer,
+                            },
+                        }];
+                        (
+                            Transition {
+                                timeline: if id.is_some() { timeline } else { vec![] },
+                                timeline_for: id,
+                                delivery_id: alert.delivery_id.clone(),
+                                decided_at: Some(now),
+                                ..Default::default()
+                            },
+                            IngestOutcome::Stale(id),
+                            0,
+                        )
+                    }
+                    AlertEffect::Nothing => (
                         Transition {
                             guard: Some(Guard::NoOpenIncident(fp.clone())),
-                            incident: Some(inc),
-                            timeline,
-                            deliveries,
                             delivery_id: alert.delivery_id.clone(),
                             last_change,
                             decided_at: Some(now),
                             ..Default::default()
                         },
-                        IngestOutcome::Opened(id),
-                    )
-                }
-                AlertEffect::Fold => {
-                    let mut inc = state
-                        .open
-                        .expect("Fold is decided only for an open incident");
-                    let guard = Guard::Version(inc.id, inc.version);
-                    let (timeline, deliveries) = transition::fold(&mut inc, alert, now);
-                    let id = inc.id;
-                    let outcome = if inc.status == IncidentStatus::Resolved {
-                        IngestOutcome::Resolved(vec![id])
-                    } else {
-                        IngestOutcome::Updated(id)
-                    };
-                    (
-                        Transition {
-                            guard: Some(guard),
-                            incident: Some(inc),
-                            timeline,
-                            deliveries,
-                            delivery_id: alert.delivery_id.clone(),
-                            last_change,
-                            decided_at: Some(now),
-                            ..Default::default()
-                        },
-                        outcome,
-                    )
-                }
-                AlertEffect::Stale { newer } => {
-                    let id = state.open.as_ref().map(|i| i.id);
-                    tracing::info!(fingerprint = %fp, occurred_at = %alert.occurred_at, newer = %newer, "Out-of-order alert ignored.");
-                    let timeline = vec![TimelineEntry {
-                        at: now,
-                        event: TimelineEvent::StaleAlert {
-                            status: alert.status,
-                            occurred_at: alert.occurred_at,
-                            newer,
-                        },
-                    }];
-                    (
-                        Transition {
-                            timeline: if id.is_some() { timeline } else { vec![] },
-                            timeline_for: id,
-                            delivery_id: alert.delivery_id.clone(),
-                            decided_at: Some(now),
-                            ..Default::default()
-                        },
-                        IngestOutcome::Stale(id),
-                    )
-                }
-                AlertEffect::Nothing => (
-                    Transition {
-                        guard: Some(Guard::NoOpenIncident(fp.clone())),
-                        delivery_id: alert.delivery_id.clone(),
-                        last_change,
-                        decided_at: Some(now),
-                        ..Default::default()
-                    },
-                    IngestOutcome::Nothing,
-                ),
-            };
-            if let Some(note) = &note
-                && (tx.incident.is_some() || tx.timeline_for.is_some())
-            {
-                tx.timeline.insert(
-                    0,
-                    TimelineEntry {
-                        at: now,
-                        event: note.clone(),
-                    },
-                );
-            }
-            if let Some(claimed) = claimed
-                && (tx.incident.is_some() || tx.timeline_for.is_some())
-            {
-                tx.timeline.insert(
-                    0,
-                    TimelineEntry {
-                        at: now,
-                        event: TimelineEvent::FutureTimestamp {
+                        IngestOutcome::Nothing,
+                        0,
+                    ),
+                };
+                if tx.incident.is_some() || tx.timeline_for.is_some() {
+                    // Said first on the timeline: a claimed time that was not believed, then
+                    // how the alert came (each put in front of what is already there).
+                    let said = note.clone().into_iter().chain(claimed.map(|claimed| {
+                        TimelineEvent::FutureTimestamp {
                             claimed,
                             used: alert.occurred_at,
-                        },
-                    },
-                );
-            }
-            match self.commit(tx).await? {
-                CommitOutcome::Committed => {
-                    self.metrics.escalation_steps.increment(steps_fired);
-                    if let IngestOutcome::Opened(id) = &outcome {
+                        }
+                    }));
+                    for event in said {
+                        tx.timeline.insert(0, TimelineEntry { at: now, event });
+                    }
+                }
+                Ok(Decision::Commit(tx, (outcome, steps_fired)))
+            })
+            .await?;
+        match settled {
+            Settled::Answered((outcome, _)) => Ok(outcome),
+            Settled::Duplicate(_) => Ok(IngestOutcome::Duplicate),
+            Settled::Committed((outcome, steps_fired)) => {
+                self.metrics.escalation_steps.increment(steps_fired);
+                match &outcome {
+                    IngestOutcome::Opened(id) => {
                         tracing::info!(incident.id = %id, fingerprint = %fp, severity = %cls.severity, rule = %cls.rule, "Incident opened.");
                     }
-                    return Ok(outcome);
+                    IngestOutcome::Reopened(id) => {
+                        tracing::info!(incident.id = %id, fingerprint = %fp, "Flapping alarm reopened its incident.");
+                    }
+                    _ => {}
                 }
-                CommitOutcome::Duplicate => return Ok(IngestOutcome::Duplicate),
-                CommitOutcome::Conflict => continue,
+                Ok(outcome)
             }
         }
-        Err(ServiceError::Contention)
     }
 
     /// A new incident for `alert` as `cls` classified it, with its first step fired if due now:
@@ -785,7 +858,6 @@ impl IncidentService {
         policy: &Policy,
         alert: &Alert,
         cls: &crate::classify::Classification,
-        now: DateTime<Utc>,
     ) -> Result<IngestOutcome, ServiceError> {
         let source = alert.source.as_str();
         let storm_fp =
@@ -794,99 +866,99 @@ impl IncidentService {
         self.metrics
             .counter("vigil_storm_alerts_total", &[("source", source)])
             .increment(1);
-        let mut now = now;
-        for _ in 0..MAX_CONFLICTS {
-            let folded = TimelineEntry {
-                at: now,
-                event: TimelineEvent::Alert {
-                    status: alert.status,
-                    summary: format!("{}: {}", alert.fingerprint, alert.summary),
-                    occurred_at: alert.occurred_at,
-                },
-            };
-            let state = self.store.fingerprint(&storm_fp).await?;
-            let (tx, opened) = match state.open {
-                // Appended without rewriting the incident: a flood folding into one incident
-                // must not contend on its version. The count follows (`count_storm`).
-                Some(inc) => (
-                    Transition {
-                        timeline: vec![folded],
-                        timeline_for: Some(inc.id),
-                        ..Default::default()
+        let storm_fp = &storm_fp;
+        let settled = self
+            .settle(|now| async move {
+                let folded = TimelineEntry {
+                    at: now,
+                    event: TimelineEvent::Alert {
+                        status: alert.status,
+                        summary: format!("{}: {}", alert.fingerprint, alert.summary),
+                        occurred_at: alert.occurred_at,
                     },
-                    inc.id,
-                ),
-                None => {
-                    let bound = policy.storm.bound(alert.source).unwrap_or_default();
-                    let mut labels = cls.labels.clone();
-                    labels.insert("storm".into(), source.into());
-                    let storm_alert = Alert {
-                        source: alert.source,
-                        fingerprint: storm_fp.clone(),
-                        status: crate::domain::AlertStatus::Firing,
-                        summary: format!(
-                            "Alert storm: more than {bound} new {source} alerts within a minute; further {} ones are grouped here",
-                            cls.severity.as_str()
-                        ),
-                        description: None,
-                        labels: labels.clone(),
-                        details: serde_json::json!({
-                            "storm": { "source": source, "max_new_per_minute": bound },
-                        }),
-                        occurred_at: now,
-                        delivery_id: None,
-                        severity_override: None,
-                    };
-                    let storm_cls = crate::classify::Classification {
-                        rule: "storm".into(),
-                        severity: cls.severity,
-                        policy: cls.policy.clone(),
-                        labels,
-                        fingerprint: storm_fp.clone(),
-                        severity_overridden: false,
-                        group_window: None,
-                    };
-                    let (mut inc, mut timeline, deliveries) = self
-                        .open_incident(policy, &storm_alert, &storm_cls, now)
-                        .await?;
-                    inc.members.clear();
-                    timeline.push(folded);
-                    let id = inc.id;
-                    (
+                };
+                let state = self.store.fingerprint(storm_fp).await?;
+                let (tx, opened) = match state.open {
+                    // Appended without rewriting the incident: a flood folding into one incident
+                    // must not contend on its version. The count follows (`count_storm`).
+                    Some(inc) => (
                         Transition {
-                            guard: Some(Guard::NoOpenIncident(storm_fp.clone())),
-                            incident: Some(inc),
-                            timeline,
-                            deliveries,
+                            timeline: vec![folded],
+                            timeline_for: Some(inc.id),
                             ..Default::default()
                         },
-                        id,
-                    )
-                }
-            };
-            let id = opened;
-            let is_new = tx.incident.is_some();
-            let tx = Transition {
-                delivery_id: alert.delivery_id.clone(),
-                last_change: Some((cls.fingerprint.clone(), alert.occurred_at)),
-                decided_at: Some(now),
-                ..tx
-            };
-            match self.commit(tx).await? {
-                CommitOutcome::Committed => {
-                    if is_new {
-                        tracing::warn!(incident.id = %id, source, severity = %cls.severity, "Alert storm: new alerts from this source are grouped into one incident.");
-                    } else {
-                        self.count_storm(id).await;
+                        inc.id,
+                    ),
+                    None => {
+                        let bound = policy.storm.bound(alert.source).unwrap_or_default();
+                        let mut labels = cls.labels.clone();
+                        labels.insert("storm".into(), source.into());
+                        let storm_alert = Alert {
+                            source: alert.source,
+                            fingerprint: storm_fp.clone(),
+                            status: crate::domain::AlertStatus::Firing,
+                            summary: format!(
+                                "Alert storm: more than {bound} new {source} alerts within a minute; further {} ones are grouped here",
+                                cls.severity.as_str()
+                            ),
+                            description: None,
+                            labels: labels.clone(),
+                            details: serde_json::json!({
+                                "storm": { "source": source, "max_new_per_minute": bound },
+                            }),
+                            occurred_at: now,
+                            delivery_id: None,
+                            severity_override: None,
+                        };
+                        let storm_cls = crate::classify::Classification {
+                            rule: "storm".into(),
+                            severity: cls.severity,
+                            policy: cls.policy.clone(),
+                            labels,
+                            fingerprint: storm_fp.clone(),
+                            severity_overridden: false,
+                            group_window: None,
+                        };
+                        let (mut inc, mut timeline, deliveries) = self
+                            .open_incident(policy, &storm_alert, &storm_cls, now)
+                            .await?;
+                        inc.members.clear();
+                        timeline.push(folded);
+                        let id = inc.id;
+                        (
+                            Transition {
+                                guard: Some(Guard::NoOpenIncident(storm_fp.clone())),
+                                incident: Some(inc),
+                                timeline,
+                                deliveries,
+                                ..Default::default()
+                            },
+                            id,
+                        )
                     }
-                    return Ok(IngestOutcome::Storm(id));
-                }
-                CommitOutcome::Duplicate => return Ok(IngestOutcome::Duplicate),
-                // Another task opened the storm incident first: fold into it.
-                CommitOutcome::Conflict => now = self.clock.now(),
+                };
+                let is_new = tx.incident.is_some();
+                let tx = Transition {
+                    delivery_id: alert.delivery_id.clone(),
+                    last_change: Some((cls.fingerprint.clone(), alert.occurred_at)),
+                    decided_at: Some(now),
+                    ..tx
+                };
+                // On a conflict another task opened the storm incident first: fold into it.
+                Ok(Decision::Commit(tx, (opened, is_new)))
+            })
+            .await?;
+        match settled {
+            Settled::Duplicate(_) => Ok(IngestOutcome::Duplicate),
+            Settled::Answered((id, _)) | Settled::Committed((id, true)) => {
+                tracing::warn!(incident.id = %id, source, severity = %cls.severity, "Alert storm: new alerts from this source are grouped into one incident.");
+                Ok(IngestOutcome::Storm(id))
+            }
+            Settled::Committed((id, false)) => {
+                self.count_storm(id).await;
+                Ok(IngestOutcome::Storm(id))
             }
         }
-        Err(ServiceError::Contention)
     }
 
     /// Adds one grouped alert to storm incident `id`'s count. Counts wait in memory and one task
@@ -936,39 +1008,38 @@ impl IncidentService {
 
     /// `count += n` on open incident `id`; `false` when it is no longer open.
     async fn add_to_count(&self, id: IncidentId, n: u64) -> Result<bool, ServiceError> {
-        for _ in 0..MAX_CONFLICTS {
-            let Some(mut inc) = self.store.incident(id).await? else {
-                return Ok(false);
-            };
-            if !inc.status.is_open() {
-                return Ok(false);
-            }
-            let guard = Guard::Version(inc.id, inc.version);
-            inc.version += 1;
-            inc.count = inc.count.saturating_add(n);
-            inc.last_seen = self.clock.now();
-            let tx = Transition {
-                guard: Some(guard),
-                incident: Some(inc),
-                ..Default::default()
-            };
-            if self.commit(tx).await? == CommitOutcome::Committed {
-                return Ok(true);
-            }
-        }
-        Err(ServiceError::Contention)
+        let settled = self
+            .settle(|now| async move {
+                let Some(mut inc) = self.store.incident(id).await? else {
+                    return Ok(Decision::Answer(false));
+                };
+                if !inc.status.is_open() {
+                    return Ok(Decision::Answer(false));
+                }
+                let guard = Guard::Version(inc.id, inc.version);
+                inc.version += 1;
+                inc.count = inc.count.saturating_add(n);
+                inc.last_seen = now;
+                Ok(Decision::Commit(
+                    Transition::update(guard, inc, vec![], vec![]),
+                    true,
+                ))
+            })
+            .await?;
+        Ok(settled.into_answer())
     }
 
     /// A firing alert for a fingerprint whose incident resolved within the flap cool-down
-    /// reopens that incident instead of opening (and paging) a new one.
-    async fn reopen_flapping(
+    /// reopens that incident instead of opening (and paging) a new one: the reopening, if so.
+    /// Lost to a race, the caller decides afresh (and opens a new incident if it must).
+    async fn flap_reopening(
         &self,
         policy: &Policy,
         alert: &Alert,
         fp: &crate::domain::Fingerprint,
         now: DateTime<Utc>,
         note: Option<TimelineEvent>,
-    ) -> Result<Option<IngestOutcome>, ServiceError> {
+    ) -> Result<Option<(Transition, IncidentId)>, ServiceError> {
         if policy.flap_cooldown.is_none() {
             return Ok(None);
         }
@@ -1000,23 +1071,12 @@ impl IncidentService {
         }
         let id = inc.id;
         let tx = Transition {
-            guard: Some(guard),
-            incident: Some(inc),
-            timeline,
             delivery_id: alert.delivery_id.clone(),
             last_change: Some((fp.clone(), alert.occurred_at)),
             decided_at: Some(now),
-            ..Default::default()
+            ..Transition::update(guard, inc, timeline, vec![])
         };
-        match self.commit(tx).await? {
-            CommitOutcome::Committed => {
-                tracing::info!(incident.id = %id, fingerprint = %fp, "Flapping alarm reopened its incident.");
-                Ok(Some(IngestOutcome::Reopened(id)))
-            }
-            CommitOutcome::Duplicate => Ok(Some(IngestOutcome::Duplicate)),
-            // Lost a race: decide afresh (the caller opens a new incident if it must).
-            CommitOutcome::Conflict => Ok(None),
-        }
+        Ok(Some((tx, id)))
     }
 
     /// `trading_resumed` resolves every open `trading_halted` incident and tells everyone it paged.
@@ -1056,66 +1116,46 @@ impl IncidentService {
         actor: Actor,
         until: Option<DateTime<Utc>>,
     ) -> Result<(AckResult, Incident), ServiceError> {
-        for _ in 0..MAX_CONFLICTS {
-            let now = self.clock.now();
-            let mut inc = self
-                .store
-                .incident(id)
-                .await?
-                .ok_or(ServiceError::NotFound)?;
-            let guard = Guard::Version(inc.id, inc.version);
-            let (result, timeline, deliveries) =
-                transition::acknowledge(&mut inc, actor.clone(), now, until);
-            if result != AckResult::Acknowledged {
-                return Ok((result, inc));
-            }
-            let tx = Transition {
-                guard: Some(guard),
-                incident: Some(inc.clone()),
-                timeline,
-                deliveries,
-                ..Default::default()
-            };
-            match self.commit(tx).await? {
-                CommitOutcome::Committed => {
-                    tracing::info!(incident.id = %id, by = %actor.who, origin = ?actor.origin, "Incident acknowledged.");
-                    return Ok((result, inc));
+        let actor = &actor;
+        let settled = self
+            .settle(|now| async move {
+                let mut inc = self.read_incident(id).await?;
+                let guard = Guard::Version(inc.id, inc.version);
+                let (result, timeline, deliveries) =
+                    transition::acknowledge(&mut inc, actor.clone(), now, until);
+                if result != AckResult::Acknowledged {
+                    return Ok(Decision::Answer((result, inc)));
                 }
-                _ => continue,
-            }
+                let tx = Transition::update(guard, inc.clone(), timeline, deliveries);
+                Ok(Decision::Commit(tx, (result, inc)))
+            })
+            .await?;
+        if let Settled::Committed(_) = &settled {
+            tracing::info!(incident.id = %id, by = %actor.who, origin = ?actor.origin, "Incident acknowledged.");
         }
-        Err(ServiceError::Contention)
+        Ok(settled.into_answer())
     }
 
     pub async fn resolve(&self, id: IncidentId, actor: Actor) -> Result<Incident, ServiceError> {
-        for _ in 0..MAX_CONFLICTS {
-            let now = self.clock.now();
-            let mut inc = self
-                .store
-                .incident(id)
-                .await?
-                .ok_or(ServiceError::NotFound)?;
-            let guard = Guard::Version(inc.id, inc.version);
-            let Some((timeline, deliveries)) = transition::resolve(&mut inc, actor.clone(), now)
-            else {
-                return Err(ServiceError::AlreadyResolved);
-            };
-            let tx = Transition {
-                guard: Some(guard),
-                incident: Some(inc.clone()),
-                timeline,
-                deliveries,
-                ..Default::default()
-            };
-            match self.commit(tx).await? {
-                CommitOutcome::Committed => {
-                    tracing::info!(incident.id = %id, by = %actor.who, origin = ?actor.origin, "Incident resolved.");
-                    return Ok(inc);
-                }
-                _ => continue,
-            }
-        }
-        Err(ServiceError::Contention)
+        let actor = &actor;
+        let inc = self
+            .settle(|now| async move {
+                let mut inc = self.read_incident(id).await?;
+                let guard = Guard::Version(inc.id, inc.version);
+                let (timeline, deliveries) = transition::resolve(&mut inc, actor.clone(), now)
+                    .ok_or(ServiceError::AlreadyResolved)?;
+                let tx = Transition::update(guard, inc.clone(), timeline, deliveries);
+                Ok(Decision::Commit(tx, inc))
+            })
+            .await?
+            .into_answer();
+        tracing::info!(incident.id = %id, by = %actor.who, origin = ?actor.origin, "Incident resolved.");
+        Ok(inc)
+    }
+
+    /// The incident as stored, or `NotFound`.
+    async fn read_incident(&self, id: IncidentId) -> Result<Incident, ServiceError> {
+        self.store.incident(id).await?.ok_or(ServiceError::NotFound)
     }
 
     /// Fires every escalation step due now. Returns how many incidents advanced. One unit of
@@ -1144,45 +1184,38 @@ impl IncidentService {
     }
 
     async fn fire(&self, id: IncidentId) -> Result<bool, ServiceError> {
-        for _ in 0..MAX_CONFLICTS {
-            let now = self.clock.now();
-            let policy = self.policy.current();
-            let Some(mut inc) = self.store.incident(id).await? else {
-                return Ok(false);
-            };
-            let guard = Guard::Version(inc.id, inc.version);
-            let before = (inc.loop_, inc.step);
-            let version = inc.version;
-            let (overrides, hold) = self
-                .fire_context(&policy, &inc.labels, Some(inc.id), now)
-                .await?;
-            let ctx = FireContext {
-                overrides: &overrides,
-                hold,
-            };
-            let (timeline, deliveries) = escalate::fire_due(&mut inc, &policy, now, &ctx);
-            if inc.version == version {
-                return Ok(false);
-            }
-            let steps_fired = steps_in(&timeline);
-            let tx = Transition {
-                guard: Some(guard),
-                incident: Some(inc.clone()),
-                timeline,
-                deliveries,
-                ..Default::default()
-            };
-            match self.commit(tx).await? {
-                CommitOutcome::Committed => {
-                    self.metrics.escalation_steps.increment(steps_fired);
-                    tracing::info!(incident.id = %id, from = ?before, to = ?(inc.loop_, inc.step), "Escalation step fired.");
-                    return Ok(true);
+        let settled = self
+            .settle(|now| async move {
+                let policy = self.policy.current();
+                let Some(mut inc) = self.store.incident(id).await? else {
+                    return Ok(Decision::Answer(None));
+                };
+                let guard = Guard::Version(inc.id, inc.version);
+                let before = (inc.loop_, inc.step);
+                let version = inc.version;
+                let (overrides, hold) = self
+                    .fire_context(&policy, &inc.labels, Some(inc.id), now)
+                    .await?;
+                let ctx = FireContext {
+                    overrides: &overrides,
+                    hold,
+                };
+                let (timeline, deliveries) = escalate::fire_due(&mut inc, &policy, now, &ctx);
+                if inc.version == version {
+                    return Ok(Decision::Answer(None));
                 }
-                // Someone else fired it (or acked) first: re-read and decide again.
-                _ => continue,
-            }
-        }
-        Err(ServiceError::Contention)
+                let fired = (steps_in(&timeline), before, (inc.loop_, inc.step));
+                let tx = Transition::update(guard, inc, timeline, deliveries);
+                Ok(Decision::Commit(tx, Some(fired)))
+            })
+            .await?;
+        // Someone else fired it (or acked) first: `settle` read and decided again.
+        let Settled::Committed(Some((steps_fired, from, to))) = settled else {
+            return Ok(false);
+        };
+        self.metrics.escalation_steps.increment(steps_fired);
+        tracing::info!(incident.id = %id, from = ?from, to = ?to, "Escalation step fired.");
+        Ok(true)
     }
 }
 
@@ -1257,62 +1290,65 @@ impl IncidentService {
             if open.peer_undelivered.is_empty() {
                 continue;
             }
-            for _ in 0..MAX_CONFLICTS {
-                let Some(mut inc) = self.store.incident(open.id).await? else {
-                    break;
-                };
-                if inc.peer_undelivered.is_empty() {
-                    break;
-                }
-                let now = self.clock.now();
-                let pages = std::mem::take(&mut inc.peer_undelivered);
-                let deliveries: Vec<Delivery> = if inc.status == IncidentStatus::Triggered {
-                    pages
-                        .iter()
-                        .map(|p| {
-                            Delivery::new(
-                                inc.id,
-                                p.kind,
-                                &p.channel,
-                                p.target.clone(),
-                                p.people.clone(),
-                                p.step,
-                                now,
-                            )
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                let guard = Guard::Version(inc.id, inc.version);
-                inc.version += 1;
-                let n = deliveries.len();
-                let id = inc.id;
-                let timeline = if n > 0 {
-                    vec![TimelineEntry {
-                        at: now,
-                        event: TimelineEvent::PeerResent {
-                            pages: n,
-                            by: from.to_string(),
-                        },
-                    }]
-                } else {
-                    Vec::new()
-                };
-                let tx = Transition {
-                    guard: Some(guard),
-                    incident: Some(inc),
-                    timeline,
-                    deliveries,
-                    ..Default::default()
-                };
-                if self.commit(tx).await? == CommitOutcome::Committed {
+            let id = open.id;
+            let settled = self
+                .settle(|now| async move {
+                    let Some(mut inc) = self.store.incident(id).await? else {
+                        return Ok(Decision::Answer(0));
+                    };
+                    if inc.peer_undelivered.is_empty() {
+                        return Ok(Decision::Answer(0));
+                    }
+                    let pages = std::mem::take(&mut inc.peer_undelivered);
+                    let deliveries: Vec<Delivery> = if inc.status == IncidentStatus::Triggered {
+                        pages
+                            .iter()
+                            .map(|p| {
+                                Delivery::new(
+                                    inc.id,
+                                    p.kind,
+                                    &p.channel,
+                                    p.target.clone(),
+                                    p.people.clone(),
+                                    p.step,
+                                    now,
+                                )
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let guard = Guard::Version(inc.id, inc.version);
+                    inc.version += 1;
+                    let n = deliveries.len();
+                    let timeline = if n > 0 {
+                        vec![TimelineEntry {
+                            at: now,
+                            event: TimelineEvent::PeerResent {
+                                pages: n,
+                                by: from.to_string(),
+                            },
+                        }]
+                    } else {
+                        Vec::new()
+                    };
+                    Ok(Decision::Commit(
+                        Transition::update(guard, inc, timeline, deliveries),
+                        n,
+                    ))
+                })
+                .await;
+            match settled {
+                Ok(Settled::Committed(n)) => {
                     if n > 0 {
                         tracing::warn!(incident.id = %id, pages = n, from, "Sending the pages the silent peer had fired but not delivered.");
                     }
                     queued += n;
-                    break;
                 }
+                Ok(_) => {}
+                // Lost every race for this one: the other incidents are still queued.
+                Err(ServiceError::Contention) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(queued)
@@ -1333,82 +1369,84 @@ impl IncidentService {
     ) -> Result<Mirrored, ServiceError> {
         // A copy may fire its first step: one decision for a hand-back, like an ingest.
         let _deciding = self.gate.deciding().await;
-        for _ in 0..MAX_CONFLICTS {
-            let now = self.clock.now();
-            let state = self.store.fingerprint(&remote.fingerprint).await?;
-            let Some(mut inc) = state.open else {
-                if !remote.status.is_open() {
-                    return Ok(Mirrored::Unchanged);
+        let settled = self
+            .settle(|now| async move {
+                let state = self.store.fingerprint(&remote.fingerprint).await?;
+                let Some(mut inc) = state.open else {
+                    if !remote.status.is_open() {
+                        return Ok(Decision::Answer((Mirrored::Unchanged, None)));
+                    }
+                    let resolved_here = self
+                        .store
+                        .incidents(Some(IncidentStatus::Resolved), MIRROR_RESOLVED_LOOKBACK)
+                        .await?
+                        .iter()
+                        .any(|i| {
+                            i.fingerprint == remote.fingerprint
+                                && i.opened_by.is_some()
+                                && i.opened_by == remote.opened_by
+                        });
+                    if resolved_here {
+                        return Ok(Decision::Answer((Mirrored::Unchanged, None)));
+                    }
+                    let tx = self.open_copy(remote, from, now).await?;
+                    let id = tx.incident.as_ref().map(|i| i.id);
+                    return Ok(Decision::Commit(tx, (Mirrored::Copied, id)));
+                };
+                let guard = Guard::Version(inc.id, inc.version);
+                let timeline = apply_remote(&mut inc, remote, from, now);
+                let undelivered = if inc.status == IncidentStatus::Triggered {
+                    remote.undelivered.clone()
+                } else {
+                    Vec::new()
+                };
+                let pending_moved = inc.peer_undelivered != undelivered;
+                inc.peer_undelivered = undelivered;
+                if timeline.is_empty() && !pending_moved {
+                    return Ok(Decision::Answer((Mirrored::Unchanged, None)));
                 }
-                let resolved_here = self
-                    .store
-                    .incidents(Some(IncidentStatus::Resolved), MIRROR_RESOLVED_LOOKBACK)
-                    .await?
-                    .iter()
-                    .any(|i| {
-                        i.fingerprint == remote.fingerprint
-                            && i.opened_by.is_some()
-                            && i.opened_by == remote.opened_by
-                    });
-                if resolved_here {
-                    return Ok(Mirrored::Unchanged);
-                }
-                match self.open_copy(remote, from, now).await? {
-                    CommitOutcome::Committed => return Ok(Mirrored::Copied),
-                    _ => continue,
-                }
-            };
-            let guard = Guard::Version(inc.id, inc.version);
-            let timeline = apply_remote(&mut inc, remote, from, now);
-            let undelivered = if inc.status == IncidentStatus::Triggered {
-                remote.undelivered.clone()
-            } else {
-                Vec::new()
-            };
-            let pending_moved = inc.peer_undelivered != undelivered;
-            inc.peer_undelivered = undelivered;
-            if timeline.is_empty() && !pending_moved {
-                return Ok(Mirrored::Unchanged);
-            }
-            inc.version += 1;
-            let id = inc.id;
-            // Status notices only (a closed gate drops them at commit); mirroring never pages.
-            let notices = if peer_pages {
-                Vec::new()
-            } else {
-                timeline
-                    .iter()
-                    .filter_map(|e| match e.event {
-                        TimelineEvent::Acknowledged { .. } => Some(NotifyKind::Acknowledged),
-                        TimelineEvent::Resolved { .. } => Some(NotifyKind::Resolved),
-                        _ => None,
-                    })
-                    .flat_map(|kind| transition::tell_notified(&inc, kind, now))
-                    .collect()
-            };
-            let tx = Transition {
-                guard: Some(guard),
-                incident: Some(inc),
-                timeline,
-                deliveries: notices,
-                ..Default::default()
-            };
-            if self.commit(tx).await? == CommitOutcome::Committed {
-                tracing::info!(incident.id = %id, fingerprint = %remote.fingerprint, from, "Incident state mirrored from the peer.");
-                return Ok(Mirrored::Updated);
-            }
+                inc.version += 1;
+                // Status notices only (a closed gate drops them at commit); mirroring never
+                // pages.
+                let notices = if peer_pages {
+                    Vec::new()
+                } else {
+                    timeline
+                        .iter()
+                        .filter_map(|e| match e.event {
+                            TimelineEvent::Acknowledged { .. } => Some(NotifyKind::Acknowledged),
+                            TimelineEvent::Resolved { .. } => Some(NotifyKind::Resolved),
+                            _ => None,
+                        })
+                        .flat_map(|kind| transition::tell_notified(&inc, kind, now))
+                        .collect()
+                };
+                let id = Some(inc.id);
+                let tx = Transition::update(guard, inc, timeline, notices);
+                Ok(Decision::Commit(tx, (Mirrored::Updated, id)))
+            })
+            .await?;
+        let Settled::Committed((mirrored, id)) = settled else {
+            return Ok(Mirrored::Unchanged);
+        };
+        let id = id.map(|id| id.to_string()).unwrap_or_default();
+        if mirrored == Mirrored::Copied {
+            tracing::warn!(incident.id = %id, fingerprint = %remote.fingerprint, from, "An incident only the peer received was opened here as a copy.");
+        } else {
+            tracing::info!(incident.id = %id, fingerprint = %remote.fingerprint, from, "Incident state mirrored from the peer.");
         }
-        Err(ServiceError::Contention)
+        Ok(mirrored)
     }
 
-    /// A local copy of an incident that only the peer received, at the peer's position; its
-    /// first step fires here only if this side pages and the peer has not fired it.
+    /// The opening of a local copy of an incident that only the peer received, at the peer's
+    /// position; its first step fires here only if this side pages and the peer has not fired
+    /// it.
     async fn open_copy(
         &self,
         remote: &crate::incident::IncidentSync,
         from: &str,
         now: DateTime<Utc>,
-    ) -> Result<CommitOutcome, ServiceError> {
+    ) -> Result<Transition, ServiceError> {
         let policy = self.policy.current();
         let alert = Alert {
             source: remote.source,
@@ -1449,20 +1487,14 @@ impl IncidentService {
             deliveries = d;
         }
         inc.version = 1;
-        let id = inc.id;
-        let tx = Transition {
+        Ok(Transition {
             guard: Some(Guard::NoOpenIncident(remote.fingerprint.clone())),
             incident: Some(inc),
             timeline,
             deliveries,
             decided_at: Some(now),
             ..Default::default()
-        };
-        let out = self.commit(tx).await?;
-        if out == CommitOutcome::Committed {
-            tracing::warn!(incident.id = %id, fingerprint = %remote.fingerprint, from, "An incident only the peer received was opened here as a copy.");
-        }
-        Ok(out)
+        })
     }
 
     /// Appends `event` to the timeline of every open incident (a takeover, a hand-back).

@@ -193,7 +193,7 @@ async fn prune_pass(redis: bool) {
     app.clock.advance(Duration::from_secs(2 * 3600));
     let report = app.handle.run_prune().await.unwrap();
     assert_eq!((report.records, report.incidents), (2, 0), "{report:?}");
-    let store = app.handle.service.store();
+    let store = &app.handle.store;
     assert!(store.records("override").await.unwrap().is_empty());
     let silences = store.records("silence").await.unwrap();
     assert_eq!(silences.len(), 1, "the running silence stays");
@@ -208,7 +208,7 @@ async fn prune_pass(redis: bool) {
     assert_eq!(report.incidents, 1, "{report:?}");
     // The stamps the standby's feed compares go a week after their change once their silence
     // or override is gone.
-    let stamps = app.handle.service.store().records("stamp").await.unwrap();
+    let stamps = app.handle.store.records("stamp").await.unwrap();
     assert!(stamps.is_empty(), "{stamps:?}");
     let (status, _) = app.get(&format!("/v1/incidents/{old}")).await;
     assert_eq!(

@@ -292,7 +292,7 @@ async fn silences_beyond_the_limits_are_refused_with_422() {
     assert!(stored_silences(&app).await.is_empty());
 
     // At most 1,000 API silences that have not ended.
-    let store = app.handle.service.store();
+    let store = &app.handle.store;
     for i in 0..1000 {
         let record = json!({
             "id": format!("maint-{i}"), "matchers": [format!("host=\"db-{i}\"")],

@@ -1,0 +1,168 @@
+//! What the operator API and the probes read and record, through the service: the HTTP handlers
+//! never touch the store themselves. Each method is one read or one recorded operation; the
+//! checks of what a request may ask (limits, well-formed fields) stay in the handlers, the
+//! decisions in the pure stages.
+
+use chrono::{DateTime, Utc};
+
+use super::extras;
+use super::heartbeat;
+use super::service::{IncidentService, IngestOutcome, ServiceError};
+use crate::classify::classify;
+use crate::config::{Heartbeat, Override, Silence};
+use crate::domain::{AlertStatus, IncidentId};
+use crate::incident::{Incident, IncidentStatus, TimelineEntry};
+use crate::store::{StoreError, StoreStats};
+
+/// Which incidents a listing asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    All,
+    /// Triggered or acknowledged.
+    Open,
+    Only(IncidentStatus),
+}
+
+/// The store as the probes see it.
+#[derive(Debug)]
+pub struct StoreHealth {
+    /// The counts, or why they could not be read.
+    pub stats: Result<StoreStats, StoreError>,
+    /// Why the store refuses writes though it may answer reads (a full disk), if it does.
+    pub problem: Option<String>,
+}
+
+impl IncidentService {
+    /// One incident, if it exists.
+    pub async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, ServiceError> {
+        Ok(self.store().incident(id).await?)
+    }
+
+    /// One incident with its whole timeline, oldest entry first.
+    pub async fn incident_with_timeline(
+        &self,
+        id: IncidentId,
+    ) -> Result<Option<(Incident, Vec<TimelineEntry>)>, ServiceError> {
+        let Some(inc) = self.store().incident(id).await? else {
+            return Ok(None);
+        };
+        let timeline = self.store().timeline(id).await?;
+        Ok(Some((inc, timeline)))
+    }
+
+    /// Incidents, newest first, at most `limit`.
+    pub async fn list(&self, which: Listing, limit: usize) -> Result<Vec<Incident>, ServiceError> {
+        let store = self.store();
+        Ok(match which {
+            Listing::All => store.incidents(None, limit).await?,
+            Listing::Only(status) => store.incidents(Some(status), limit).await?,
+            Listing::Open => {
+                let mut v = store
+                    .incidents(Some(IncidentStatus::Triggered), limit)
+                    .await?;
+                v.extend(
+                    store
+                        .incidents(Some(IncidentStatus::Acknowledged), limit)
+                        .await?,
+                );
+                v.sort_by_key(|i| std::cmp::Reverse(i.id));
+                v.truncate(limit);
+                v
+            }
+        })
+    }
+
+    /// The store's counts and whether it takes writes.
+    pub async fn store_health(&self) -> StoreHealth {
+        StoreHealth {
+            stats: self.store().stats().await,
+            problem: self.store().problem(),
+        }
+    }
+
+    /// Open incidents whose current step reached no one.
+    pub async fn unreached(&self) -> Result<Vec<Incident>, ServiceError> {
+        Ok(crate::store::unreached::unreached(self.store().as_ref()).await?)
+    }
+
+    /// The API silences and overrides as the peer feed carries them.
+    pub async fn sync_records(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<extras::RecordSync>, ServiceError> {
+        Ok(extras::sync_records(self.store().as_ref(), now).await?)
+    }
+
+    /// API overrides that have not ended by `at`, oldest start first, with their ids.
+    pub async fn overrides(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<(String, Override)>, ServiceError> {
+        Ok(extras::overrides(self.store().as_ref(), at).await?)
+    }
+
+    /// Records an API override under `id` (already checked against the policy); this process
+    /// sees it at once, other replicas within the extras cache's TTL.
+    pub async fn create_override(&self, id: &str, o: &Override) -> Result<(), ServiceError> {
+        self.put_operator_record(extras::OVERRIDES, id, o).await
+    }
+
+    /// Deletes an API override; `false` when there was none.
+    pub async fn delete_override(&self, id: &str) -> Result<bool, ServiceError> {
+        self.delete_operator_record(extras::OVERRIDES, id).await
+    }
+
+    /// Records an API silence (already checked and within the limits).
+    pub async fn create_silence(&self, silence: &Silence) -> Result<(), ServiceError> {
+        self.put_operator_record(extras::SILENCES, &silence.id, silence)
+            .await
+    }
+
+    /// Deletes an API silence; `false` when there was none.
+    pub async fn delete_silence(&self, id: &str) -> Result<bool, ServiceError> {
+        self.delete_operator_record(extras::SILENCES, id).await
+    }
+
+    /// A beat of heartbeat `hb`: recorded, and the heartbeat's open incident resolved if the
+    /// beat comes late. Returns the incidents it resolved.
+    pub async fn beat(&self, hb: &Heartbeat) -> Result<Vec<IncidentId>, ServiceError> {
+        let now = self.now();
+        let store = self.store().as_ref();
+        let last = extras::last_beat(store, &hb.name).await?;
+        extras::record_beat(store, &hb.name, now).await?;
+        let back = heartbeat::alert(hb, AlertStatus::Resolved, last.unwrap_or(now), now);
+        let fp = classify(&self.policy().current(), &back).fingerprint;
+        if store.fingerprint(&fp).await?.open.is_none() {
+            return Ok(Vec::new());
+        }
+        match self.ingest(&back).await? {
+            IngestOutcome::Resolved(ids) => {
+                tracing::info!(heartbeat = %hb.name, incidents = ?ids, "Heartbeat is back; incident resolved.");
+                Ok(ids)
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn put_operator_record<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        record: &T,
+    ) -> Result<(), ServiceError> {
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| StoreError::Corrupt(format!("encoding a {kind} record: {e}")))?;
+        extras::put_operator_record(self.store().as_ref(), kind, id, bytes, self.now()).await?;
+        self.forget_extras();
+        Ok(())
+    }
+
+    async fn delete_operator_record(&self, kind: &str, id: &str) -> Result<bool, ServiceError> {
+        let deleted =
+            extras::delete_operator_record(self.store().as_ref(), kind, id, self.now()).await?;
+        if deleted {
+            self.forget_extras();
+        }
+        Ok(deleted)
+    }
+}
