@@ -1,6 +1,12 @@
 //! The API test binary: every test starts a real app on a random port (or a real `vigil`
 //! process), speaks HTTP to it, and checks what a user would see.
 
+/// The helpers every test binary shares (`tests/support`).
+pub(crate) use vigil_testkit as helpers;
+
+/// The binary under test, for the tests that run a real `vigil serve`.
+pub(crate) const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+
 mod ack_link;
 mod bad_input;
 mod channels;
@@ -10,7 +16,6 @@ mod deploy;
 mod escalation;
 mod fixtures;
 mod growth;
-mod helpers;
 mod observability;
 mod operations;
 mod pacing;

@@ -20,7 +20,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::channels::emulator;
 use crate::helpers::*;
-use crate::restart::{Proc, free_port, serve_command, wait_ready};
 
 /// AWS configuration for `region` at `endpoint` (moto or a fake), with dummy credentials.
 async fn aws_at(endpoint: &str, region: &str) -> aws_config::SdkConfig {
@@ -262,7 +261,12 @@ async fn an_alarm_that_changed_while_vigil_was_down_is_paged_and_resolved_at_sta
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let start = || -> Proc {
-        let mut cmd = serve_command(&config, &["--data".as_ref(), data.as_os_str()], port);
+        let mut cmd = serve_command(
+            crate::VIGIL,
+            &config,
+            &["--data".as_ref(), data.as_os_str()],
+            port,
+        );
         // The standard AWS environment: endpoint and credentials; no AWS_REGION (the region
         // comes from routing/).
         cmd.env("AWS_ENDPOINT_URL", &moto)

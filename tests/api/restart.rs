@@ -3,7 +3,7 @@
 //! replicas share the state: one is killed, the other delivers what it left behind, and a step
 //! the two race for fires once.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -13,88 +13,12 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-/// A child process that is killed when dropped, so a failing test leaves no server behind
-/// (an orphan would also hold the test runner's output open).
-pub(crate) struct Proc(pub(crate) Child);
-
-impl std::ops::Deref for Proc {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Proc {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(config: &std::path::Path, data: &std::path::Path, port: u16) -> Proc {
     start_with(config, &["--data".as_ref(), data.as_os_str()], port)
 }
 
 pub(crate) fn start_with(config: &std::path::Path, store: &[&std::ffi::OsStr], port: u16) -> Proc {
-    serve_command(config, store, port)
-        .spawn()
-        .map(Proc)
-        .expect("vigil binary starts")
-}
-
-/// `vigil serve` on `port` with the policy in `config`, the store flags `store`, the shipped
-/// templates and the tests' tokens; its stdout only with `TEST_LOG`.
-pub(crate) fn serve_command(
-    config: &std::path::Path,
-    store: &[&std::ffi::OsStr],
-    port: u16,
-) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--config")
-        .arg(config)
-        .args(store)
-        .arg("--templates")
-        .arg(shipped_templates())
-        .env("VIGIL_INGEST_TOKENS", INGEST_TOKEN)
-        .env("VIGIL_OPERATOR_TOKENS", OPERATOR_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::inherit());
-    cmd
-}
-
-pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status() == StatusCode::OK
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("vigil did not become ready at {base}");
+    Proc::spawn(serve_command(crate::VIGIL, config, store, port))
 }
 
 /// Waits until the sink has received a page of `kind`, up to `within`.
@@ -208,23 +132,6 @@ async fn incidents_and_timers_survive_kill_9_and_fire_after_restart() {
     // SIGTERM: a graceful shutdown that exits 0 within the drain limit.
     let status = terminate(&mut second).await;
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
-}
-
-/// SIGTERM, then the exit status within 15 s.
-pub(crate) async fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "vigil did not stop on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The bound the design allows, asserted here: every escalation step of every incident becomes

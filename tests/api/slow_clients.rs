@@ -16,7 +16,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
-use crate::restart::{Proc, free_port, serve_command, wait_ready};
 
 struct Vigil {
     proc: Proc,
@@ -32,7 +31,12 @@ async fn start(env: &[(&str, &str)]) -> Vigil {
     copy_routing(&config);
     let port = free_port();
     let data = dir.path().join("data");
-    let mut cmd = serve_command(&config, &["--data".as_ref(), data.as_os_str()], port);
+    let mut cmd = serve_command(
+        crate::VIGIL,
+        &config,
+        &["--data".as_ref(), data.as_os_str()],
+        port,
+    );
     cmd.env("RUST_LOG", "error");
     for (k, v) in env {
         cmd.env(k, v);

@@ -16,7 +16,6 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
-use crate::restart::{Proc, free_port, serve_command, wait_ready};
 
 pub(crate) const PEER_TOKEN: &str = "peer-secret-for-tests";
 pub(crate) const TAKEOVER_AFTER: Duration = Duration::from_secs(3);
@@ -60,7 +59,12 @@ fn side(
     port: u16,
     peer_flags: &[String],
 ) -> Proc {
-    let mut cmd = serve_command(config, &["--data".as_ref(), data.as_os_str()], port);
+    let mut cmd = serve_command(
+        crate::VIGIL,
+        config,
+        &["--data".as_ref(), data.as_os_str()],
+        port,
+    );
     cmd.args(peer_flags)
         .args(["--takeover-after", "3s"])
         .env("VIGIL_PEER_TOKENS", PEER_TOKEN);
@@ -530,7 +534,12 @@ async fn the_primary_whose_store_is_down_answers_not_ready_and_the_standby_takes
         assert!(Instant::now() < deadline, "redis-server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut cmd = serve_command(&config, &["--redis".as_ref(), redis_url.as_ref()], p_port);
+    let mut cmd = serve_command(
+        crate::VIGIL,
+        &config,
+        &["--redis".as_ref(), redis_url.as_ref()],
+        p_port,
+    );
     cmd.args(["--peer", &base(s_port), "--takeover-after", "3s"])
         .env("VIGIL_PEER_TOKENS", PEER_TOKEN);
     let _primary = cmd.spawn().map(Proc).unwrap();

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use wiremock::MockServer;
 
 use crate::helpers::*;
-use crate::restart::{Proc, free_port, serve_command, wait_ready};
 use crate::standby::{
     PEER_TOKEN, POLL, TAKEOVER_AFTER, UNREACHABLE, assert_each_once, base, open_entry, pages,
     past_the_duplicate_window, peer_view, policy, post_halt, redis, sink, step, until, wait_page,
@@ -18,7 +17,12 @@ use crate::standby::{
 
 /// `vigil serve` on `--redis url` (the replicas' one store) or `--data dir`, with `peer_flags`.
 fn serve(config: &std::path::Path, store: [&str; 2], port: u16, peer_flags: &[String]) -> Proc {
-    let mut cmd = serve_command(config, &[store[0].as_ref(), store[1].as_ref()], port);
+    let mut cmd = serve_command(
+        crate::VIGIL,
+        config,
+        &[store[0].as_ref(), store[1].as_ref()],
+        port,
+    );
     cmd.args(peer_flags)
         .args(["--takeover-after", "3s"])
         .env("VIGIL_PEER_TOKENS", PEER_TOKEN);

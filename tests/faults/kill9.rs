@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,47 +24,15 @@ const CLIENTS: usize = 16;
 /// Kill points, as numbers of accepted events.
 const KILL_AT: [usize; 4] = [1_500, 3_500, 5_500, 7_500];
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(config: &Path, data: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--config")
-        .arg(config)
-        .arg("--data")
-        .arg(data)
-        .arg("--templates")
-        .arg(shipped_templates())
-        .env("VIGIL_INGEST_TOKENS", INGEST_TOKEN)
-        .env("VIGIL_OPERATOR_TOKENS", OPERATOR_TOKEN)
-        .env("RUST_LOG", "error")
-        .stdout(if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("vigil binary starts")
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status() == StatusCode::OK
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("vigil did not become ready at {base}");
+fn start(config: &Path, data: &Path, port: u16) -> Proc {
+    let mut cmd = serve_command(
+        crate::VIGIL,
+        config,
+        &["--data".as_ref(), data.as_os_str()],
+        port,
+    );
+    cmd.env("RUST_LOG", "error");
+    Proc::spawn(cmd)
 }
 
 /// The webhook sink: answers 200 and remembers which (incident, step) pages it got, so counting

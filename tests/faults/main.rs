@@ -4,10 +4,11 @@
 //! `target/fault-campaign.txt`, which `scripts/test` shows at the end (cargo test hides a passing
 //! test's output).
 
-// The API tests' helpers; this binary uses only part of them.
-#[allow(dead_code)]
-#[path = "../api/helpers.rs"]
-mod helpers;
+/// The helpers every test binary shares (`tests/support`).
+pub(crate) use vigil_testkit as helpers;
+
+/// The binary under test, for the tests that run a real `vigil serve`.
+pub(crate) const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
 mod campaign;
 mod http_campaign;

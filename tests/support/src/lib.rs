@@ -1,4 +1,10 @@
-//! `spawn_app()` and one helper per endpoint. `TEST_LOG=1` turns on the app's logs.
+//! What vigil's test binaries share: `spawn_app()` and one helper per endpoint, fixtures and SNS
+//! signing, the store observer, and (`process`) real `vigil serve` processes. `TEST_LOG=1` turns
+//! on the apps' logs.
+
+mod process;
+
+pub use process::{Proc, free_port, serve_command, terminate, wait_ready};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,8 +34,13 @@ pub const INGEST_TOKEN: &str = "test-ingest-token";
 pub const OPERATOR_TOKEN: &str = "test-operator-token";
 pub const EVENTBRIDGE_KEY: &str = "test-eventbridge-key";
 
+/// The repository's root (this crate is `tests/support`).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+    repo().join("../shared/fixtures")
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -41,11 +52,11 @@ pub fn fixture_json(name: &str) -> Value {
 }
 
 pub fn shipped_routing() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("routing")
+    repo().join("routing")
 }
 
 pub fn shipped_templates() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
+    repo().join("templates")
 }
 
 /// Copies the shipped `routing/` into a fresh directory tests may edit.
