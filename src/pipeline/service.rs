@@ -686,14 +686,10 @@ impl IncidentService {
                         let id = inc.id;
                         (
                             Transition {
-                                guard: Some(Guard::NoOpenIncident(fp.clone())),
-                                incident: Some(inc),
-                                timeline,
-                                deliveries,
                                 delivery_id: alert.delivery_id.clone(),
                                 last_change,
                                 decided_at: Some(now),
-                                ..Default::default()
+                                ..Transition::open(inc, timeline, deliveries)
                             },
                             IngestOutcome::Opened(id),
                             steps_fired,
@@ -929,13 +925,7 @@ impl IncidentService {
                         timeline.push(folded);
                         let id = inc.id;
                         (
-                            Transition {
-                                guard: Some(Guard::NoOpenIncident(storm_fp.clone())),
-                                incident: Some(inc),
-                                timeline,
-                                deliveries,
-                                ..Default::default()
-                            },
+                            Transition::open(inc, timeline, deliveries),
                             id,
                         )
                     }
@@ -1491,12 +1481,8 @@ impl IncidentService {
         }
         inc.version = 1;
         Ok(Transition {
-            guard: Some(Guard::NoOpenIncident(remote.fingerprint.clone())),
-            incident: Some(inc),
-            timeline,
-            deliveries,
             decided_at: Some(now),
-            ..Default::default()
+            ..Transition::open(inc, timeline, deliveries)
         })
     }
 

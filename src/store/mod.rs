@@ -76,6 +76,21 @@ pub struct RecordWrite {
 }
 
 impl Transition {
+    /// The opening of an incident, guarded by its fingerprint having no open incident.
+    pub fn open(
+        incident: Incident,
+        timeline: Vec<TimelineEntry>,
+        deliveries: Vec<Delivery>,
+    ) -> Self {
+        Self {
+            guard: Some(Guard::NoOpenIncident(incident.fingerprint.clone())),
+            incident: Some(incident),
+            timeline,
+            deliveries,
+            ..Default::default()
+        }
+    }
+
     /// A change of one existing incident, guarded by the version it was read at: the shape of
     /// every acknowledge, resolve, escalation step and mirrored update.
     pub fn update(
