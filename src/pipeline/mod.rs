@@ -2,8 +2,11 @@
 //! the store. Every change is read → decide (a pure stage: `classify`, `incident::transition`,
 //! `escalate`) → commit (one version-guarded `store::Transition`).
 //!
-//! - `service`: [`IncidentService`], the read → decide → commit loop for ingest, acknowledge,
-//!   resolve, escalate, mirror (the peer) and reconcile;
+//! - `service`: [`IncidentService`] and its one read → decide → commit loop (`settle`), run by
+//!   ingest (one alert or a batch), acknowledge, resolve, escalate, mirror (the peer) and
+//!   reconcile;
+//! - `operator`: what the operator API and the probes read and record (incidents, silences,
+//!   overrides, beats, the store's health): the HTTP layer never holds the store;
 //! - `scheduler`: the loop that fires what is due; `heartbeat`: the dead-man switches it checks;
 //! - `extras`: the operator records the flow consults (API silences, overrides, heartbeats'
 //!   beats, the unreached list); `prune`: retention; `gate`: whether this process may page.
