@@ -47,6 +47,8 @@ pub enum AppError {
 
 pub struct App {
     listener: TcpListener,
+    /// The public endpoints' own listener (`--public-listen`), if any.
+    public_listener: Option<TcpListener>,
     shared: Arc<Shared>,
     handle: AppHandle,
 }
@@ -63,6 +65,8 @@ pub struct AppHandle {
     pub wake: Wakers,
     pub metrics: Arc<Metrics>,
     pub addr: std::net::SocketAddr,
+    /// Where the public endpoints are served when they have a listener of their own.
+    pub public_addr: Option<std::net::SocketAddr>,
     scheduler: Arc<Scheduler>,
     retention: crate::pipeline::prune::Retention,
     reconciler: Arc<crate::pipeline::reconcile::Reconciler>,
@@ -303,6 +307,24 @@ impl App {
                     source,
                 })?;
         let addr = listener.local_addr().map_err(AppError::Serve)?;
+        let public_listener = match settings.public_listen {
+            None => None,
+            Some(public) => {
+                Some(
+                    TcpListener::bind(public)
+                        .await
+                        .map_err(|source| AppError::Bind {
+                            addr: public.to_string(),
+                            source,
+                        })?,
+                )
+            }
+        };
+        let public_addr = public_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .map_err(AppError::Serve)?;
         if settings.ingest_tokens.is_empty() && settings.operator_tokens.is_empty() {
             tracing::warn!(
                 "No ingest or operator tokens are set (VIGIL_INGEST_TOKENS, VIGIL_OPERATOR_TOKENS): /v1/events and the incident API refuse every request."
@@ -341,6 +363,7 @@ impl App {
             wake,
             metrics,
             addr,
+            public_addr,
             scheduler,
             retention: shared.settings.retention.clone(),
             reconciler,
@@ -350,6 +373,7 @@ impl App {
         };
         Ok(App {
             listener,
+            public_listener,
             shared,
             handle,
         })
@@ -369,6 +393,7 @@ impl App {
     ) -> Result<(), AppError> {
         let App {
             listener,
+            public_listener,
             shared,
             handle,
         } = self;
@@ -425,18 +450,37 @@ impl App {
             .peer
             .clone()
             .map(|p| tokio::spawn(p.run(stop_loops.clone())));
-        let server = {
-            let router = http::router(shared.clone());
-            let limits = shared.settings.http.clone();
-            let stop = stop_http.clone();
-            tokio::spawn(http::server::serve(listener, router, limits, stop))
+        // With a public listener, each endpoint is served on its own listener only; each
+        // listener has its own connection cap (`VIGIL_MAX_CONNECTIONS`).
+        let (router, public) = match public_listener {
+            None => (http::router(shared.clone()), None),
+            Some(l) => (
+                http::private_router(shared.clone()),
+                Some((l, http::public_router(shared.clone()))),
+            ),
         };
-        tracing::info!(addr = %handle.addr, policy = %handle.policy.current().digest, "vigil is listening.");
+        let limits = shared.settings.http.clone();
+        let server = tokio::spawn(http::server::serve(
+            listener,
+            router,
+            limits.clone(),
+            stop_http.clone(),
+        ));
+        let public_server = public.map(|(l, router)| {
+            tokio::spawn(http::server::serve(l, router, limits, stop_http.clone()))
+        });
+        tracing::info!(addr = %handle.addr, public = ?handle.public_addr, policy = %handle.policy.current().digest, "vigil is listening.");
         shutdown.await;
         tracing::info!("Shutting down.");
         stop_http.cancel();
         let drain = async {
-            let served = server.await;
+            let mut served = server.await;
+            if let Some(public) = public_server {
+                let public = public.await;
+                if matches!(served, Ok(Ok(()))) {
+                    served = public;
+                }
+            }
             stop_loops.cancel();
             let _ = scheduler.await;
             let _ = worker.await;

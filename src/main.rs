@@ -86,9 +86,16 @@ struct ServeArgs {
     /// How long a signed acknowledge link stays valid (its secret is VIGIL_ACK_LINK_SECRET).
     #[arg(long, env = "VIGIL_ACK_LINK_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     ack_link_ttl: Duration,
-    /// Address to listen on.
+    /// Address to listen on: every endpoint, or with --public-listen all but the public ones
+    /// (the operator API, the console, the bot's events, the peer API, /metrics and the probes).
     #[arg(long, env = "VIGIL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve the endpoints outsiders must reach on this address instead: /v1/ingest/sns,
+    /// /v1/ingest/eventbridge, /v1/slack/interactions, /v1/pagerduty/webhook, /v1/ack/{token},
+    /// and /healthz for the load balancer. Each endpoint then answers only on its own listener
+    /// (404 on the other).
+    #[arg(long, env = "VIGIL_PUBLIC_LISTEN")]
+    public_listen: Option<SocketAddr>,
     /// Directory of the embedded store.
     #[arg(long, env = "VIGIL_DATA", default_value = "data")]
     data: PathBuf,
@@ -321,6 +328,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .into_iter()
         .next();
     settings.listen = args.listen;
+    settings.public_listen = args.public_listen;
     settings.redis = args.redis.map(|url| RedisSettings {
         url: Secret::new(url),
         prefix: args.redis_prefix,

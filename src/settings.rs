@@ -21,6 +21,9 @@ pub struct Settings {
     /// How long an acknowledge link stays valid.
     pub ack_link_ttl: Duration,
     pub listen: SocketAddr,
+    /// Where the endpoints outsiders must reach are served instead (`http::public_router`);
+    /// `None` serves everything on `listen`.
+    pub public_listen: Option<SocketAddr>,
     /// The embedded store's directory (unused when `redis` is set).
     pub data_dir: PathBuf,
     /// The Redis store, for several replicas sharing state; `None` keeps state in `data_dir`.
@@ -111,6 +114,7 @@ impl Settings {
             ack_link_ttl: Duration::from_secs(24 * 3600),
             config_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_listen: None,
             data_dir,
             redis: None,
             public_url: None,

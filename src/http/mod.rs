@@ -57,11 +57,43 @@ pub struct Shared {
 
 pub type AppState = Arc<Shared>;
 
+/// Every endpoint on one listener: the default, and the README's one-command run.
 pub fn router(state: AppState) -> Router {
-    let body_timeout = state.settings.http.body_timeout;
+    finish(public_routes().merge(private_routes()), state)
+}
+
+/// The endpoints outsiders must reach (`--public-listen`): what AWS, Slack and PagerDuty post
+/// to, the signed acknowledge links people open from their phones, and `/healthz` for the
+/// internet-facing load balancer's health check. Everything else answers 404 here.
+pub fn public_router(state: AppState) -> Router {
+    finish(
+        public_routes().route("/healthz", get(admin::healthz)),
+        state,
+    )
+}
+
+/// The endpoints that stay inside (`--listen` when `--public-listen` is set): the trading bot's
+/// events and heartbeats, the operator API, the peer API, reload, the probes and `/metrics`.
+pub fn private_router(state: AppState) -> Router {
+    finish(private_routes(), state)
+}
+
+/// See [`public_router`].
+fn public_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/ingest/sns", post(ingest::sns))
         .route("/v1/ingest/eventbridge", post(ingest::eventbridge))
+        .route("/v1/slack/interactions", post(integrations::slack))
+        .route("/v1/pagerduty/webhook", post(integrations::pagerduty))
+        .route(
+            "/v1/ack/{token}",
+            get(ack_link::show).post(ack_link::confirm),
+        )
+}
+
+/// See [`private_router`].
+fn private_routes() -> Router<AppState> {
+    Router::new()
         .route("/v1/events", post(ingest::events))
         .route("/v1/incidents", get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::show))
@@ -79,12 +111,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/silences/{id}", delete(operations::delete_silence))
         .route("/v1/heartbeats/{name}", post(operations::beat))
-        .route("/v1/slack/interactions", post(integrations::slack))
-        .route("/v1/pagerduty/webhook", post(integrations::pagerduty))
-        .route(
-            "/v1/ack/{token}",
-            get(ack_link::show).post(ack_link::confirm),
-        )
         .route("/v1/peer/feed", get(peer::feed))
         .route("/v1/peer", get(peer::show))
         .route("/v1/peer/hand-back", post(peer::hand_back))
@@ -92,6 +118,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
+}
+
+/// What every listener shares: the 404 and 405 answers, the body limit and timeout, and the
+/// request span.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let body_timeout = state.settings.http.body_timeout;
+    routes
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

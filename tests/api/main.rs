@@ -16,6 +16,7 @@ mod deploy;
 mod escalation;
 mod fixtures;
 mod growth;
+mod listeners;
 mod observability;
 mod operations;
 mod pacing;

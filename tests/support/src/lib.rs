@@ -147,6 +147,9 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Wraps the store the app is given (to observe what the app reads).
     pub wrap_store: Option<StoreWrapper>,
+    /// Serve the public endpoints on a listener of their own (`--public-listen`), on a random
+    /// port: [`TestApp::public_url`].
+    pub public_listen: bool,
 }
 
 /// Wraps the store given to the app.
@@ -203,6 +206,9 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     settings.watch_config = opts.watch_config;
     settings.ack_link_secret = opts.ack_secret.map(Secret::new);
     settings.public_url = Some("http://vigil.test".into());
+    if opts.public_listen {
+        settings.public_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
     if let Some(c) = opts.channels {
         settings.channels = c;
     }
@@ -265,6 +271,11 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `path` on the public listener (`Options::public_listen`), else on the only one.
+    pub fn public_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.handle.public_addr.unwrap_or(self.addr), path)
     }
 
     pub async fn post_sns(&self, body: &[u8]) -> (StatusCode, Value) {
