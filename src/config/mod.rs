@@ -62,6 +62,7 @@
 //! counts reloads in `crate::metrics`; it is the hot-reload loop, which belongs above the stages.
 
 pub mod calendar;
+pub mod channel;
 pub mod compile;
 pub mod error;
 mod escalation;
@@ -73,12 +74,17 @@ pub mod policy;
 pub mod reload;
 pub mod routing;
 pub mod suppress;
+pub mod templates;
 pub mod watchdog;
 
 #[cfg(test)]
 pub(crate) mod tests_support;
 
 pub use calendar::{Calendar, Days, WeeklyWindow};
+pub use channel::{
+    ChannelSpec, ChannelType, ChannelTypes, Contact, Failover, Form, Key, KeyValue, Limits, Reach,
+    channel_types,
+};
 pub use compile::is_region_code;
 pub use error::{ConfigError, format_errors};
 pub use heartbeat::Heartbeat;
@@ -86,8 +92,8 @@ pub use load::load_dir;
 pub use locate::{PathSeg, line_of};
 pub use matcher::{MatchOp, Matcher, MatcherError, REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT};
 pub use policy::{
-    ChannelSpec, CompiledRule, DEFAULT_STORM_BOUND, EscalationPolicy, Layer, Override, Person,
-    Policy, Reconcile, Rotation, Schedule, SeverityPolicy, Step, StormPolicy, Target,
+    CompiledRule, DEFAULT_STORM_BOUND, EscalationPolicy, Layer, Override, Person, Policy,
+    Reconcile, Rotation, Schedule, SeverityPolicy, Step, StormPolicy, Target,
 };
 pub use reload::{PolicyHandle, ReloadOutcome};
 pub use suppress::{

@@ -11,14 +11,41 @@
 //! recognisable as the same message. SMTP 4xx replies and connection failures are transient,
 //! 5xx replies permanent.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::{ChannelSettings, Notification, Notifier, NotifyError, Receipt, SmtpSettings};
+use super::{
+    ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, SmtpSettings,
+};
+use crate::config::{ChannelType, Failover, Form, Key, Limits, Reach};
 use crate::domain::EmailAddress;
+
+inventory::submit! {
+    ChannelType {
+        name: "email",
+        keys: &[Key::optional("to", Form::Emails)],
+        // Without `to`, each targeted person at their own address.
+        reach: Reach::EmailPerPersonUnless("to"),
+        limits: Limits { body: 100_000, subject: 200 },
+        // Takes a failed critical PagerDuty page when it mails each person, after SMS.
+        failover: Failover::Target { rank: 1 },
+        echo: None,
+    }
+}
+
+inventory::submit! {
+    ChannelBuilder {
+        name: "email",
+        endpoint: None,
+        build: |spec, settings, _| {
+            EmailNotifier::new(spec.emails("to").to_vec(), settings)
+                .map(|n| Arc::new(n) as Arc<dyn Notifier>)
+        },
+    }
+}
 
 pub struct EmailNotifier {
     /// Fixed recipients; empty = the recipient person's own address.

@@ -1,7 +1,29 @@
 //! The `log` channel: writes one structured log line per notification. Useful as an audit trail
 //! and as a safe default where no provider is configured. Names no contact details.
 
-use super::{Notification, Notifier, NotifyError, Receipt};
+use std::sync::Arc;
+
+use super::{ChannelBuilder, Notification, Notifier, NotifyError, Receipt};
+use crate::config::{ChannelType, Failover, Limits, Reach};
+
+inventory::submit! {
+    ChannelType {
+        name: "log",
+        keys: &[],
+        reach: Reach::Nobody,
+        limits: Limits::DEFAULT,
+        failover: Failover::None,
+        echo: None,
+    }
+}
+
+inventory::submit! {
+    ChannelBuilder {
+        name: "log",
+        endpoint: None,
+        build: |_, _, _| Ok(Arc::new(LogNotifier)),
+    }
+}
 
 pub struct LogNotifier;
 
