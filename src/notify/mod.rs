@@ -364,7 +364,7 @@ impl ChannelBuilders {
                 twice.push(b.name);
             }
         }
-        for name in twice {
+        for &name in &twice {
             by_name.remove(name);
             problems.push(format!(
                 "channel type {name:?} has two builders (two `inventory::submit!` of a \
@@ -380,7 +380,7 @@ impl ChannelBuilders {
             }
         }
         for t in types.iter() {
-            if !by_name.contains_key(t.name) {
+            if !by_name.contains_key(t.name) && !twice.contains(&t.name) {
                 problems.push(format!(
                     "channel type {:?} has a `config::ChannelType` but no builder: submit a \
                      `notify::ChannelBuilder` beside it",
@@ -532,7 +532,76 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::config::{load_dir, tests_support::shipped_routing_dir};
+    use crate::config::tests_support::shipped_routing_dir;
+    use crate::config::{ChannelType, Failover, Limits, Reach, load_dir};
+
+    fn builder(name: &'static str) -> ChannelBuilder {
+        ChannelBuilder {
+            name,
+            endpoint: None,
+            build: |_, _, _| Ok(Arc::new(log::LogNotifier)),
+        }
+    }
+
+    const fn data(name: &'static str) -> ChannelType {
+        ChannelType {
+            name,
+            keys: &[],
+            reach: Reach::Nobody,
+            limits: Limits::DEFAULT,
+            failover: Failover::None,
+            echo: None,
+        }
+    }
+
+    #[test]
+    fn a_builder_without_its_data_part_and_a_builder_registered_twice_are_reported() {
+        static A: ChannelType = data("a");
+        static B: ChannelType = data("b");
+        static A_BUILDER: std::sync::LazyLock<ChannelBuilder> =
+            std::sync::LazyLock::new(|| builder("a"));
+        static A_AGAIN: std::sync::LazyLock<ChannelBuilder> =
+            std::sync::LazyLock::new(|| builder("a"));
+        static ORPHAN: std::sync::LazyLock<ChannelBuilder> =
+            std::sync::LazyLock::new(|| builder("orphan"));
+        let types = ChannelTypes::from_types([&A, &B]);
+        let built = ChannelBuilders::from_builders([&*A_BUILDER, &*A_AGAIN, &*ORPHAN], &types);
+        let problems = built.problems().join("\n");
+        assert!(
+            built.get("a").is_none(),
+            "a type with two builders uses neither"
+        );
+        assert!(problems.contains("\"a\" has two builders"), "{problems}");
+        assert!(
+            problems.contains("\"orphan\" has a builder but no `config::ChannelType`"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("\"b\" has a `config::ChannelType` but no builder"),
+            "{problems}"
+        );
+        assert_eq!(built.problems().len(), 3, "{problems}");
+    }
+
+    #[test]
+    fn every_shipped_channel_type_has_one_data_part_and_one_builder() {
+        assert_eq!(check_registry(), Ok(()));
+    }
+
+    #[test]
+    fn an_endpoint_in_the_settings_overrides_the_builders_default() {
+        let mut settings = ChannelSettings::default();
+        assert_eq!(
+            settings.endpoint("pagerduty"),
+            Some("https://events.pagerduty.com")
+        );
+        assert_eq!(settings.endpoint("slack"), Some("https://slack.com/api"));
+        assert_eq!(settings.endpoint("sms"), None);
+        settings
+            .endpoints
+            .insert("pagerduty".into(), "http://127.0.0.1:9".into());
+        assert_eq!(settings.endpoint("pagerduty"), Some("http://127.0.0.1:9"));
+    }
 
     #[test]
     fn slack_and_pagerduty_channels_are_built_when_their_secrets_are_set() {

@@ -19,6 +19,7 @@ mod growth;
 mod observability;
 mod operations;
 mod pacing;
+mod plugin_channel;
 mod recovery;
 mod reload;
 mod restart;
