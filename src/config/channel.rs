@@ -151,6 +151,44 @@ pub enum Failover {
 }
 
 impl ChannelType {
+    /// A type named `name` that reaches `reach`, with no keys, [`Limits::DEFAULT`], no part in
+    /// failover and no echo rule; the `const` methods below set the rest, so a descriptor names
+    /// only what is its own.
+    pub const fn new(name: &'static str, reach: Reach) -> Self {
+        Self {
+            name,
+            keys: &[],
+            reach,
+            limits: Limits::DEFAULT,
+            failover: Failover::None,
+            echo: None,
+        }
+    }
+
+    /// With these routing keys.
+    pub const fn keys(mut self, keys: &'static [Key]) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// With these limits, in characters.
+    pub const fn limits(mut self, body: usize, subject: usize) -> Self {
+        self.limits = Limits { body, subject };
+        self
+    }
+
+    /// With this part in failover.
+    pub const fn failover(mut self, failover: Failover) -> Self {
+        self.failover = failover;
+        self
+    }
+
+    /// Acks and resolves that came from `origin` are not sent back to channels of this type.
+    pub const fn not_echoing(mut self, origin: &'static str) -> Self {
+        self.echo = Some(origin);
+        self
+    }
+
     /// The contact a person needs for a channel of this type to reach them, or `None` when it
     /// is not personal. `has_key` says whether the channel sets a routing key.
     pub fn contact(&self, has_key: impl Fn(&str) -> bool) -> Option<Contact> {
@@ -370,20 +408,9 @@ impl ChannelSpec {
 mod tests {
     use super::*;
 
-    const fn kind(name: &'static str, reach: Reach) -> ChannelType {
-        ChannelType {
-            name,
-            keys: &[],
-            reach,
-            limits: Limits::DEFAULT,
-            failover: Failover::None,
-            echo: None,
-        }
-    }
-
-    static A: ChannelType = kind("a", Reach::Nobody);
-    static A_AGAIN: ChannelType = kind("a", Reach::PhonePerPerson);
-    static B: ChannelType = kind("b", Reach::Destination);
+    static A: ChannelType = ChannelType::new("a", Reach::Nobody);
+    static A_AGAIN: ChannelType = ChannelType::new("a", Reach::PhonePerPerson);
+    static B: ChannelType = ChannelType::new("b", Reach::Destination);
 
     #[test]
     fn a_type_registered_twice_is_reported_and_neither_is_used() {
@@ -417,7 +444,7 @@ mod tests {
 
     #[test]
     fn email_is_personal_only_without_a_fixed_list() {
-        static EMAIL: ChannelType = kind("email", Reach::EmailPerPersonUnless("to"));
+        static EMAIL: ChannelType = ChannelType::new("email", Reach::EmailPerPersonUnless("to"));
         let to = EmailAddress::parse("desk@example.com").expect("a valid address");
         let listed = ChannelSpec::new(&EMAIL, [("to", KeyValue::Emails(vec![to]))]);
         let each = ChannelSpec::new(&EMAIL, []);

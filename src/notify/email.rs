@@ -11,7 +11,7 @@
 //! recognisable as the same message. SMTP 4xx replies and connection failures are transient,
 //! 5xx replies permanent.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -19,33 +19,23 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executo
 
 use super::{
     ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, SmtpSettings,
+    built,
 };
-use crate::config::{ChannelType, Failover, Form, Key, Limits, Reach};
+use crate::config::{ChannelType, Failover, Form, Key, Reach};
 use crate::domain::EmailAddress;
 
-inventory::submit! {
-    ChannelType {
-        name: "email",
-        keys: &[Key::optional("to", Form::Emails)],
-        // Without `to`, each targeted person at their own address.
-        reach: Reach::EmailPerPersonUnless("to"),
-        limits: Limits { body: 100_000, subject: 200 },
-        // Takes a failed critical PagerDuty page when it mails each person, after SMS.
-        failover: Failover::Target { rank: 1 },
-        echo: None,
-    }
-}
+inventory::submit!(
+    // Without `to`, each targeted person at their own address; then it also takes a failed
+    // critical PagerDuty page, after SMS.
+    ChannelType::new("email", Reach::EmailPerPersonUnless("to"))
+        .keys(&[Key::optional("to", Form::Emails)])
+        .limits(100_000, 200)
+        .failover(Failover::Target { rank: 1 })
+);
 
-inventory::submit! {
-    ChannelBuilder {
-        name: "email",
-        endpoint: None,
-        build: |spec, settings, _| {
-            EmailNotifier::new(spec.emails("to").to_vec(), settings)
-                .map(|n| Arc::new(n) as Arc<dyn Notifier>)
-        },
-    }
-}
+inventory::submit!(ChannelBuilder::new("email", |spec, settings, _| {
+    built(EmailNotifier::new(spec.emails("to").to_vec(), settings))
+}));
 
 pub struct EmailNotifier {
     /// Fixed recipients; empty = the recipient person's own address.

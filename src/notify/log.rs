@@ -4,26 +4,13 @@
 use std::sync::Arc;
 
 use super::{ChannelBuilder, Notification, Notifier, NotifyError, Receipt};
-use crate::config::{ChannelType, Failover, Limits, Reach};
+use crate::config::{ChannelType, Reach};
 
-inventory::submit! {
-    ChannelType {
-        name: "log",
-        keys: &[],
-        reach: Reach::Nobody,
-        limits: Limits::DEFAULT,
-        failover: Failover::None,
-        echo: None,
-    }
-}
+inventory::submit!(ChannelType::new("log", Reach::Nobody));
 
-inventory::submit! {
-    ChannelBuilder {
-        name: "log",
-        endpoint: None,
-        build: |_, _, _| Ok(Arc::new(LogNotifier)),
-    }
-}
+inventory::submit!(ChannelBuilder::new("log", |_, _, _| Ok(Arc::new(
+    LogNotifier
+))));
 
 pub struct LogNotifier;
 

@@ -339,6 +339,31 @@ pub struct ChannelBuilder {
 /// What a [`ChannelBuilder`] makes: a notifier, or why the channel is unavailable.
 pub type BuiltNotifier = Result<Arc<dyn Notifier>, String>;
 
+impl ChannelBuilder {
+    /// The builder of type `name`, whose provider has no default base URL.
+    pub const fn new(
+        name: &'static str,
+        build: fn(&ChannelSpec, &ChannelSettings, &reqwest::Client) -> BuiltNotifier,
+    ) -> Self {
+        Self {
+            name,
+            endpoint: None,
+            build,
+        }
+    }
+
+    /// With this default base URL for its provider.
+    pub const fn endpoint(mut self, default: &'static str) -> Self {
+        self.endpoint = Some(default);
+        self
+    }
+}
+
+/// A notifier a channel's constructor made, as a builder returns it.
+pub fn built<N: Notifier + 'static>(made: Result<N, String>) -> BuiltNotifier {
+    made.map(|n| Arc::new(n) as Arc<dyn Notifier>)
+}
+
 inventory::collect!(ChannelBuilder);
 
 /// The registered builders, by type name, and what is wrong with the registrations.
@@ -533,31 +558,16 @@ mod tests {
 
     use super::*;
     use crate::config::tests_support::shipped_routing_dir;
-    use crate::config::{ChannelType, Failover, Limits, Reach, load_dir};
+    use crate::config::{ChannelType, Reach, load_dir};
 
     fn builder(name: &'static str) -> ChannelBuilder {
-        ChannelBuilder {
-            name,
-            endpoint: None,
-            build: |_, _, _| Ok(Arc::new(log::LogNotifier)),
-        }
-    }
-
-    const fn data(name: &'static str) -> ChannelType {
-        ChannelType {
-            name,
-            keys: &[],
-            reach: Reach::Nobody,
-            limits: Limits::DEFAULT,
-            failover: Failover::None,
-            echo: None,
-        }
+        ChannelBuilder::new(name, |_, _, _| Ok(Arc::new(log::LogNotifier)))
     }
 
     #[test]
     fn a_builder_without_its_data_part_and_a_builder_registered_twice_are_reported() {
-        static A: ChannelType = data("a");
-        static B: ChannelType = data("b");
+        static A: ChannelType = ChannelType::new("a", Reach::Nobody);
+        static B: ChannelType = ChannelType::new("b", Reach::Nobody);
         static A_BUILDER: std::sync::LazyLock<ChannelBuilder> =
             std::sync::LazyLock::new(|| builder("a"));
         static A_AGAIN: std::sync::LazyLock<ChannelBuilder> =

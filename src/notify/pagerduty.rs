@@ -13,43 +13,37 @@
 //! then one per [`PACE_INTERVAL`] (at most 110 in any minute), so a burst of alerts is delayed,
 //! never refused with 429s that would use up its retries.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
 use super::pace::Pace;
 use super::{
-    ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, request,
+    ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, built, request,
 };
-use crate::config::{ChannelType, Failover, Form, Key, Limits, Reach};
+use crate::config::{ChannelType, Failover, Form, Key, Reach};
 use crate::domain::Severity;
 use crate::incident::NotifyKind;
 
-inventory::submit! {
-    ChannelType {
-        name: "pagerduty",
-        keys: &[Key::required("routing_key_env", Form::EnvName)],
-        reach: Reach::Destination,
-        limits: Limits { body: 1024, subject: SUMMARY_MAX_CHARS },
+inventory::submit!(
+    ChannelType::new("pagerduty", Reach::Destination)
+        .keys(&[Key::required("routing_key_env", Form::EnvName)])
+        .limits(1024, SUMMARY_MAX_CHARS)
         // A critical page that fails for good here goes to SMS and email directly; an ack made
         // in PagerDuty is not sent back to it.
-        failover: Failover::Source,
-        echo: Some("pagerduty"),
-    }
-}
+        .failover(Failover::Source)
+        .not_echoing("pagerduty")
+);
 
-inventory::submit! {
-    ChannelBuilder {
-        name: "pagerduty",
-        endpoint: Some(DEFAULT_URL),
-        build: |spec, settings, http| {
-            let key_env = spec.env_name("routing_key_env").ok_or("pagerduty needs `routing_key_env`")?;
-            PagerDutyNotifier::new(key_env, settings, http.clone())
-                .map(|n| Arc::new(n) as Arc<dyn Notifier>)
-        },
-    }
-}
+inventory::submit!(
+    ChannelBuilder::new("pagerduty", |spec, settings, http| {
+        let key_env = spec
+            .env_name("routing_key_env")
+            .ok_or("pagerduty needs `routing_key_env`")?;
+        built(PagerDutyNotifier::new(key_env, settings, http.clone()))
+    })
+    .endpoint(DEFAULT_URL)
+);
 
 /// The Events API's base URL, unless `ChannelSettings::endpoints["pagerduty"]` says otherwise.
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com";

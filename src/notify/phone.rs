@@ -10,35 +10,18 @@ use aws_sdk_pinpointsmsvoicev2::config::retry::RetryConfig;
 use aws_sdk_pinpointsmsvoicev2::config::timeout::TimeoutConfig;
 use aws_sdk_pinpointsmsvoicev2::types::VoiceMessageBodyTextType;
 
-use std::sync::Arc;
-
 use super::retry::classify_aws;
 use super::sms::{recipient_phone, scrub_number};
-use super::{ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt};
-use crate::config::{ChannelType, Failover, Limits, Reach};
+use super::{ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, built};
+use crate::config::{ChannelType, Reach};
 use crate::incident::NotifyKind;
 
-inventory::submit! {
-    ChannelType {
-        name: "phone",
-        keys: &[],
-        reach: Reach::PhonePerPerson,
-        limits: Limits { body: 1000, subject: 200 },
-        failover: Failover::None,
-        echo: None,
-    }
-}
+inventory::submit!(ChannelType::new("phone", Reach::PhonePerPerson).limits(1000, 200));
 
-inventory::submit! {
-    ChannelBuilder {
-        name: "phone",
-        // The AWS SDK resolves it; tests set `endpoints["phone"]`.
-        endpoint: None,
-        build: |_, settings, _| {
-            PhoneNotifier::new(settings).map(|n| Arc::new(n) as Arc<dyn Notifier>)
-        },
-    }
-}
+// No default endpoint: the AWS SDK resolves it; tests set `endpoints["phone"]`.
+inventory::submit!(ChannelBuilder::new("phone", |_, settings, _| built(
+    PhoneNotifier::new(settings)
+)));
 
 /// Longest summary read out; the call should be over before people stop listening.
 const MAX_SPOKEN_SUMMARY: usize = 300;

@@ -30,39 +30,39 @@ use serde_json::{Value, json};
 use super::pace::Pace;
 use super::{
     ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, Recipient,
-    request,
+    built, request,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ChannelType, Failover, Form, Key, Limits, Reach};
+use crate::config::{ChannelType, Form, Key, Reach};
 use crate::domain::Severity;
 use crate::incident::NotifyKind;
 
-inventory::submit! {
-    ChannelType {
-        name: "slack",
-        keys: &[
+inventory::submit!(
+    ChannelType::new("slack", Reach::Destination)
+        .keys(&[
             Key::required("channel", Form::SlackChannel),
             Key::required("token_env", Form::EnvName),
-        ],
-        reach: Reach::Destination,
-        limits: Limits { body: SECTION_TEXT_MAX, subject: 150 },
-        failover: Failover::None,
-        echo: None,
-    }
-}
+        ])
+        .limits(SECTION_TEXT_MAX, 150)
+);
 
-inventory::submit! {
-    ChannelBuilder {
-        name: "slack",
-        endpoint: Some(DEFAULT_API_URL),
-        build: |spec, settings, http| {
-            let channel = spec.slack_channel("channel").ok_or("slack needs `channel`")?;
-            let token_env = spec.env_name("token_env").ok_or("slack needs `token_env`")?;
-            SlackNotifier::new(channel, token_env, settings, http.clone())
-                .map(|n| Arc::new(n) as Arc<dyn Notifier>)
-        },
-    }
-}
+inventory::submit!(
+    ChannelBuilder::new("slack", |spec, settings, http| {
+        let channel = spec
+            .slack_channel("channel")
+            .ok_or("slack needs `channel`")?;
+        let token_env = spec
+            .env_name("token_env")
+            .ok_or("slack needs `token_env`")?;
+        built(SlackNotifier::new(
+            channel,
+            token_env,
+            settings,
+            http.clone(),
+        ))
+    })
+    .endpoint(DEFAULT_API_URL)
+);
 
 /// The Web API's base URL, unless `ChannelSettings::endpoints["slack"]` says otherwise.
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";

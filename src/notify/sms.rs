@@ -13,35 +13,23 @@ use aws_sdk_sns::config::retry::RetryConfig;
 use aws_sdk_sns::config::timeout::TimeoutConfig;
 use aws_sdk_sns::types::MessageAttributeValue;
 
-use std::sync::Arc;
-
 use super::retry::classify_aws;
-use super::{ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt};
-use crate::config::{ChannelType, Failover, Limits, Reach};
+use super::{ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, built};
+use crate::config::{ChannelType, Failover, Reach};
 use crate::domain::PhoneNumber;
 
-inventory::submit! {
-    ChannelType {
-        name: "sms",
-        keys: &[],
-        reach: Reach::PhonePerPerson,
-        limits: Limits { body: ONE_PART, subject: 100 },
-        // The first to take a failed critical PagerDuty page: the faster of the two.
-        failover: Failover::Target { rank: 0 },
-        echo: None,
-    }
-}
+inventory::submit!(
+    // The first to take a failed critical PagerDuty page: the faster of the two.
+    ChannelType::new("sms", Reach::PhonePerPerson)
+        .limits(ONE_PART, 100)
+        .failover(Failover::Target { rank: 0 })
+);
 
-inventory::submit! {
-    ChannelBuilder {
-        name: "sms",
-        // The AWS SDK resolves it (`AWS_ENDPOINT_URL_SNS`); tests set `endpoints["sms"]`.
-        endpoint: None,
-        build: |_, settings, _| {
-            SmsNotifier::new(settings).map(|n| Arc::new(n) as Arc<dyn Notifier>)
-        },
-    }
-}
+// No default endpoint: the AWS SDK resolves it (`AWS_ENDPOINT_URL_SNS`); tests set
+// `endpoints["sms"]`.
+inventory::submit!(ChannelBuilder::new("sms", |_, settings, _| built(
+    SmsNotifier::new(settings)
+)));
 
 /// One GSM-7 part, in septets.
 pub const ONE_PART: usize = 160;

@@ -2,43 +2,26 @@
 //! bearer token read from an environment variable. 2xx is success; 408/429/5xx are retried
 //! (honouring Retry-After); other statuses are permanent.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ChannelBuilder, Notification, Notifier, NotifyError, Receipt, request};
-use crate::config::{ChannelType, Failover, Form, Key, Limits, Reach};
+use super::{ChannelBuilder, Notification, Notifier, NotifyError, Receipt, built, request};
+use crate::config::{ChannelType, Form, Key, Reach};
 
-inventory::submit! {
-    ChannelType {
-        name: "webhook",
-        keys: &[
-            Key::required("url", Form::Url),
-            Key::optional("token_env", Form::EnvName),
-        ],
-        reach: Reach::Nobody,
-        limits: Limits::DEFAULT,
-        failover: Failover::None,
-        echo: None,
-    }
-}
+inventory::submit!(ChannelType::new("webhook", Reach::Nobody).keys(&[
+    Key::required("url", Form::Url),
+    Key::optional("token_env", Form::EnvName),
+]));
 
-inventory::submit! {
-    ChannelBuilder {
-        name: "webhook",
-        endpoint: None,
-        build: |spec, settings, http| {
-            let url = spec.url("url").ok_or("webhook needs `url`")?;
-            WebhookNotifier::new(
-                url.to_string(),
-                spec.env_name("token_env"),
-                &settings.secrets,
-                http.clone(),
-                settings.http_timeout,
-            )
-            .map(|n| Arc::new(n) as Arc<dyn Notifier>)
-        },
-    }
-}
+inventory::submit!(ChannelBuilder::new("webhook", |spec, settings, http| {
+    let url = spec.url("url").ok_or("webhook needs `url`")?;
+    built(WebhookNotifier::new(
+        url.to_string(),
+        spec.env_name("token_env"),
+        &settings.secrets,
+        http.clone(),
+        settings.http_timeout,
+    ))
+}));
 
 pub struct WebhookNotifier {
     url: String,

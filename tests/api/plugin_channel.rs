@@ -10,38 +10,25 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use vigil::config::{ChannelType, Failover, Form, Key, Limits, Reach};
+use vigil::config::{ChannelType, Form, Key, Reach};
 use vigil::notify::{ChannelBuilder, Notification, Notifier, NotifyError, Receipt};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-inventory::submit! {
-    ChannelType {
-        name: "teams",
-        keys: &[Key::required("webhook_url", Form::Url)],
-        reach: Reach::Destination,
-        limits: Limits { body: 280, subject: 100 },
-        failover: Failover::None,
-        echo: None,
-    }
-}
+inventory::submit!(
+    ChannelType::new("teams", Reach::Destination)
+        .keys(&[Key::required("webhook_url", Form::Url)])
+        .limits(280, 100)
+);
 
-inventory::submit! {
-    ChannelBuilder {
-        name: "teams",
-        endpoint: None,
-        build: |spec, settings, http| {
-            let url = spec.url("webhook_url").ok_or("teams needs `webhook_url`")?;
-            Ok(Arc::new(TeamsNotifier {
-                url: url.to_string(),
-                http: http.clone(),
-                timeout: settings.http_timeout,
-            }))
-        },
-    }
-}
+inventory::submit!(ChannelBuilder::new("teams", |spec, settings, http| {
+    let url = spec.url("webhook_url").ok_or("teams needs `webhook_url`")?;
+    Ok(Arc::new(TeamsNotifier {
+        url: url.to_string(),
+        http: http.clone(),
+        timeout: settings.http_timeout,
+    }))
+}));
 
 /// Posts the rendered text as a Teams message card would carry it.
 struct TeamsNotifier {
@@ -118,12 +105,7 @@ fn teams_policy(keys: String) -> impl FnOnce(&Path) + 'static {
 
 #[tokio::test]
 async fn a_channel_type_registered_by_the_tests_alone_receives_the_page() {
-    let sink = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/teams"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&sink)
-        .await;
+    let sink = ok_sink().await;
     let templates = tempfile::tempdir().unwrap();
     templates_with_teams(templates.path());
     let app = spawn_app_with(Options {
