@@ -8,16 +8,17 @@
 //! A channel type is a plug-in: nothing outside its own files names it. To add one (say
 //! `teams`), touch only:
 //! 1. **`src/notify/teams.rs`** (and `pub mod teams;` below): the `Notifier`, and its descriptor
-//!    in two `inventory::submit!`s:
+//!    in two `inventory::submit!`s (`webhook.rs` is a short example):
 //!    - a [`crate::config::ChannelType`] (the data part, which `config` reads without seeing
 //!      this layer): the type name, its routing keys (required or optional, each of a
 //!      [`crate::config::Form`]: environment variable name, URL, Slack channel, email list),
 //!      whom it reaches ([`crate::config::Reach`]), its message limits, its failover role and
-//!      whose acks it must not echo;
-//!    - a [`ChannelBuilder`]: how to build its notifier from a compiled
-//!      [`crate::config::ChannelSpec`] and the [`ChannelSettings`], and its provider's default
-//!      base URL, if any (overridden by `ChannelSettings::endpoints["teams"]`, which
-//!      `--endpoint teams=URL` fills);
+//!      whose acks it must not echo, written
+//!      `ChannelType::new("teams", Reach::Destination).keys(&[..]).limits(..)`;
+//!    - a [`ChannelBuilder`] (`ChannelBuilder::new("teams", |spec, settings, http| ..)`): how to
+//!      build its notifier from a compiled [`crate::config::ChannelSpec`] and the
+//!      [`ChannelSettings`], and its provider's default base URL, if any (overridden by
+//!      `ChannelSettings::endpoints["teams"]`, which `--endpoint teams=URL` fills);
 //! 2. **`templates/teams/`**: its own `<kind>.txt` (and `.subject`), or none to use
 //!    `templates/default/`;
 //! 3. **its tests**, in its file (the shared status table, `testkit`) and end to end in
