@@ -43,6 +43,8 @@ pub enum AppError {
     Http(#[from] reqwest::Error),
     #[error("server stopped: {0}")]
     Serve(std::io::Error),
+    #[error("the channel types are registered wrongly:\n{}", .0.join("\n"))]
+    Channels(Vec<String>),
 }
 
 pub struct App {
@@ -163,6 +165,7 @@ impl App {
         store: Arc<dyn Store>,
         cert_fetcher: Option<Arc<dyn CertFetcher>>,
     ) -> Result<App, AppError> {
+        crate::notify::check_registry().map_err(AppError::Channels)?;
         let metrics = Arc::new(Metrics::new());
         let policy = PolicyHandle::load(
             &settings.config_dir,

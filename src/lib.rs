@@ -6,13 +6,14 @@
 //! - `pipeline` — the read → decide → commit loop (`IncidentService`), the scheduler, heartbeats,
 //!   the operator records (`extras`), retention, the paging gate, and the ways in that are not a
 //!   request (the shared SNS path, reconciliation, dead letters, the watchdog, the peer)
-//! - `notify`   — the outbox worker and one notifier per channel type, with shared retry/backoff
+//! - `notify`   — the outbox worker and one file per channel type (its notifier and its
+//!   descriptor, registered without a central list), with shared retry/backoff and HTTP send
 //! - `store`    — the durable state (`Store` trait; embedded redb by default, Redis for replicas)
 //! - the pure stages: `classify` (first matching rule → severity, policy, incident key),
 //!   `incident` (the records and the decisions on them: open, fold, acknowledge, resolve),
 //!   `escalate` (fire what is due: who is on call (`oncall`), one delivery per channel and person)
-//! - `config` (the `routing/` policy: model, compile with all errors, hot reload; step timing is
-//!   `EscalationPolicy::due_at`) beside `ingest` (verify and parse SNS / CloudWatch / Route 53,
+//! - `config` (the `routing/` policy: model, compile with all errors, hot reload, the templates,
+//!   the channel-type registry's data part; step timing is `EscalationPolicy::due_at`) beside `ingest` (verify and parse SNS / CloudWatch / Route 53,
 //!   EventBridge and trading-bot payloads into alerts)
 //! - `domain`   — alerts, labels, fingerprints, severities
 //!

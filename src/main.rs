@@ -122,20 +122,19 @@ struct ServeArgs {
     /// (comma-separated). Never set this in production.
     #[arg(long, env = "VIGIL_SNS_EXTRA_TRUSTED_PREFIXES", value_delimiter = ',')]
     sns_extra_trusted_prefixes: Vec<String>,
-    /// PagerDuty Events API base URL.
-    #[arg(
-        long,
-        env = "VIGIL_PAGERDUTY_URL",
-        default_value = "https://events.pagerduty.com"
-    )]
-    pagerduty_url: String,
-    /// Slack Web API base URL.
-    #[arg(
-        long,
-        env = "VIGIL_SLACK_API_URL",
-        default_value = "https://slack.com/api"
-    )]
-    slack_api_url: String,
+    /// A provider's base URL for a channel type, as TYPE=URL (repeatable, or comma-separated in
+    /// the variable): `--endpoint pagerduty=http://localhost:8080`. Without one, each type uses
+    /// its provider's default.
+    #[arg(long = "endpoint", env = "VIGIL_ENDPOINTS", value_delimiter = ',', value_parser = parse_endpoint)]
+    endpoints: Vec<(String, String)>,
+    /// PagerDuty Events API base URL (default https://events.pagerduty.com); the same as
+    /// `--endpoint pagerduty=URL`.
+    #[arg(long, env = "VIGIL_PAGERDUTY_URL")]
+    pagerduty_url: Option<String>,
+    /// Slack Web API base URL (default https://slack.com/api); the same as
+    /// `--endpoint slack=URL`.
+    #[arg(long, env = "VIGIL_SLACK_API_URL")]
+    slack_api_url: Option<String>,
     /// SMTP relay for email channels: smtp+starttls://host:587, smtps://host:465, or
     /// smtp://host:port (no TLS: a local test server only). Credentials come from
     /// VIGIL_SMTP_USERNAME / VIGIL_SMTP_PASSWORD.
@@ -350,7 +349,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .next();
     settings.pagerduty_webhook_secrets = tokens_from_env("VIGIL_PAGERDUTY_WEBHOOK_SECRETS")
         .context("VIGIL_PAGERDUTY_WEBHOOK_SECRETS_FILE")?;
-    settings.channels.pagerduty_url = args.pagerduty_url;
+    settings.channels.endpoints = args.endpoints.into_iter().collect();
+    let named = [
+        ("pagerduty", args.pagerduty_url),
+        ("slack", args.slack_api_url),
+    ];
+    for (kind, url) in named {
+        if let Some(url) = url {
+            settings.channels.endpoints.insert(kind.to_string(), url);
+        }
+    }
+    for kind in settings.channels.endpoints.keys() {
+        if vigil::config::channel_types().get(kind).is_none() {
+            anyhow::bail!(
+                "--endpoint {kind}=...: no channel type {kind:?} (known: {})",
+                vigil::config::channel_types().names().join(", ")
+            );
+        }
+    }
     if let Some(url) = args.smtp_url {
         let from = vigil::domain::EmailAddress::parse(&args.smtp_from)
             .map_err(|e| anyhow::anyhow!("VIGIL_SMTP_FROM {:?}: {e}", args.smtp_from))?;
@@ -368,7 +384,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(region) = args.aws_region {
         settings.channels.load_aws(Some(region)).await;
     }
-    settings.channels.slack_api_url = args.slack_api_url;
     settings.sns_extra_trusted_prefixes = args.sns_extra_trusted_prefixes;
     if !settings.sns_extra_trusted_prefixes.is_empty() {
         tracing::warn!(prefixes = ?settings.sns_extra_trusted_prefixes, "Extra SNS certificate prefixes are trusted: for tests only.");
@@ -407,6 +422,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
+/// `TYPE=URL` of `--endpoint`.
+fn parse_endpoint(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((kind, url)) if !kind.is_empty() && !url.is_empty() => {
+            Ok((kind.trim().to_string(), url.trim().to_string()))
+        }
+        _ => Err(format!(
+            "{s:?} is not TYPE=URL (pagerduty=http://localhost:8080)"
+        )),
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -280,14 +280,13 @@ impl Policy {
                     .flat_map(|s| &s.via);
                 let mut missing: Vec<String> = Vec::new();
                 for via in vias {
-                    use crate::config::ChannelSpec as C;
-                    let need = match self.channels.get(via) {
-                        Some(C::Sms | C::Phone) if person.phone.is_none() => "a phone",
-                        Some(C::Email { to }) if to.is_empty() && person.email.is_none() => {
-                            "an email address"
-                        }
+                    use crate::config::Contact;
+                    let need = match self.channels.get(via).and_then(|c| c.contact()) {
+                        Some(Contact::Phone) if person.phone.is_none() => Contact::Phone,
+                        Some(Contact::Email) if person.email.is_none() => Contact::Email,
                         _ => continue,
-                    };
+                    }
+                    .describe();
                     let line = format!("{need} (for channel {via:?})");
                     if !missing.contains(&line) {
                         missing.push(line);

@@ -23,6 +23,12 @@
 //! ## Rooms
 //! - `load`: the read phase (the only file I/O), then hands the texts to `compile`;
 //! - `routing`: the files as written (the parse model: serde structs, unknown keys refused);
+//! - `channel`: channel types as plug-ins: the data part of each type's descriptor
+//!   ([`ChannelType`]: routing keys and their forms, whom it reaches, limits, failover role),
+//!   submitted by its file in `notify/`, the registry of them ([`channel_types`]) and a
+//!   compiled channel ([`ChannelSpec`]);
+//! - `templates`: the message [`templates::Templates`] of one load, read and test-rendered
+//!   (rendering a message is `notify::render`'s);
 //! - `compile/`: parse → merge → build each section → the desk invariants (see its module doc
 //!   for its rooms: `ctx`, `merge`, `schedules`, `channels`, `escalation`, `rules`, `silences`,
 //!   `sources`, `invariants`);
@@ -41,15 +47,18 @@
 //!   table runners the section tests share.
 //!
 //! Imports run one way (each room names only the rooms after the arrow; none imports this file):
-//! - `reload` → `load`, `policy`, `error` (and, above config, `notify` and `metrics`: see below)
+//! - `reload` → `load`, `templates`, `policy`, `error` (and, above config, `metrics`: see below)
 //! - `load` → `compile`, `policy`, `error`
-//! - `compile/` → `policy`, `suppress`, `matcher`, `calendar`, `heartbeat`, `watchdog`,
-//!   `routing`, `locate`, `error`
-//! - `policy` → `suppress`, `matcher`, `calendar`, `heartbeat`, `watchdog`
+//! - `compile/` → `policy`, `channel`, `suppress`, `matcher`, `calendar`, `heartbeat`,
+//!   `watchdog`, `routing`, `locate`, `error`
+//! - `policy` → `channel`, `suppress`, `matcher`, `calendar`, `heartbeat`, `watchdog`
+//! - `routing` → `channel` (a channel's `type` and keys are checked against the registry as the
+//!   file is parsed)
+//! - `templates` → `error` (and `domain`)
 //! - `escalation` → `policy`
 //! - `suppress` → `matcher`, `locate`
 //! - `watchdog` → `routing`, `locate`
-//! - `matcher`, `heartbeat`, `routing` → `domain` only; `calendar`, `locate`, `error` → nothing.
+//! - `matcher`, `heartbeat`, `channel` → `domain` only; `calendar`, `locate`, `error` → nothing.
 //!
 //! This file only declares the rooms and re-exports their public names, so paths such as
 //! `config::Policy` and `config::Matcher` stay as they were.
@@ -58,10 +67,12 @@
 //! Only `crate::domain` and crates from Cargo.toml: not `ingest` (its sibling; the label-name
 //! rule both use is [`crate::domain::is_label_name`]), nor anything above (`classify`,
 //! `incident`, `escalate`, `oncall`, `store`, `notify`, `pipeline`, `http`, `app`, `settings`).
-//! The one exception today is `reload`, which loads the templates with `notify::render` and
-//! counts reloads in `crate::metrics`; it is the hot-reload loop, which belongs above the stages.
+//! The one exception is `reload`, which counts reloads in `crate::metrics`; it is the hot-reload
+//! loop, which belongs above the stages. The templates are config's own (`templates`); channel
+//! types reach config as data through the registry, never as an import of `notify`.
 
 pub mod calendar;
+pub mod channel;
 pub mod compile;
 pub mod error;
 mod escalation;
@@ -73,12 +84,17 @@ pub mod policy;
 pub mod reload;
 pub mod routing;
 pub mod suppress;
+pub mod templates;
 pub mod watchdog;
 
 #[cfg(test)]
 pub(crate) mod tests_support;
 
 pub use calendar::{Calendar, Days, WeeklyWindow};
+pub use channel::{
+    ChannelSpec, ChannelType, ChannelTypes, Contact, Failover, Form, Key, KeyValue, Limits, Reach,
+    channel_types,
+};
 pub use compile::is_region_code;
 pub use error::{ConfigError, format_errors};
 pub use heartbeat::Heartbeat;
@@ -86,8 +102,8 @@ pub use load::load_dir;
 pub use locate::{PathSeg, line_of};
 pub use matcher::{MatchOp, Matcher, MatcherError, REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT};
 pub use policy::{
-    ChannelSpec, CompiledRule, DEFAULT_STORM_BOUND, EscalationPolicy, Layer, Override, Person,
-    Policy, Reconcile, Rotation, Schedule, SeverityPolicy, Step, StormPolicy, Target,
+    CompiledRule, DEFAULT_STORM_BOUND, EscalationPolicy, Layer, Override, Person, Policy,
+    Reconcile, Rotation, Schedule, SeverityPolicy, Step, StormPolicy, Target,
 };
 pub use reload::{PolicyHandle, ReloadOutcome};
 pub use suppress::{

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{Calendar, WeeklyWindow};
+pub use super::channel::ChannelSpec;
 use super::heartbeat::Heartbeat;
 use super::matcher::Matcher;
 use super::suppress::{InhibitRule, Silence};
@@ -253,64 +254,6 @@ impl Override {
     /// Whether the override covers `at`: `start <= at < end`.
     pub fn covers(&self, at: DateTime<Utc>) -> bool {
         self.start <= at && at < self.end
-    }
-}
-
-/// A named destination, checked at load. Tokens are referenced by environment variable name and
-/// read when the notifier is built, never here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChannelSpec {
-    /// PagerDuty Events API v2.
-    Pagerduty {
-        /// Env var with the routing key.
-        routing_key_env: String,
-    },
-    /// SMS to each target person's phone.
-    Sms,
-    /// Voice call to each target person's phone.
-    Phone,
-    /// Email to `to`, or to each target person when `to` is empty.
-    Email {
-        /// Fixed recipients; empty = each target person's own address.
-        to: Vec<EmailAddress>,
-    },
-    /// A Slack channel message.
-    Slack {
-        /// `#name` or channel id.
-        channel: String,
-        /// Env var with the bot token.
-        token_env: String,
-    },
-    /// A generic JSON POST.
-    Webhook {
-        /// Target URL (http or https).
-        url: url::Url,
-        /// Env var with an optional bearer token.
-        token_env: Option<String>,
-    },
-    /// vigil's own log; reaches nobody.
-    Log,
-}
-
-impl ChannelSpec {
-    /// The `type` as written in YAML: `pagerduty`, `sms`, `phone`, `email`, `slack`, `webhook`,
-    /// `log`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Pagerduty { .. } => "pagerduty",
-            Self::Sms => "sms",
-            Self::Phone => "phone",
-            Self::Email { .. } => "email",
-            Self::Slack { .. } => "slack",
-            Self::Webhook { .. } => "webhook",
-            Self::Log => "log",
-        }
-    }
-
-    /// Whether the channel puts a message in front of a person (what the desk invariant counts):
-    /// `log` and `webhook` do not.
-    pub fn reaches_people(&self) -> bool {
-        !matches!(self, Self::Log | Self::Webhook { .. })
     }
 }
 

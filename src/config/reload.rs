@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::error::{ConfigError, format_errors};
 use super::load::load_dir;
 use super::policy::Policy;
+use super::templates::Templates;
 use crate::metrics::Metrics;
-use crate::notify::render::Templates;
 
 /// Loads the policy and the templates together: both must be valid for either to be used.
 pub fn load_all(dir: &Path, templates: &Path) -> Result<(Policy, Templates), Vec<ConfigError>> {

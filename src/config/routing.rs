@@ -403,7 +403,9 @@ pub struct StormConfig {
 }
 
 /// A named destination: `type` plus the keys that type takes. Secrets are never written here,
-/// only the name of the environment variable that holds them.
+/// only the name of the environment variable that holds them. Which keys a type takes, and the
+/// form of each, is the type's descriptor ([`super::channel::ChannelType`], submitted by its file
+/// in `notify/`); `compile` checks them, by line.
 ///
 /// | type        | keys                                              |
 /// |-------------|---------------------------------------------------|
@@ -414,66 +416,82 @@ pub struct StormConfig {
 /// | `slack`     | `channel`, `token_env`                            |
 /// | `webhook`   | `url`, optional `token_env`                       |
 /// | `log`       | (none)                                            |
-// A struct with a `type` field rather than `#[serde(tag = "type")]` on an enum: serde buffers an
-// internally tagged enum before choosing the variant, so yaml_serde loses every position inside
-// it and an unknown `token:` key would be reported at the line of `channels:`. Here unknown keys
-// fail at their own line, and `compile` checks which keys each type needs, also by line; the
-// compiled form is the `ChannelSpec` enum.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A map read by hand rather than a struct with one field per key: the keys belong to the channel
+// types, which plug in without touching this file. Not `#[serde(tag = "type")]` on an enum either:
+// serde buffers an internally tagged enum before choosing the variant, so yaml_serde loses every
+// position inside it. An unknown type and a key no type takes are refused here, at their line,
+// with serde's own messages; `compile` checks the keys against the channel's own type.
+#[derive(Debug)]
 pub struct ChannelConfig {
-    /// What kind of channel this is.
-    #[serde(rename = "type")]
-    pub kind: ChannelType,
-    /// `pagerduty`: environment variable holding the Events API v2 routing (integration) key.
-    #[serde(default)]
-    pub routing_key_env: Option<String>,
-    /// `email`: fixed recipients. When absent, each target person is mailed at their own address.
-    #[serde(default)]
-    pub to: Option<Vec<EmailAddress>>,
-    /// `slack`: channel name (`#trading-alerts`) or id (`C0123ABCD`).
-    #[serde(default)]
-    pub channel: Option<String>,
-    /// `slack`: environment variable holding the bot token (`xoxb-...`); `webhook`: holding an
-    /// optional bearer token.
-    #[serde(default)]
-    pub token_env: Option<String>,
-    /// `webhook`: where to POST (http or https).
-    #[serde(default)]
-    pub url: Option<String>,
+    /// What kind of channel this is: a registered channel type's name.
+    pub kind: String,
+    /// Every other key as written, checked by `compile` against the type's keys.
+    pub keys: BTreeMap<String, yaml_serde::Value>,
 }
 
-/// The kinds of channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChannelType {
-    /// PagerDuty Events API v2.
-    Pagerduty,
-    /// SMS to each target person's phone.
-    Sms,
-    /// Voice call to each target person's phone.
-    Phone,
-    /// Email, to each target person or to a fixed list.
-    Email,
-    /// A message in a Slack channel, mentioning the target people.
-    Slack,
-    /// A generic JSON POST.
-    Webhook,
-    /// vigil's own log only (reaches nobody).
-    Log,
+impl<'de> Deserialize<'de> for ChannelConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ChannelConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a channel: `type` and the keys that type takes")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ChannelConfig, A::Error> {
+                let types = super::channel::channel_types();
+                let mut kind = None;
+                let mut keys = BTreeMap::new();
+                while let Some(key) = map.next_key_seed(OneOf::Field(types.fields()))? {
+                    if key == "type" {
+                        if kind.is_some() {
+                            return Err(serde::de::Error::duplicate_field("type"));
+                        }
+                        kind = Some(map.next_value_seed(OneOf::Variant(types.names()))?);
+                    } else {
+                        let value = map.next_value::<yaml_serde::Value>()?;
+                        if keys.insert(key.clone(), value).is_some() {
+                            return Err(serde::de::Error::custom(format!(
+                                "duplicate field `{key}`"
+                            )));
+                        }
+                    }
+                }
+                let kind = kind.ok_or_else(|| serde::de::Error::missing_field("type"))?;
+                Ok(ChannelConfig { kind, keys })
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
-impl ChannelType {
-    /// The name as written in YAML.
-    pub fn as_str(self) -> &'static str {
+/// A string that must be one of a list: a channel's key (`unknown field`) or its type (`unknown
+/// variant`). Checked while the string itself is read, so the error carries its line.
+#[derive(Clone, Copy)]
+enum OneOf {
+    Field(&'static [&'static str]),
+    Variant(&'static [&'static str]),
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for OneOf {
+    type Value = String;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for OneOf {
+    type Value = String;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
         match self {
-            Self::Pagerduty => "pagerduty",
-            Self::Sms => "sms",
-            Self::Phone => "phone",
-            Self::Email => "email",
-            Self::Slack => "slack",
-            Self::Webhook => "webhook",
-            Self::Log => "log",
+            Self::Field(all) if !all.contains(&v) => Err(E::unknown_field(v, all)),
+            Self::Variant(all) if !all.contains(&v) => Err(E::unknown_variant(v, all)),
+            _ => Ok(v.to_string()),
         }
     }
 }

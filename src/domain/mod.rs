@@ -97,6 +97,34 @@ impl Source {
     }
 }
 
+/// Why a notification is sent: the event a message tells of. Templates are chosen by it
+/// (`templates/<type>/<kind>.*`), so it lives here, below both `config` (which loads them) and
+/// `incident` (whose outbox rows carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyKind {
+    Trigger,
+    Escalate,
+    Acknowledged,
+    Resolved,
+}
+
+impl NotifyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trigger => "trigger",
+            Self::Escalate => "escalate",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    /// Pages (as opposed to status updates) are dropped once the incident no longer needs them.
+    pub fn is_page(self) -> bool {
+        matches!(self, Self::Trigger | Self::Escalate)
+    }
+}
+
 /// The state an alert reports. `InsufficientData` is CloudWatch's third state: neither OK nor
 /// ALARM. It opens (or updates) an incident like a firing alert but never resolves one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

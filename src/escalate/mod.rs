@@ -25,13 +25,10 @@ impl std::fmt::Display for crate::config::Target {
 }
 
 /// Channels that page each targeted person (one delivery per person); the others are
-/// destinations told once per step who was targeted.
+/// destinations told once per step who was targeted. The channel's type says which
+/// (`config::Reach`).
 pub fn is_personal(spec: &ChannelSpec) -> bool {
-    match spec {
-        ChannelSpec::Sms | ChannelSpec::Phone => true,
-        ChannelSpec::Email { to } => to.is_empty(),
-        _ => false,
-    }
+    spec.is_personal()
 }
 
 /// What else decides a step besides the incident and the policy, read by the caller from the

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::EscalationPolicy;
+pub use crate::domain::NotifyKind;
 use crate::domain::{AlertStatus, Fingerprint, IncidentId, Labels, Severity, Source};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,6 +46,22 @@ pub enum Origin {
     EmailLink,
     /// Mirrored from the peer (the primary or its warm standby) over the peer feed.
     Peer,
+}
+
+impl Origin {
+    /// The name as serialized (`api`, `source`, `slack`, `pagerduty`, `email_link`, `peer`): what
+    /// a channel type's descriptor names when acks that came through it must not be echoed back
+    /// (`config::ChannelType::echo`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Source => "source",
+            Self::Slack => "slack",
+            Self::Pagerduty => "pagerduty",
+            Self::EmailLink => "email_link",
+            Self::Peer => "peer",
+        }
+    }
 }
 
 /// Who did something to an incident, and through what.
@@ -301,32 +318,6 @@ pub enum DeliveryOutcome {
     Failed,
     /// Not sent: the incident no longer needed it (acknowledged or resolved meanwhile).
     Skipped,
-}
-
-/// Why a notification is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotifyKind {
-    Trigger,
-    Escalate,
-    Acknowledged,
-    Resolved,
-}
-
-impl NotifyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Trigger => "trigger",
-            Self::Escalate => "escalate",
-            Self::Acknowledged => "acknowledged",
-            Self::Resolved => "resolved",
-        }
-    }
-
-    /// Pages (as opposed to status updates) are dropped once the incident no longer needs them.
-    pub fn is_page(self) -> bool {
-        matches!(self, Self::Trigger | Self::Escalate)
-    }
 }
 
 /// One message to one target on one channel for one incident event, persisted in the outbox in

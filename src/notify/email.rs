@@ -17,8 +17,25 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::{ChannelSettings, Notification, Notifier, NotifyError, Receipt, SmtpSettings};
+use super::{
+    ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, SmtpSettings,
+    built,
+};
+use crate::config::{ChannelType, Failover, Form, Key, Reach};
 use crate::domain::EmailAddress;
+
+inventory::submit!(
+    // Without `to`, each targeted person at their own address; then it also takes a failed
+    // critical PagerDuty page, after SMS.
+    ChannelType::new("email", Reach::EmailPerPersonUnless("to"))
+        .keys(&[Key::optional("to", Form::Emails)])
+        .limits(100_000, 200)
+        .failover(Failover::Target { rank: 1 })
+);
+
+inventory::submit!(ChannelBuilder::new("email", |spec, settings, _| {
+    built(EmailNotifier::new(spec.emails("to").to_vec(), settings))
+}));
 
 pub struct EmailNotifier {
     /// Fixed recipients; empty = the recipient person's own address.

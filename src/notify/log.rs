@@ -1,7 +1,16 @@
 //! The `log` channel: writes one structured log line per notification. Useful as an audit trail
 //! and as a safe default where no provider is configured. Names no contact details.
 
-use super::{Notification, Notifier, NotifyError, Receipt};
+use std::sync::Arc;
+
+use super::{ChannelBuilder, Notification, Notifier, NotifyError, Receipt};
+use crate::config::{ChannelType, Reach};
+
+inventory::submit!(ChannelType::new("log", Reach::Nobody));
+
+inventory::submit!(ChannelBuilder::new("log", |_, _, _| Ok(Arc::new(
+    LogNotifier
+))));
 
 pub struct LogNotifier;
 

@@ -1,7 +1,34 @@
 //! Stage 5: delivery. One `Notifier` per configured channel, one file per channel type; the
 //! `worker` owns what is shared (reading the outbox, retry with backoff, Retry-After, giving up,
 //! the timeline entry per attempt). A channel only builds one request, sends it once and says
-//! whether a failure is worth retrying.
+//! whether a failure is worth retrying; the HTTP channels send through one helper (`request`:
+//! the timeout, Retry-After, the status classified by `retry`).
+//!
+//! ## Adding a channel type
+//! A channel type is a plug-in: nothing outside its own files names it. To add one (say
+//! `teams`), touch only:
+//! 1. **`src/notify/teams.rs`** (and `pub mod teams;` below): the `Notifier`, and its descriptor
+//!    in two `inventory::submit!`s (`webhook.rs` is a short example):
+//!    - a [`crate::config::ChannelType`] (the data part, which `config` reads without seeing
+//!      this layer): the type name, its routing keys (required or optional, each of a
+//!      [`crate::config::Form`]: environment variable name, URL, Slack channel, email list),
+//!      whom it reaches ([`crate::config::Reach`]), its message limits, its failover role and
+//!      whose acks it must not echo, written
+//!      `ChannelType::new("teams", Reach::Destination).keys(&[..]).limits(..)`;
+//!    - a [`ChannelBuilder`] (`ChannelBuilder::new("teams", |spec, settings, http| ..)`): how to
+//!      build its notifier from a compiled [`crate::config::ChannelSpec`] and the
+//!      [`ChannelSettings`], and its provider's default base URL, if any (overridden by
+//!      `ChannelSettings::endpoints["teams"]`, which `--endpoint teams=URL` fills);
+//! 2. **`templates/teams/`**: its own `<kind>.txt` (and `.subject`), or none to use
+//!    `templates/default/`;
+//! 3. **its tests**, in its file (the shared status table, `testkit`) and end to end in
+//!    `tests/api/`.
+//!
+//! `config::compile` checks channels against the type's keys, `render` cuts to its limits,
+//! `escalate` and `oncall` ask it whom it reaches, the worker asks it about failover and echoes,
+//! and [`Notifiers::build`] builds through its builder. A type registered twice, or a builder
+//! without its data part (or the reverse), is refused at start-up ([`check_registry`]).
+//! `tests/api/plugin_channel.rs` registers a test-only type from the tests alone.
 
 pub mod email;
 pub mod log;
@@ -9,6 +36,7 @@ pub mod pace;
 pub mod pagerduty;
 pub mod phone;
 pub mod render;
+mod request;
 pub mod retry;
 pub mod slack;
 pub mod sms;
@@ -22,7 +50,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{ChannelSpec, Policy};
+use crate::config::{ChannelSpec, ChannelTypes, Policy, channel_types};
 use crate::domain::{EmailAddress, IncidentId, Labels, Severity};
 use crate::incident::{IncidentStatus, NotifyKind};
 
@@ -168,20 +196,18 @@ impl std::fmt::Debug for SecretSource {
 pub struct ChannelSettings {
     /// Upper bound for one provider request (HTTP call, AWS operation, SMTP transaction).
     pub http_timeout: Duration,
-    /// PagerDuty Events API base URL (default `https://events.pagerduty.com`).
-    pub pagerduty_url: String,
-    /// Slack Web API base URL (default `https://slack.com/api`).
-    pub slack_api_url: String,
+    /// Provider base URLs by channel type (`pagerduty` → `https://events.pagerduty.com`),
+    /// overriding the default its [`ChannelBuilder`] names, so tests point channels at fakes and
+    /// emulators. `sms` and `phone` have no default: without an entry the AWS SDK resolves the
+    /// endpoint (`AWS_ENDPOINT_URL_SNS`, ...). Filled from `--endpoint TYPE=URL` and the older
+    /// `VIGIL_PAGERDUTY_URL` / `VIGIL_SLACK_API_URL`.
+    pub endpoints: BTreeMap<String, String>,
     pub secrets: SecretSource,
     /// AWS SDK configuration for the `sms` (SNS) and `phone` (End User Messaging voice)
     /// channels: region, credentials chain, and endpoint overrides from the environment
     /// (`AWS_ENDPOINT_URL_SNS`, ...). Loading it is async, so the app loads it once at start with
     /// [`ChannelSettings::load_aws`]; `None` leaves both channels unavailable.
     pub aws: Option<aws_config::SdkConfig>,
-    /// Sends SNS to this endpoint instead of the one `aws` resolves (tests: a local moto).
-    pub sns_endpoint: Option<String>,
-    /// Sends voice calls to this endpoint instead of the one `aws` resolves (tests: a fake).
-    pub voice_endpoint: Option<String>,
     /// `AWS.SNS.SMS.SenderID`: 3-11 letters, digits or hyphens, at least one letter. Shown as
     /// the sender where the destination country supports it; `None` = the account default.
     pub sms_sender_id: Option<String>,
@@ -211,12 +237,9 @@ impl Default for ChannelSettings {
     fn default() -> Self {
         Self {
             http_timeout: Duration::from_secs(10),
-            pagerduty_url: "https://events.pagerduty.com".into(),
-            slack_api_url: "https://slack.com/api".into(),
+            endpoints: BTreeMap::new(),
             secrets: SecretSource::default(),
             aws: None,
-            sns_endpoint: None,
-            voice_endpoint: None,
             sms_sender_id: None,
             voice_origination_identity: None,
             smtp: None,
@@ -225,6 +248,15 @@ impl Default for ChannelSettings {
 }
 
 impl ChannelSettings {
+    /// The base URL for channel type `kind`: its entry in `endpoints`, else its builder's
+    /// default; `None` when it has neither (the AWS channels: the SDK resolves it).
+    pub fn endpoint(&self, kind: &str) -> Option<&str> {
+        self.endpoints
+            .get(kind)
+            .map(String::as_str)
+            .or_else(|| builders().get(kind).and_then(|b| b.endpoint))
+    }
+
     /// Loads the AWS SDK configuration the standard way and keeps it for `sms` and `phone`:
     /// region from `region` or `AWS_REGION`/the profile, credentials from the default chain
     /// (`AWS_ACCESS_KEY_ID`..., `AWS_PROFILE`, web identity, ECS/EC2 roles; resolved lazily at
@@ -246,38 +278,19 @@ impl ChannelSettings {
 }
 
 impl Notifiers {
-    /// Builds a notifier for every channel of `policy`. Building touches no running state; a
-    /// channel that cannot be built (a missing secret, a type this build has no client for) is
-    /// listed in `unavailable` and each delivery to it fails with that reason on the timeline.
+    /// Builds a notifier for every channel of `policy`, each through its type's
+    /// [`ChannelBuilder`]. Building touches no running state; a channel that cannot be built (a
+    /// missing secret, a type this build has no client for) is listed in `unavailable` and each
+    /// delivery to it fails with that reason on the timeline.
     pub fn build(policy: &Policy, settings: &ChannelSettings, http: &reqwest::Client) -> Self {
         let mut out = Self::default();
         for (name, spec) in &policy.channels {
-            let built: Result<Arc<dyn Notifier>, String> = match spec {
-                ChannelSpec::Log => Ok(Arc::new(log::LogNotifier)),
-                ChannelSpec::Webhook { url, token_env } => webhook::WebhookNotifier::new(
-                    url.to_string(),
-                    token_env.as_deref(),
-                    &settings.secrets,
-                    http.clone(),
-                    settings.http_timeout,
-                )
-                .map(|n| Arc::new(n) as Arc<dyn Notifier>),
-                ChannelSpec::Pagerduty { routing_key_env } => {
-                    pagerduty::PagerDutyNotifier::new(routing_key_env, settings, http.clone())
-                        .map(|n| Arc::new(n) as Arc<dyn Notifier>)
-                }
-                ChannelSpec::Slack { channel, token_env } => {
-                    slack::SlackNotifier::new(channel, token_env, settings, http.clone())
-                        .map(|n| Arc::new(n) as Arc<dyn Notifier>)
-                }
-                ChannelSpec::Sms => {
-                    sms::SmsNotifier::new(settings).map(|n| Arc::new(n) as Arc<dyn Notifier>)
-                }
-                ChannelSpec::Phone => {
-                    phone::PhoneNotifier::new(settings).map(|n| Arc::new(n) as Arc<dyn Notifier>)
-                }
-                ChannelSpec::Email { to } => email::EmailNotifier::new(to.clone(), settings)
-                    .map(|n| Arc::new(n) as Arc<dyn Notifier>),
+            let built = match builders().get(spec.kind()) {
+                Some(b) => (b.build)(spec, settings, http),
+                None => Err(format!(
+                    "this build has no notifier for type {}",
+                    spec.kind()
+                )),
             };
             match built {
                 Ok(n) => {
@@ -307,6 +320,136 @@ impl Notifiers {
                 .cloned()
                 .unwrap_or_else(|| format!("channel {channel} is not in routing/"))
         })
+    }
+}
+
+/// The half of a channel type's descriptor that builds its notifier, submitted with
+/// `inventory::submit!` from the channel's file beside its data part
+/// ([`crate::config::ChannelType`], which `config` reads).
+pub struct ChannelBuilder {
+    /// The type name: the same as its `ChannelType`'s.
+    pub name: &'static str,
+    /// The provider's default base URL, used when `ChannelSettings::endpoints` has no entry for
+    /// the type; `None` when it has none.
+    pub endpoint: Option<&'static str>,
+    /// Builds the notifier of one channel from its compiled spec (keys checked against the
+    /// type) and the process settings; the error says why it is unavailable, never a secret.
+    pub build: fn(&ChannelSpec, &ChannelSettings, &reqwest::Client) -> BuiltNotifier,
+}
+
+/// What a [`ChannelBuilder`] makes: a notifier, or why the channel is unavailable.
+pub type BuiltNotifier = Result<Arc<dyn Notifier>, String>;
+
+impl ChannelBuilder {
+    /// The builder of type `name`, whose provider has no default base URL.
+    pub const fn new(
+        name: &'static str,
+        build: fn(&ChannelSpec, &ChannelSettings, &reqwest::Client) -> BuiltNotifier,
+    ) -> Self {
+        Self {
+            name,
+            endpoint: None,
+            build,
+        }
+    }
+
+    /// With this default base URL for its provider.
+    pub const fn endpoint(mut self, default: &'static str) -> Self {
+        self.endpoint = Some(default);
+        self
+    }
+}
+
+/// A notifier a channel's constructor made, as a builder returns it.
+pub fn built<N: Notifier + 'static>(made: Result<N, String>) -> BuiltNotifier {
+    made.map(|n| Arc::new(n) as Arc<dyn Notifier>)
+}
+
+inventory::collect!(ChannelBuilder);
+
+/// The registered builders, by type name, and what is wrong with the registrations.
+#[derive(Default)]
+pub struct ChannelBuilders {
+    by_name: BTreeMap<&'static str, &'static ChannelBuilder>,
+    problems: Vec<String>,
+}
+
+impl ChannelBuilders {
+    /// Builds the registry and checks it against the data parts in `types`: a builder
+    /// registered twice (neither is used), a builder whose type has no data part, and a data
+    /// part without a builder are each a problem.
+    pub fn from_builders(
+        builders: impl IntoIterator<Item = &'static ChannelBuilder>,
+        types: &ChannelTypes,
+    ) -> Self {
+        let mut by_name = BTreeMap::new();
+        let mut problems = Vec::new();
+        let mut twice = Vec::new();
+        for b in builders {
+            if by_name.insert(b.name, b).is_some() && !twice.contains(&b.name) {
+                twice.push(b.name);
+            }
+        }
+        for &name in &twice {
+            by_name.remove(name);
+            problems.push(format!(
+                "channel type {name:?} has two builders (two `inventory::submit!` of a \
+                 `notify::ChannelBuilder` with that name); neither is used"
+            ));
+        }
+        for name in by_name.keys() {
+            if types.get(name).is_none() && !types.registered_twice(name) {
+                problems.push(format!(
+                    "channel type {name:?} has a builder but no `config::ChannelType` (its routing \
+                     keys, reach and limits): submit one beside the builder"
+                ));
+            }
+        }
+        for t in types.iter() {
+            if !by_name.contains_key(t.name) && !twice.contains(&t.name) {
+                problems.push(format!(
+                    "channel type {:?} has a `config::ChannelType` but no builder: submit a \
+                     `notify::ChannelBuilder` beside it",
+                    t.name
+                ));
+            }
+        }
+        Self { by_name, problems }
+    }
+
+    /// The builder of type `name`.
+    pub fn get(&self, name: &str) -> Option<&'static ChannelBuilder> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Problems with the registrations; empty when every type has one data part and one builder.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+/// The process's builders: every `ChannelBuilder` submitted by the binary's crates, read once.
+pub fn builders() -> &'static ChannelBuilders {
+    static BUILDERS: std::sync::LazyLock<ChannelBuilders> = std::sync::LazyLock::new(|| {
+        ChannelBuilders::from_builders(inventory::iter::<ChannelBuilder>, channel_types())
+    });
+    &BUILDERS
+}
+
+/// Every problem with the channel registry (a type registered twice, a builder without its data
+/// part or the reverse), or `Ok`. The app refuses to start on any: a silently shadowed channel
+/// type would page through code nobody chose.
+pub fn check_registry() -> Result<(), Vec<String>> {
+    let problems: Vec<String> = channel_types()
+        .problems()
+        .iter()
+        .chain(builders().problems())
+        .cloned()
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
     }
 }
 
@@ -415,7 +558,61 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::config::{load_dir, tests_support::shipped_routing_dir};
+    use crate::config::tests_support::shipped_routing_dir;
+    use crate::config::{ChannelType, Reach, load_dir};
+
+    fn builder(name: &'static str) -> ChannelBuilder {
+        ChannelBuilder::new(name, |_, _, _| Ok(Arc::new(log::LogNotifier)))
+    }
+
+    #[test]
+    fn a_builder_without_its_data_part_and_a_builder_registered_twice_are_reported() {
+        static A: ChannelType = ChannelType::new("a", Reach::Nobody);
+        static B: ChannelType = ChannelType::new("b", Reach::Nobody);
+        static A_BUILDER: std::sync::LazyLock<ChannelBuilder> =
+            std::sync::LazyLock::new(|| builder("a"));
+        static A_AGAIN: std::sync::LazyLock<ChannelBuilder> =
+            std::sync::LazyLock::new(|| builder("a"));
+        static ORPHAN: std::sync::LazyLock<ChannelBuilder> =
+            std::sync::LazyLock::new(|| builder("orphan"));
+        let types = ChannelTypes::from_types([&A, &B]);
+        let built = ChannelBuilders::from_builders([&*A_BUILDER, &*A_AGAIN, &*ORPHAN], &types);
+        let problems = built.problems().join("\n");
+        assert!(
+            built.get("a").is_none(),
+            "a type with two builders uses neither"
+        );
+        assert!(problems.contains("\"a\" has two builders"), "{problems}");
+        assert!(
+            problems.contains("\"orphan\" has a builder but no `config::ChannelType`"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("\"b\" has a `config::ChannelType` but no builder"),
+            "{problems}"
+        );
+        assert_eq!(built.problems().len(), 3, "{problems}");
+    }
+
+    #[test]
+    fn every_shipped_channel_type_has_one_data_part_and_one_builder() {
+        assert_eq!(check_registry(), Ok(()));
+    }
+
+    #[test]
+    fn an_endpoint_in_the_settings_overrides_the_builders_default() {
+        let mut settings = ChannelSettings::default();
+        assert_eq!(
+            settings.endpoint("pagerduty"),
+            Some("https://events.pagerduty.com")
+        );
+        assert_eq!(settings.endpoint("slack"), Some("https://slack.com/api"));
+        assert_eq!(settings.endpoint("sms"), None);
+        settings
+            .endpoints
+            .insert("pagerduty".into(), "http://127.0.0.1:9".into());
+        assert_eq!(settings.endpoint("pagerduty"), Some("http://127.0.0.1:9"));
+    }
 
     #[test]
     fn slack_and_pagerduty_channels_are_built_when_their_secrets_are_set() {

@@ -18,11 +18,35 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::pace::Pace;
-use super::retry::{classify_http, parse_retry_after};
-use super::webhook::without_url;
-use super::{ChannelSettings, Notification, Notifier, NotifyError, Receipt};
+use super::{
+    ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, built, request,
+};
+use crate::config::{ChannelType, Failover, Form, Key, Reach};
 use crate::domain::Severity;
 use crate::incident::NotifyKind;
+
+inventory::submit!(
+    ChannelType::new("pagerduty", Reach::Destination)
+        .keys(&[Key::required("routing_key_env", Form::EnvName)])
+        .limits(1024, SUMMARY_MAX_CHARS)
+        // A critical page that fails for good here goes to SMS and email directly; an ack made
+        // in PagerDuty is not sent back to it.
+        .failover(Failover::Source)
+        .not_echoing("pagerduty")
+);
+
+inventory::submit!(
+    ChannelBuilder::new("pagerduty", |spec, settings, http| {
+        let key_env = spec
+            .env_name("routing_key_env")
+            .ok_or("pagerduty needs `routing_key_env`")?;
+        built(PagerDutyNotifier::new(key_env, settings, http.clone()))
+    })
+    .endpoint(DEFAULT_URL)
+);
+
+/// The Events API's base URL, unless `ChannelSettings::endpoints["pagerduty"]` says otherwise.
+pub const DEFAULT_URL: &str = "https://events.pagerduty.com";
 
 /// PagerDuty's limit on `payload.summary`, in characters.
 const SUMMARY_MAX_CHARS: usize = 1024;
@@ -42,7 +66,7 @@ pub const PACE_INTERVAL: Duration = Duration::from_millis(600);
 const PROVIDER_TEXT_MAX_CHARS: usize = 300;
 
 pub struct PagerDutyNotifier {
-    /// `{pagerduty_url}/v2/enqueue`.
+    /// `{base URL}/v2/enqueue`.
     endpoint: String,
     /// The integration's routing key: the credential. Never formatted into an error or a log.
     routing_key: String,
@@ -65,7 +89,10 @@ impl PagerDutyNotifier {
         Ok(Self {
             endpoint: format!(
                 "{}/v2/enqueue",
-                settings.pagerduty_url.trim_end_matches('/')
+                settings
+                    .endpoint("pagerduty")
+                    .unwrap_or(DEFAULT_URL)
+                    .trim_end_matches('/')
             ),
             routing_key,
             http,
@@ -151,26 +178,11 @@ impl Notifier for PagerDutyNotifier {
 
     async fn send(&self, msg: &Notification) -> Result<Receipt, NotifyError> {
         let dedup_key = msg.incident.to_string();
-        let resp = self
-            .http
-            .post(&self.endpoint)
-            .timeout(self.timeout)
-            .json(&self.event(msg))
-            .send()
-            .await
-            .map_err(|e| NotifyError::Transient {
-                retry_after: None,
-                reason: format!("PagerDuty request failed: {}", without_url(&e)),
-            })?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, msg.now));
-        if status == reqwest::StatusCode::BAD_REQUEST {
+        let req = self.http.post(&self.endpoint).json(&self.event(msg));
+        let answer = request::send(req, self.timeout, "PagerDuty", msg.now).await?;
+        if answer.status == reqwest::StatusCode::BAD_REQUEST {
             // PagerDuty explains what is wrong with the event; keep that for the timeline.
-            let text = resp.text().await.unwrap_or_default();
+            let text = answer.response.text().await.unwrap_or_default();
             return Err(NotifyError::Permanent {
                 reason: format!(
                     "PagerDuty refused the event (HTTP 400): {}",
@@ -178,16 +190,12 @@ impl Notifier for PagerDutyNotifier {
                 ),
             });
         }
-        let retry_after = match status {
-            reqwest::StatusCode::TOO_MANY_REQUESTS => retry_after.or(Some(RATE_LIMITED_HINT)),
-            _ => retry_after,
-        };
-        match classify_http(status, retry_after, "PagerDuty") {
-            None => Ok(Receipt {
-                reference: Some(dedup_key),
-            }),
-            Some(e) => Err(e),
-        }
+        let hint =
+            (answer.status == reqwest::StatusCode::TOO_MANY_REQUESTS).then_some(RATE_LIMITED_HINT);
+        answer.classify("PagerDuty", hint)?;
+        Ok(Receipt {
+            reference: Some(dedup_key),
+        })
     }
 }
 
@@ -227,7 +235,7 @@ mod tests {
 
     fn notifier(base: &str) -> PagerDutyNotifier {
         let settings = ChannelSettings {
-            pagerduty_url: base.to_string(),
+            endpoints: [("pagerduty".to_string(), base.to_string())].into(),
             secrets: SecretSource::from_map(HashMap::from([(
                 "PD_KEY".to_string(),
                 KEY.to_string(),

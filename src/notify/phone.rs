@@ -12,8 +12,16 @@ use aws_sdk_pinpointsmsvoicev2::types::VoiceMessageBodyTextType;
 
 use super::retry::classify_aws;
 use super::sms::{recipient_phone, scrub_number};
-use super::{ChannelSettings, Notification, Notifier, NotifyError, Receipt};
+use super::{ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, built};
+use crate::config::{ChannelType, Reach};
 use crate::incident::NotifyKind;
+
+inventory::submit!(ChannelType::new("phone", Reach::PhonePerPerson).limits(1000, 200));
+
+// No default endpoint: the AWS SDK resolves it; tests set `endpoints["phone"]`.
+inventory::submit!(ChannelBuilder::new("phone", |_, settings, _| built(
+    PhoneNotifier::new(settings)
+)));
 
 /// Longest summary read out; the call should be over before people stop listening.
 const MAX_SPOKEN_SUMMARY: usize = 300;
@@ -41,7 +49,7 @@ impl PhoneNotifier {
                     .operation_timeout(settings.http_timeout)
                     .build(),
             );
-        if let Some(endpoint) = &settings.voice_endpoint {
+        if let Some(endpoint) = settings.endpoint("phone") {
             conf = conf.endpoint_url(endpoint);
         }
         Ok(Self {

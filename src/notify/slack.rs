@@ -28,12 +28,44 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::pace::Pace;
-use super::retry::{classify_http, parse_retry_after};
-use super::webhook::without_url;
-use super::{ChannelSettings, Notification, Notifier, NotifyError, Receipt, Recipient};
+use super::{
+    ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, Recipient,
+    built, request,
+};
 use crate::clock::{Clock, SystemClock};
+use crate::config::{ChannelType, Form, Key, Reach};
 use crate::domain::Severity;
 use crate::incident::NotifyKind;
+
+inventory::submit!(
+    ChannelType::new("slack", Reach::Destination)
+        .keys(&[
+            Key::required("channel", Form::SlackChannel),
+            Key::required("token_env", Form::EnvName),
+        ])
+        .limits(SECTION_TEXT_MAX, 150)
+);
+
+inventory::submit!(
+    ChannelBuilder::new("slack", |spec, settings, http| {
+        let channel = spec
+            .slack_channel("channel")
+            .ok_or("slack needs `channel`")?;
+        let token_env = spec
+            .env_name("token_env")
+            .ok_or("slack needs `token_env`")?;
+        built(SlackNotifier::new(
+            channel,
+            token_env,
+            settings,
+            http.clone(),
+        ))
+    })
+    .endpoint(DEFAULT_API_URL)
+);
+
+/// The Web API's base URL, unless `ChannelSettings::endpoints["slack"]` says otherwise.
+pub const DEFAULT_API_URL: &str = "https://slack.com/api";
 
 /// Slack's pace for `chat.postMessage` to one channel (reference/slack.md §4, "special tier").
 /// This is the provider's limit, not a backoff: the worker keeps it by delaying sends.
@@ -96,7 +128,11 @@ impl SlackNotifier {
         Ok(Self {
             channel: channel.to_string(),
             token,
-            api_url: settings.slack_api_url.trim_end_matches('/').to_string(),
+            api_url: settings
+                .endpoint("slack")
+                .unwrap_or(DEFAULT_API_URL)
+                .trim_end_matches('/')
+                .to_string(),
             http,
             timeout: settings.http_timeout,
             clock: Arc::new(SystemClock),
@@ -112,32 +148,23 @@ impl SlackNotifier {
     /// One Web API call; classifies every failure.
     async fn call(&self, method: &str, body: &Value) -> Result<Posted, NotifyError> {
         let what = format!("Slack {method}");
-        let resp = self
+        let req = self
             .http
             .post(format!("{}/{method}", self.api_url))
-            .timeout(self.timeout)
             .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| NotifyError::Transient {
-                retry_after: None,
-                reason: format!("{what} request failed: {}", without_url(&e)),
-            })?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, self.clock.now()));
+            .json(body);
+        let sent = request::send(req, self.timeout, &what, self.clock.now()).await?;
         // 429 (with its Retry-After) and 5xx are transient, other non-2xx permanent.
-        if let Some(e) = classify_http(status, retry_after, &what) {
-            return Err(e);
-        }
-        let answer: Answer = resp.json().await.map_err(|_| NotifyError::Transient {
-            retry_after: None,
-            reason: format!("{what} answered HTTP {} with an unreadable body", status),
-        })?;
+        sent.classify(&what, None)?;
+        let (status, retry_after) = (sent.status, sent.retry_after);
+        let answer: Answer = sent
+            .response
+            .json()
+            .await
+            .map_err(|_| NotifyError::Transient {
+                retry_after: None,
+                reason: format!("{what} answered HTTP {} with an unreadable body", status),
+            })?;
         if answer.ok {
             return Ok(Posted {
                 channel: answer.channel,
@@ -504,7 +531,7 @@ mod tests {
 
     fn notifier(base: &str) -> SlackNotifier {
         let settings = ChannelSettings {
-            slack_api_url: base.to_string(),
+            endpoints: [("slack".to_string(), base.to_string())].into(),
             secrets: SecretSource::from_map(HashMap::from([(
                 "SLACK_TOKEN".to_string(),
                 TOKEN.to_string(),

@@ -14,8 +14,22 @@ use aws_sdk_sns::config::timeout::TimeoutConfig;
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use super::retry::classify_aws;
-use super::{ChannelSettings, Notification, Notifier, NotifyError, Receipt};
+use super::{ChannelBuilder, ChannelSettings, Notification, Notifier, NotifyError, Receipt, built};
+use crate::config::{ChannelType, Failover, Reach};
 use crate::domain::PhoneNumber;
+
+inventory::submit!(
+    // The first to take a failed critical PagerDuty page: the faster of the two.
+    ChannelType::new("sms", Reach::PhonePerPerson)
+        .limits(ONE_PART, 100)
+        .failover(Failover::Target { rank: 0 })
+);
+
+// No default endpoint: the AWS SDK resolves it (`AWS_ENDPOINT_URL_SNS`); tests set
+// `endpoints["sms"]`.
+inventory::submit!(ChannelBuilder::new("sms", |_, settings, _| built(
+    SmsNotifier::new(settings)
+)));
 
 /// One GSM-7 part, in septets.
 pub const ONE_PART: usize = 160;
@@ -53,7 +67,7 @@ impl SmsNotifier {
                     .operation_timeout(settings.http_timeout)
                     .build(),
             );
-        if let Some(endpoint) = &settings.sns_endpoint {
+        if let Some(endpoint) = settings.endpoint("sms") {
             conf = conf.endpoint_url(endpoint);
         }
         Ok(Self {

@@ -4,8 +4,24 @@
 
 use std::time::Duration;
 
-use super::retry::{classify_http, parse_retry_after};
-use super::{Notification, Notifier, NotifyError, Receipt};
+use super::{ChannelBuilder, Notification, Notifier, NotifyError, Receipt, built, request};
+use crate::config::{ChannelType, Form, Key, Reach};
+
+inventory::submit!(ChannelType::new("webhook", Reach::Nobody).keys(&[
+    Key::required("url", Form::Url),
+    Key::optional("token_env", Form::EnvName),
+]));
+
+inventory::submit!(ChannelBuilder::new("webhook", |spec, settings, http| {
+    let url = spec.url("url").ok_or("webhook needs `url`")?;
+    built(WebhookNotifier::new(
+        url.to_string(),
+        spec.env_name("token_env"),
+        &settings.secrets,
+        http.clone(),
+        settings.http_timeout,
+    ))
+}));
 
 pub struct WebhookNotifier {
     url: String,
@@ -47,45 +63,17 @@ impl Notifier for WebhookNotifier {
         let mut req = self
             .http
             .post(&self.url)
-            .timeout(self.timeout)
             .header("Idempotency-Key", &msg.delivery_id)
             .json(msg);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| NotifyError::Transient {
-            retry_after: None,
-            // reqwest's error text names the URL but never the headers.
-            reason: format!("webhook request failed: {}", without_url(&e)),
-        })?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, msg.now));
-        match classify_http(status, retry_after, "webhook") {
-            None => Ok(Receipt {
-                reference: Some(format!("HTTP {}", status.as_u16())),
-            }),
-            Some(e) => Err(e),
-        }
+        let answer = request::send(req, self.timeout, "webhook", msg.now).await?;
+        answer.classify("webhook", None)?;
+        Ok(Receipt {
+            reference: Some(format!("HTTP {}", answer.status.as_u16())),
+        })
     }
-}
-
-/// A reqwest error's text without its URL (which may carry a token in its query).
-pub(super) fn without_url(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timed out".into();
-    }
-    if e.is_connect() {
-        return "could not connect".into();
-    }
-    let mut s = e.to_string();
-    if let Some(url) = e.url() {
-        s = s.replace(url.as_str(), "<url>");
-    }
-    s
 }
 
 #[cfg(test)]

@@ -19,11 +19,10 @@ use super::retry::RetryPolicy;
 use super::{Notification, Notifiers, NotifyError, Receipt, Recipient};
 use crate::ack::AckSigner;
 use crate::clock::Clock;
-use crate::config::{ChannelSpec, Person, Policy, PolicyHandle};
+use crate::config::{Failover, Person, Policy, PolicyHandle};
 use crate::domain::Severity;
 use crate::incident::{
-    Delivery, DeliveryOutcome, Incident, IncidentStatus, NotifyKind, Origin, TimelineEntry,
-    TimelineEvent,
+    Delivery, DeliveryOutcome, Incident, IncidentStatus, NotifyKind, TimelineEntry, TimelineEvent,
 };
 use crate::metrics::Metrics;
 use crate::store::{
@@ -230,17 +229,16 @@ impl DeliveryWorker {
             ),
             Some(inc) if is_echo(&d, &inc, &policy) => (
                 DeliveryOutcome::Skipped,
-                "not echoed back to PagerDuty, where it came from".to_string(),
+                format!(
+                    "not echoed back to {}, where it came from",
+                    kind_of(&d, &policy)
+                ),
                 None,
                 DeliveryUpdate::Done,
             ),
             Some(inc) => {
                 let result = self.send(&d, &inc, &policy, attempt).await?;
-                let kind_label = policy
-                    .channels
-                    .get(&d.channel)
-                    .map(|c| c.kind())
-                    .unwrap_or("unknown");
+                let kind_label = kind_of(&d, &policy);
                 let label = match &result {
                     Ok(_) => "sent",
                     Err(NotifyError::Permanent { .. }) => "failed",
@@ -455,13 +453,7 @@ impl DeliveryWorker {
         d: &Delivery,
         until: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError> {
-        let kind = self
-            .policy
-            .current()
-            .channels
-            .get(&d.channel)
-            .map(|c| c.kind())
-            .unwrap_or("unknown");
+        let kind = kind_of(d, &self.policy.current());
         self.metrics
             .counter("vigil_delivery_paced_total", &[("channel_type", kind)])
             .increment(1);
@@ -601,50 +593,64 @@ impl DeliveryWorker {
     }
 }
 
-/// An acknowledgement or resolution that came from PagerDuty is not sent back to PagerDuty.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An acknowledgement or resolution is not sent back to where it came from: to a channel whose
+/// type names the ack's origin as its `echo` (an ack made in PagerDuty is not sent to
+/// PagerDuty).
 fn is_echo(d: &Delivery, inc: &Incident, policy: &Policy) -> bool {
     let origin = match d.kind {
         NotifyKind::Acknowledged => inc.acknowledged.as_ref().map(|(a, _)| a.origin),
         NotifyKind::Resolved => inc.resolved.as_ref().map(|(a, _)| a.origin),
         _ => None,
     };
-    origin == Some(Origin::Pagerduty)
-        && matches!(
-            policy.channels.get(&d.channel),
-            Some(ChannelSpec::Pagerduty { .. })
-        )
+    origin.is_some_and(|origin| {
+        policy
+            .channels
+            .get(&d.channel)
+            .is_some_and(|spec| spec.channel_type().echo == Some(origin.as_str()))
+    })
 }
 
-/// A critical page that failed for good on a PagerDuty channel goes to the same people by every
-/// personal channel of the policy (SMS, and email to each person), and the timeline says so.
+/// The type of the delivery's channel, for metrics and the timeline; `unknown` when the policy
+/// no longer has the channel.
+fn kind_of(d: &Delivery, policy: &Policy) -> &'static str {
+    policy
+        .channels
+        .get(&d.channel)
+        .map(|c| c.kind())
+        .unwrap_or("unknown")
+}
+
+/// A critical page that failed for good on a failover source (PagerDuty) goes to the same
+/// people by every personal failover target of the policy (SMS, then email to each person), and
+/// the timeline says so.
 fn failover(
     d: &Delivery,
     inc: &Incident,
     policy: &Policy,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<(TimelineEntry, Vec<Delivery>)> {
-    let is_pd = matches!(
-        policy.channels.get(&d.channel),
-        Some(ChannelSpec::Pagerduty { .. })
-    );
-    if !(d.kind.is_page() && inc.severity == Severity::Critical && is_pd) {
+    let is_source = policy
+        .channels
+        .get(&d.channel)
+        .is_some_and(|spec| spec.channel_type().failover == Failover::Source);
+    if !(d.kind.is_page() && inc.severity == Severity::Critical && is_source) {
         return None;
     }
-    let mut direct: Vec<&String> = policy
+    let mut direct: Vec<(u8, &String)> = policy
         .channels
         .iter()
-        .filter(|(_, spec)| {
-            matches!(spec, ChannelSpec::Sms)
-                || matches!(spec, ChannelSpec::Email { to } if to.is_empty())
+        .filter_map(|(name, spec)| match spec.channel_type().failover {
+            Failover::Target { rank } if spec.is_personal() => Some((rank, name)),
+            _ => None,
         })
-        .map(|(name, _)| name)
         .collect();
-    // SMS first: it is the faster of the two.
-    direct.sort_by_key(|name| !matches!(policy.channels.get(*name), Some(ChannelSpec::Sms)));
+    // Lower ranks first (SMS: the faster); by name within a rank, as the channels are listed.
+    direct.sort_by_key(|&(rank, _)| rank);
+    let direct: Vec<&String> = direct.into_iter().map(|(_, name)| name).collect();
     if direct.is_empty() || d.people.is_empty() {
         return None;
     }

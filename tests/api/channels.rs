@@ -100,7 +100,7 @@ pub(crate) async fn aws_settings() -> ChannelSettings {
 
 async fn sms_to(endpoint: &str) -> SmsNotifier {
     let mut settings = aws_settings().await;
-    settings.sns_endpoint = Some(endpoint.into());
+    settings.endpoints.insert("sms".into(), endpoint.into());
     settings.sms_sender_id = Some("Vigil".into());
     SmsNotifier::new(&settings).unwrap()
 }
@@ -336,7 +336,7 @@ fn closed_port() -> u16 {
 
 async fn phone_to(fake: &MockServer) -> PhoneNotifier {
     let mut settings = aws_settings().await;
-    settings.voice_endpoint = Some(fake.uri());
+    settings.endpoints.insert("phone".into(), fake.uri());
     settings.voice_origination_identity = Some("pool-0123456789abcdef".into());
     PhoneNotifier::new(&settings).unwrap()
 }

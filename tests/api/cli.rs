@@ -243,3 +243,28 @@ fn simulate_applies_business_hours_silences_and_inhibition() {
         "{grouped}"
     );
 }
+
+/// `--endpoint` names a registered channel type; a misspelt one stops `serve` before it starts,
+/// instead of leaving that provider on its default URL unnoticed.
+#[test]
+fn serve_refuses_an_endpoint_for_a_channel_type_that_does_not_exist() {
+    let data = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = vigil(&[
+        "serve",
+        "--config",
+        shipped_routing().to_str().unwrap(),
+        "--templates",
+        shipped_templates().to_str().unwrap(),
+        "--data",
+        data.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--endpoint",
+        "pagerdty=http://127.0.0.1:9",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(r#"no channel type "pagerdty" (known: email, log, pagerduty"#),
+        "{stderr}"
+    );
+}

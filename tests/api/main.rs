@@ -20,6 +20,7 @@ mod listeners;
 mod observability;
 mod operations;
 mod pacing;
+mod plugin_channel;
 mod recovery;
 mod reload;
 mod restart;

@@ -99,8 +99,11 @@ async fn app_on(f: &Fakes, redis: bool) -> TestApp {
     spawn_app_with(Options {
         policy: Some(Box::new(write_policy)),
         channels: Some(ChannelSettings {
-            pagerduty_url: f.pd.uri(),
-            slack_api_url: f.slack.uri(),
+            endpoints: [
+                ("pagerduty".to_string(), f.pd.uri()),
+                ("slack".to_string(), f.slack.uri()),
+            ]
+            .into(),
             secrets: SecretSource::from_map(secrets),
             ..ChannelSettings::default()
         }),

@@ -113,9 +113,12 @@ async fn app_with(f: &Fakes) -> TestApp {
     secrets.insert("PD_KEY".to_string(), PD_ROUTING_KEY.to_string());
     secrets.insert("SLACK_TOKEN".to_string(), SLACK_TOKEN.to_string());
     let mut channels = crate::channels::aws_settings().await;
-    channels.sns_endpoint = Some(crate::channels::emulator("VIGIL_TEST_MOTO_URL"));
-    channels.pagerduty_url = f.pd.uri();
-    channels.slack_api_url = f.slack.uri();
+    let endpoints = [
+        ("sms", crate::channels::emulator("VIGIL_TEST_MOTO_URL")),
+        ("pagerduty", f.pd.uri()),
+        ("slack", f.slack.uri()),
+    ];
+    channels.endpoints = endpoints.map(|(k, v)| (k.to_string(), v)).into();
     channels.secrets = SecretSource::from_map(secrets);
     spawn_app_with(Options {
         policy: Some(Box::new(policy(

@@ -125,14 +125,17 @@ async fn channels(provider: &str) -> ChannelSettings {
     secrets.insert("PD_KEY".to_string(), PD_KEY.to_string());
     ChannelSettings {
         aws: Some(aws),
-        sns_endpoint: Some(emulator("VIGIL_TEST_MOTO_URL")),
+        endpoints: [
+            ("sms".to_string(), emulator("VIGIL_TEST_MOTO_URL")),
+            ("pagerduty".to_string(), provider.to_string()),
+        ]
+        .into(),
         smtp: Some(SmtpSettings {
             url: format!("smtp://{}", emulator("VIGIL_TEST_SMTP_ADDR")),
             from: EmailAddress::parse("vigil@example.com").unwrap(),
             username_env: None,
             password_env: None,
         }),
-        pagerduty_url: provider.to_string(),
         secrets: SecretSource::from_map(secrets),
         http_timeout: Duration::from_secs(5),
         ..Default::default()

@@ -1,16 +1,24 @@
-//! The builders of where messages go: `channels` (each type's required and optional keys,
-//! environment variable names for secrets, Slack channel names, webhook URLs) and
-//! `last_resort` (channels told when a step reached no one).
+//! The builders of where messages go: `channels` (each checked against its type's descriptor in
+//! the registry, `config::channel`: the keys it takes, environment variable names for secrets,
+//! Slack channel names, webhook URLs, email lists) and `last_resort` (channels told when a step
+//! reached no one).
 
 use std::collections::BTreeMap;
 
 use super::ctx::{Ctx, key_path};
 use super::merge::Merged;
-use crate::config::policy::ChannelSpec;
-use crate::config::routing::{ChannelConfig, ChannelType};
+use crate::config::channel::{ChannelSpec, ChannelType, Form, KeyValue, channel_types};
+use crate::config::routing::ChannelConfig;
+use crate::domain::EmailAddress;
 
-/// `channels`: each with exactly the keys its type takes, well-formed.
+/// `channels`: each with exactly the keys its type takes, well-formed. Problems with the
+/// registry itself (a type registered twice) are reported here too, so no policy loads over them.
 pub(super) fn build_channels(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> BTreeMap<String, ChannelSpec> {
+    if let Some(&(fi, _)) = m.channels.values().next() {
+        for problem in channel_types().problems() {
+            ctx.err(fi, key_path!["channels"], problem.clone());
+        }
+    }
     let mut out = BTreeMap::new();
     for (&id, &(fi, c)) in &m.channels {
         if let Some(spec) = build_channel(ctx, fi, id, c) {
@@ -20,116 +28,141 @@ pub(super) fn build_channels(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> BTreeMap<Stri
     out
 }
 
+/// The registered type a channel names, if any (an unknown one is reported by `build_channel`).
+pub(super) fn type_of(c: &ChannelConfig) -> Option<&'static ChannelType> {
+    channel_types().get(&c.kind)
+}
+
 /// Checks that a channel has exactly the keys its type takes, and that they are well-formed.
 fn build_channel(ctx: &mut Ctx<'_>, fi: usize, id: &str, c: &ChannelConfig) -> Option<ChannelSpec> {
-    let kind = c.kind.as_str();
-    let (required, optional): (&[&str], &[&str]) = match c.kind {
-        ChannelType::Pagerduty => (&["routing_key_env"], &[]),
-        ChannelType::Sms | ChannelType::Phone | ChannelType::Log => (&[], &[]),
-        ChannelType::Email => (&[], &["to"]),
-        ChannelType::Slack => (&["channel", "token_env"], &[]),
-        ChannelType::Webhook => (&["url"], &["token_env"]),
+    let Some(ty) = type_of(c) else {
+        // Refused when the file was parsed (`routing::ChannelConfig`).
+        return None;
     };
-    let present = [
-        ("routing_key_env", c.routing_key_env.is_some()),
-        ("to", c.to.is_some()),
-        ("channel", c.channel.is_some()),
-        ("token_env", c.token_env.is_some()),
-        ("url", c.url.is_some()),
-    ];
+    let kind = ty.name;
     let errors_before = ctx.errors.len();
-    for (key, is_set) in present {
-        if is_set && !required.contains(&key) && !optional.contains(&key) {
-            ctx.err(
-                fi,
-                key_path!["channels", id, key],
-                format!("type {kind} does not take `{key}`"),
-            );
-        }
+    // A key no type takes was refused when the file was parsed; one that another type takes is
+    // refused here.
+    for key in c.keys.keys().filter(|k| ty.key(k).is_none()) {
+        ctx.err(
+            fi,
+            key_path!["channels", id, key.as_str()],
+            format!("type {kind} does not take `{key}`"),
+        );
     }
-    for key in required {
-        if !present.iter().any(|&(k, is_set)| k == *key && is_set) {
+    for key in ty.keys.iter().filter(|k| k.required) {
+        if !c.keys.contains_key(key.name) {
             ctx.err(
                 fi,
                 key_path!["channels", id],
-                format!("type {kind} needs `{key}`"),
+                format!("type {kind} needs `{}`", key.name),
             );
         }
     }
-    for (key, value) in [
-        ("routing_key_env", &c.routing_key_env),
-        ("token_env", &c.token_env),
-    ] {
-        if let Some(name) = value
-            && !is_env_name(name)
+    let mut values = Vec::new();
+    for key in ty.keys {
+        if let Some(raw) = c.keys.get(key.name)
+            && let Some(value) = check_form(ctx, fi, id, key.name, key.form, raw)
         {
+            values.push((key.name, value));
+        }
+    }
+    (ctx.errors.len() == errors_before).then(|| ChannelSpec::new(ty, values))
+}
+
+/// Checks one key's value against its form, reporting what is wrong at its line.
+fn check_form(
+    ctx: &mut Ctx<'_>,
+    fi: usize,
+    id: &str,
+    key: &str,
+    form: Form,
+    raw: &yaml_serde::Value,
+) -> Option<KeyValue> {
+    let at = || key_path!["channels", id, key];
+    let text = |ctx: &mut Ctx<'_>, raw: &yaml_serde::Value| match raw.as_str() {
+        Some(s) => Some(s.to_string()),
+        None => {
+            ctx.err(fi, at(), "invalid type: expected a string");
+            None
+        }
+    };
+    match form {
+        Form::EnvName => {
+            let name = text(ctx, raw)?;
+            if is_env_name(&name) {
+                return Some(KeyValue::EnvName(name));
+            }
             ctx.err(
                 fi,
-                key_path!["channels", id, key],
+                at(),
                 format!("{name:?} is not an environment variable name (^[A-Z_][A-Z0-9_]*$); secrets are never written in the policy"),
             );
+            None
         }
-    }
-    if c.to.as_ref().is_some_and(Vec::is_empty) {
-        ctx.err(
-            fi,
-            key_path!["channels", id, "to"],
-            "to must not be empty; leave it out to email each target person",
-        );
-    }
-    if let Some(channel) = &c.channel
-        && !is_slack_channel(channel)
-    {
-        ctx.err(
-            fi,
-            key_path!["channels", id, "channel"],
-            format!(
-                "{channel:?} is not a Slack channel (#name in lower case, or an id like C0123ABCD)"
-            ),
-        );
-    }
-    let url = c.url.as_ref().and_then(|url| match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
-        Ok(_) => {
+        Form::SlackChannel => {
+            let channel = text(ctx, raw)?;
+            if is_slack_channel(&channel) {
+                return Some(KeyValue::SlackChannel(channel));
+            }
             ctx.err(
                 fi,
-                key_path!["channels", id, "url"],
-                format!("{url:?} must be an http or https URL"),
+                at(),
+                format!(
+                    "{channel:?} is not a Slack channel (#name in lower case, or an id like C0123ABCD)"
+                ),
             );
             None
         }
-        Err(e) => {
-            ctx.err(
-                fi,
-                key_path!["channels", id, "url"],
-                format!("{url:?} is not a URL: {e}"),
-            );
-            None
+        Form::Url => {
+            let url = text(ctx, raw)?;
+            match url::Url::parse(&url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Some(KeyValue::Url(u)),
+                Ok(_) => {
+                    ctx.err(fi, at(), format!("{url:?} must be an http or https URL"));
+                    None
+                }
+                Err(e) => {
+                    ctx.err(fi, at(), format!("{url:?} is not a URL: {e}"));
+                    None
+                }
+            }
         }
-    });
-    if ctx.errors.len() > errors_before {
-        return None;
+        Form::Emails => {
+            let Some(items) = raw.as_sequence() else {
+                ctx.err(fi, at(), "invalid type: expected a list of email addresses");
+                return None;
+            };
+            if items.is_empty() {
+                ctx.err(
+                    fi,
+                    at(),
+                    format!("{key} must not be empty; leave it out to email each target person"),
+                );
+                return None;
+            }
+            let mut out = Vec::new();
+            let mut ok = true;
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().map(EmailAddress::parse) {
+                    Some(Ok(address)) => out.push(address),
+                    Some(Err(e)) => {
+                        ok = false;
+                        ctx.err(fi, key_path!["channels", id, key, i], e.to_string());
+                    }
+                    None => {
+                        ok = false;
+                        ctx.err(
+                            fi,
+                            key_path!["channels", id, key, i],
+                            "invalid type: expected a string",
+                        );
+                    }
+                }
+            }
+            ok.then_some(KeyValue::Emails(out))
+        }
     }
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    Some(match c.kind {
-        ChannelType::Pagerduty => ChannelSpec::Pagerduty {
-            routing_key_env: text(&c.routing_key_env),
-        },
-        ChannelType::Sms => ChannelSpec::Sms,
-        ChannelType::Phone => ChannelSpec::Phone,
-        ChannelType::Email => ChannelSpec::Email {
-            to: c.to.clone().unwrap_or_default(),
-        },
-        ChannelType::Slack => ChannelSpec::Slack {
-            channel: text(&c.channel),
-            token_env: text(&c.token_env),
-        },
-        ChannelType::Webhook => ChannelSpec::Webhook {
-            url: url?,
-            token_env: c.token_env.clone(),
-        },
-        ChannelType::Log => ChannelSpec::Log,
-    })
 }
 
 /// An environment variable name: `[A-Z_][A-Z0-9_]*`.

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::channels;
 use super::ctx::{Ctx, key_path};
 use super::invariants;
 use super::merge::Merged;
+use crate::config::channel::Contact;
 use crate::config::locate::PathSeg;
 use crate::config::policy::{EscalationPolicy, SeverityPolicy, Step, Target};
-use crate::config::routing::ChannelType;
 use crate::domain::Severity;
 
 /// The severity table: all four severities, each naming an existing policy; business-hours
@@ -165,13 +166,18 @@ pub(super) fn build_policies(
                         step_at(key_path!["via", vi]),
                         format!("unknown channel {via:?}"),
                     ),
-                    Some((_, c)) if matches!(c.kind, ChannelType::Sms | ChannelType::Phone) => {
-                        needs_phone.get_or_insert(via.as_str());
-                    }
-                    Some((_, c)) if c.kind == ChannelType::Email && c.to.is_none() => {
-                        needs_email.get_or_insert(via.as_str());
-                    }
-                    Some(_) => {}
+                    // An unknown type is reported with the channel.
+                    Some((_, c)) => match channels::type_of(c)
+                        .and_then(|t| t.contact(|k| c.keys.contains_key(k)))
+                    {
+                        Some(Contact::Phone) => {
+                            needs_phone.get_or_insert(via.as_str());
+                        }
+                        Some(Contact::Email) => {
+                            needs_email.get_or_insert(via.as_str());
+                        }
+                        None => {}
+                    },
                 }
             }
             invariants::check_contacts(

@@ -6,13 +6,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::channels;
 use super::ctx::{Ctx, key_path};
 use super::merge::Merged;
 use super::schedules::schedule_people;
 use crate::config::calendar::WeeklyWindow;
+use crate::config::channel::channel_types;
 use crate::config::locate::PathSeg;
 use crate::config::policy::Schedule;
-use crate::config::routing::{ChannelType, TargetConfig};
+use crate::config::routing::TargetConfig;
 use crate::domain::Severity;
 
 /// Every person a step can reach must have the contact details its channels need. For a schedule
@@ -153,9 +155,9 @@ pub(super) fn check_critical_paths(ctx: &mut Ctx<'_>, m: &Merged<'_>, used: &BTr
                 .via
                 .iter()
                 .filter_map(|v| m.channels.get(v.as_str()))
-                .map(|(_, c)| c.kind)
-                .filter(|k| !matches!(k, ChannelType::Log | ChannelType::Webhook))
-                .map(ChannelType::as_str)
+                .filter_map(|(_, c)| channels::type_of(c))
+                .filter(|t| t.reaches_people())
+                .map(|t| t.name)
                 .collect();
             if kinds.len() < 2 {
                 let found = if kinds.is_empty() {
@@ -167,11 +169,26 @@ pub(super) fn check_critical_paths(ctx: &mut Ctx<'_>, m: &Merged<'_>, used: &BTr
                     fi,
                     key_path!["policies", name, "steps", si, "via"],
                     format!(
-                        "policy {name:?} is used for critical alerts, so every step must reach people through at least two different channel types among pagerduty, sms, phone, email and slack; this step has: {found}"
+                        "policy {name:?} is used for critical alerts, so every step must reach people through at least two different channel types among {}; this step has: {found}",
+                        people_types()
                     ),
                 );
             }
         }
+    }
+}
+
+/// The registered channel types that reach people, by name, for the message: `a, b and c`.
+fn people_types() -> String {
+    let names: Vec<&str> = channel_types()
+        .iter()
+        .filter(|t| t.reaches_people())
+        .map(|t| t.name)
+        .collect();
+    match names.split_last() {
+        None => "none".to_string(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
 }
 

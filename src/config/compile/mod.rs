@@ -14,7 +14,8 @@
 //!   reported with both places;
 //! - `schedules`: people, schedules (layers, restrictions, overrides) and the business-hours
 //!   calendar;
-//! - `channels`: channels (each type's keys, env var names, Slack names) and `last_resort`;
+//! - `channels`: channels (each checked against its type's descriptor in the registry: its
+//!   keys, env var names, Slack names, URLs, email lists) and `last_resort`;
 //! - `escalation`: the severity table (business-hours deferral never on critical) and the
 //!   escalation policies (steps, targets, repeat, `ack_timeout`);
 //! - `rules`: classification rules (their matchers, labels, `group_by`, the final catch-all);
@@ -29,7 +30,8 @@
 //! Imports run one way: this file → the builders → `merge` → `ctx` (the builders also use `ctx`
 //! directly). Among the builders,
 //! `escalation` → `invariants` (the contact check, per step) → `schedules` (who a schedule can
-//! put on call) → `channels` (the Slack id rule); no builder imports this file. Label
+//! put on call) → `channels` (the Slack id rule; a channel's type), and `escalation` →
+//! `channels` (whom a channel reaches); no builder imports this file. Label
 //! [`Matcher`](super::Matcher)s are parsed by [`super::matcher`].
 
 use std::sync::LazyLock;

@@ -125,6 +125,8 @@ pub type PolicyWriter = Box<dyn FnOnce(&Path)>;
 pub struct Options {
     /// Write the policy here instead of copying the shipped one.
     pub policy: Option<PolicyWriter>,
+    /// Read the templates from here instead of the shipped `templates/`.
+    pub templates: Option<PathBuf>,
     pub extra_trusted_prefixes: Vec<String>,
     /// Fetch SNS certificates over HTTP as in production (the app's own fetcher and client)
     /// instead of answering every SigningCertURL with the fixtures' certificate.
@@ -198,7 +200,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         None => copy_routing(&config_dir),
     }
     let mut settings = Settings::new(config_dir.clone(), dir.path().join("data"));
-    settings.templates_dir = shipped_templates();
+    settings.templates_dir = opts.templates.unwrap_or_else(shipped_templates);
     settings.ingest_tokens = vec![Secret::new(INGEST_TOKEN)];
     settings.operator_tokens = vec![Secret::new(OPERATOR_TOKEN)];
     settings.eventbridge_api_key = Some(Secret::new(EVENTBRIDGE_KEY));
