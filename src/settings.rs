@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::notify::retry::RetryPolicy;
 
 pub use crate::domain::Secret;
+pub use crate::pipeline::peer::PeerSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -60,18 +61,6 @@ pub struct Settings {
     pub peer: Option<PeerSettings>,
     /// Peer secrets (`VIGIL_PEER_TOKENS`): a side calls its peer with the first and accepts any.
     pub peer_tokens: Vec<Secret>,
-}
-
-/// The other side of a primary/standby pair (README, "Warm standby").
-#[derive(Debug, Clone)]
-pub struct PeerSettings {
-    /// The peer's base URL.
-    pub url: String,
-    /// This process is the standby of `url` (else the primary, following its standby).
-    pub standby: bool,
-    /// A standby takes over when the primary has not answered for this long
-    /// (`VIGIL_TAKEOVER_AFTER`); a held primary pages again when its standby has not.
-    pub takeover_after: Duration,
 }
 
 /// The HTTP server's bounds on slow, idle and numerous clients (README, "Settings").

@@ -24,12 +24,24 @@ use tokio_util::sync::CancellationToken;
 
 use super::IncidentService;
 use crate::clock::Clock;
+use crate::domain::Secret;
 use crate::domain::{Alert, AlertStatus, Fingerprint, Labels, Source};
 use crate::incident::{Actor, IncidentSync, Origin, TimelineEvent};
 use crate::metrics::Metrics;
 use crate::pipeline::extras::{self, RecordSync};
 use crate::pipeline::gate::{PagingGate, Role};
-use crate::settings::{PeerSettings, Secret};
+
+/// The other side of a primary/standby pair (README, "Warm standby").
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// The peer's base URL.
+    pub url: String,
+    /// This process is the standby of `url` (else the primary, following its standby).
+    pub standby: bool,
+    /// A standby takes over when the primary has not answered for this long
+    /// (`VIGIL_TAKEOVER_AFTER`); a held primary pages again when its standby has not.
+    pub takeover_after: Duration,
+}
 
 /// How often a side reads its peer's feed.
 pub const PEER_POLL: Duration = Duration::from_secs(2);
