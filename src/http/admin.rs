@@ -120,8 +120,14 @@ async fn store_health(s: &AppState) -> (Option<crate::store::StoreStats>, Vec<St
     (stats, problems)
 }
 
+/// `/metrics`. Readiness is computed as for `/readyz`, so a scrape tells the same:
+/// `vigil_ready` is 1 when `/readyz` would answer 200, else 0 (the PrometheusRule's "not ready"
+/// alert; deploy/k8s/components/monitoring).
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    store_health(&s).await;
+    let (_, problems, _) = readiness(&s).await;
+    s.metrics
+        .gauge("vigil_ready", &[])
+        .set(if problems.is_empty() { 1.0 } else { 0.0 });
     (
         [(
             axum::http::header::CONTENT_TYPE,

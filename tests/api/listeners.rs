@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use crate::helpers::*;
 
 /// (method, path) of every endpoint AWS, Slack, PagerDuty and people's phones must reach.
-const PUBLIC: &[(&str, &str)] = &[
+pub(crate) const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/v1/ingest/sns"),
     ("POST", "/v1/ingest/eventbridge"),
     ("POST", "/v1/slack/interactions"),
@@ -40,7 +40,7 @@ const PRIVATE: &[(&str, &str)] = &[
 /// Whether `url` is routed: anything but the router's own 404 (`"error": "not_found"` with no
 /// handler behind it). Requests carry no credentials and no body, so a routed endpoint answers
 /// 401, 400, 415 or 200 — never the fallback.
-async fn routed(app: &TestApp, method: &str, url: &str) -> bool {
+pub(crate) async fn routed(app: &TestApp, method: &str, url: &str) -> bool {
     let method = Method::from_bytes(method.as_bytes()).unwrap();
     let r = app.http.request(method, url).send().await.unwrap();
     let status = r.status();

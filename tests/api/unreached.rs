@@ -48,6 +48,8 @@ async fn a_critical_step_that_reached_no_one_fails_readiness_and_tells_the_last_
     let id = incident_of(&body);
     let (status, _) = app.get("/readyz").await;
     assert_eq!(status, StatusCode::OK, "nothing has failed yet");
+    let metrics = app.metrics().await;
+    assert!(metrics.lines().any(|l| l == "vigil_ready 1"), "{metrics}");
 
     // Three attempts 10–50 ms apart (the tests' retry bounds), then failed for good.
     for _ in 0..6 {
@@ -77,6 +79,10 @@ async fn a_critical_step_that_reached_no_one_fails_readiness_and_tells_the_last_
     assert!(
         metrics.contains(r#"vigil_unreached_incidents{severity="critical"} 1"#),
         "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l == "vigil_ready 0"),
+        "a scrape says what /readyz says: {metrics}"
     );
 
     // The CTO's step (+5 min) is tried next; its failure is its own step, told once more.
