@@ -1,7 +1,7 @@
 //! The `vigil` binary: CLI parsing, tracing, and running the library until a signal arrives.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +45,37 @@ enum Command {
     },
     /// Show what the policy would do with a payload: labels, rule, severity, incident key and
     /// the escalation timeline.
+    /// What changes between two policies for the same events: severity, rule, who is paged,
+    /// through which channels, at which minute; per event, then a summary. Exit 0 when nothing
+    /// changes, 1 when something does (a gate for a pull request to routing/), 2 on an error.
+    Diff {
+        /// The policy as it is (a `routing/` directory).
+        #[arg(long)]
+        from: PathBuf,
+        /// The policy as proposed.
+        #[arg(long)]
+        to: PathBuf,
+        /// Payload files or directories of them (what `vigil simulate` accepts), or `.jsonl`
+        /// files from `vigil export-alerts`; repeatable. Without it, one probe alert per rule
+        /// whose matchers are all equalities.
+        #[arg(long)]
+        events: Vec<PathBuf>,
+        /// The instant to replay at (RFC 3339); default now. Schedules and business hours are
+        /// read at this time.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Writes the alerts a running vigil took in the last `--since` (one per incident opened,
+    /// as JSON lines on stdout) for `vigil diff --events`. Reads `GET /v1/alerts/export` with
+    /// the operator token in VIGIL_OPERATOR_TOKEN.
+    ExportAlerts {
+        /// vigil's base URL (its private listener).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// How far back (`7d`, `24h`).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: Duration,
+    },
     Simulate {
         /// The policy directory.
         #[arg(long, env = "VIGIL_CONFIG", default_value = "routing")]
@@ -283,13 +314,69 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Diff {
+            from,
+            to,
+            events,
+            at,
+        } => policy_diff(&from, &to, &events, at.as_deref()),
+        Command::ExportAlerts { url, since } => export_alerts(&url, since).await,
         Command::Serve(args) => serve(*args).await,
         Command::HandBack { url } => hand_back(&url).await,
     }
 }
 
-async fn hand_back(url: &str) -> anyhow::Result<std::process::ExitCode> {
-    let token = tokens_from_env("VIGIL_OPERATOR_TOKEN")
+/// `vigil diff`: 0 when nothing changes, 1 when something does, 2 when a policy or an event
+/// cannot be read.
+fn policy_diff(
+    from: &Path,
+    to: &Path,
+    events: &[PathBuf],
+    at: Option<&str>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let load = |dir: &Path| {
+        load_dir(dir).map_err(|errors| {
+            eprintln!(
+                "{}: the policy does not load:\n{}",
+                dir.display(),
+                format_errors(&errors)
+            );
+        })
+    };
+    let (Ok(a), Ok(b)) = (load(from), load(to)) else {
+        return Ok(std::process::ExitCode::from(2));
+    };
+    let at = match at {
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .with_context(|| format!("--at {s:?} is not RFC 3339"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let events = if events.is_empty() {
+        vigil::simulate::diff::rule_probes(&[&a, &b], at)
+    } else {
+        match vigil::simulate::diff::load_events(events, at) {
+            Ok((events, skipped)) => {
+                for note in skipped {
+                    eprintln!("{note}");
+                }
+                events
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(std::process::ExitCode::from(2));
+            }
+        }
+    };
+    let diff = vigil::simulate::diff::diff(&a, &b, &events, at);
+    print!("{diff}");
+    Ok(std::process::ExitCode::from(u8::from(!diff.is_empty())))
+}
+
+/// The operator token for the CLI's API calls: VIGIL_OPERATOR_TOKEN (or `_FILE`), else the
+/// first of VIGIL_OPERATOR_TOKENS.
+fn operator_token() -> anyhow::Result<String> {
+    Ok(tokens_from_env("VIGIL_OPERATOR_TOKEN")
         .context("VIGIL_OPERATOR_TOKEN_FILE")?
         .into_iter()
         .next()
@@ -297,12 +384,50 @@ async fn hand_back(url: &str) -> anyhow::Result<std::process::ExitCode> {
             .context("VIGIL_OPERATOR_TOKENS_FILE")?
             .into_iter()
             .next())
-        .context("set VIGIL_OPERATOR_TOKEN to an operator token of the standby")?;
+        .context("set VIGIL_OPERATOR_TOKEN to an operator token")?
+        .expose()
+        .to_string())
+}
+
+/// `vigil export-alerts`: streams `GET /v1/alerts/export` to stdout.
+async fn export_alerts(url: &str, since: Duration) -> anyhow::Result<std::process::ExitCode> {
+    let token = operator_token()?;
+    let since = humantime::format_duration(since)
+        .to_string()
+        .replace(' ', "");
+    let resp = reqwest::Client::new()
+        // `since` is humantime's own text without spaces (`7days`): nothing to escape.
+        .get(format!(
+            "{}/v1/alerts/export?since={since}",
+            url.trim_end_matches('/')
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = resp.status();
+    let truncated = resp.headers().get("x-vigil-truncated").is_some();
+    let body = resp.text().await.context("reading the answer")?;
+    if !status.is_success() {
+        eprintln!("{url} answered {status}: {body}");
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    print!("{body}");
+    if truncated {
+        eprintln!(
+            "only the newest alerts were exported (the endpoint's bound); ask for a shorter --since"
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn hand_back(url: &str) -> anyhow::Result<std::process::ExitCode> {
+    let token = operator_token()?;
     let resp = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?
         .post(format!("{}/v1/peer/hand-back", url.trim_end_matches('/')))
-        .bearer_auth(token.expose())
+        .bearer_auth(token)
         .send()
         .await
         .with_context(|| format!("cannot reach the standby at {url}"))?;

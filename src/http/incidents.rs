@@ -162,3 +162,60 @@ pub async fn resolve(
     let inc = s.service.resolve(id, actor(&parsed)).await?;
     Ok(Json(json!({ "incident": inc, "changed": true })))
 }
+
+/// At most this many incidents' alerts in one export (newest first; the answer says
+/// `x-vigil-truncated: true` when more were left out).
+pub const EXPORT_MAX: usize = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// How far back: a duration (`7d`) or an RFC 3339 instant; default 7 days.
+    since: Option<String>,
+}
+
+/// `GET /v1/alerts/export?since=7d`: the alerts behind the incidents opened since then, as JSON
+/// lines (one `Alert` each, newest first), for `vigil diff --events`.
+pub async fn export_alerts(
+    State(s): State<AppState>,
+    _op: Operator,
+    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let now = s.clock.now();
+    let raw = q.since.as_deref().unwrap_or("7d");
+    let since = match humantime::parse_duration(raw) {
+        Ok(d) => chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .ok_or_else(|| ApiError::bad_request("since: too long"))?,
+        Err(_) => chrono::DateTime::parse_from_rfc3339(raw)
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "since: {raw:?} is neither a duration (7d) nor an RFC 3339 time"
+                ))
+            })?
+            .with_timezone(&chrono::Utc),
+    };
+    let (alerts, truncated) = s.service.alerts_since(since, EXPORT_MAX).await?;
+    let mut body = String::new();
+    for a in &alerts {
+        if let Ok(line) = serde_json::to_string(a) {
+            body.push_str(&line);
+            body.push('\n');
+        }
+    }
+    let mut resp = (
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response();
+    if truncated {
+        resp.headers_mut().insert(
+            "x-vigil-truncated",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(resp)
+}

@@ -99,6 +99,7 @@ fn private_routes() -> Router<AppState> {
         .route("/v1/incidents/{id}", get(incidents::show))
         .route("/v1/incidents/{id}/ack", post(incidents::ack))
         .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/v1/alerts/export", get(incidents::export_alerts))
         .route(
             "/v1/overrides",
             get(operations::list_overrides).post(operations::create_override),

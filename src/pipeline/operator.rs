@@ -72,6 +72,51 @@ impl IncidentService {
         })
     }
 
+    /// The alerts behind the incidents opened at or after `since`, newest first, one per
+    /// incident (its first alert as the incident keeps it: source, labels, summary, details,
+    /// the opening time; the alert's own key for a grouped incident), at most `limit`; and
+    /// whether more were left out. Storm incidents stand for many alerts and are left out.
+    /// For `vigil export-alerts` → `vigil diff --events`.
+    pub async fn alerts_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(Vec<crate::domain::Alert>, bool), ServiceError> {
+        let newest = self
+            .store()
+            .incidents(None, limit.saturating_add(1))
+            .await?;
+        let read = newest.len();
+        let mut out = Vec::new();
+        for inc in newest.into_iter().take(limit) {
+            if inc.opened_at < since {
+                return Ok((out, false));
+            }
+            if inc.rule == "storm" {
+                continue;
+            }
+            let fingerprint = inc
+                .members
+                .iter()
+                .next()
+                .and_then(|m| crate::domain::Fingerprint::parse(m.clone()).ok())
+                .unwrap_or(inc.fingerprint);
+            out.push(crate::domain::Alert {
+                source: inc.source,
+                fingerprint,
+                status: AlertStatus::Firing,
+                summary: inc.summary,
+                description: inc.description,
+                labels: inc.labels,
+                details: inc.details,
+                occurred_at: inc.opened_at,
+                delivery_id: None,
+                severity_override: None,
+            });
+        }
+        Ok((out, read > limit))
+    }
+
     /// The store's counts and whether it takes writes.
     pub async fn store_health(&self) -> StoreHealth {
         StoreHealth {

@@ -268,3 +268,211 @@ fn serve_refuses_an_endpoint_for_a_channel_type_that_does_not_exist() {
         "{stderr}"
     );
 }
+
+/// `vigil ARGS` with `env`: (exit code, stdout, stderr).
+fn vigil_code(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The shipped policy with one rule changed: exchange rate limiting becomes high, not medium.
+fn rate_limits_high() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_routing(dir.path());
+    let rules = std::fs::read_to_string(dir.path().join("rules.yaml")).unwrap();
+    let edited = rules.replace(
+        "matchers: ['kind=\"exchange_error\"', 'error=\"rate_limited\"']\n    severity: medium",
+        "matchers: ['kind=\"exchange_error\"', 'error=\"rate_limited\"']\n    severity: high",
+    );
+    assert_ne!(
+        rules, edited,
+        "the shipped rule to change is where the test expects it"
+    );
+    std::fs::write(dir.path().join("rules.yaml"), edited).unwrap();
+    dir
+}
+
+/// The events a diff printed (its `== <origin>: "<summary>"` headers, not the summary line).
+fn changed_events(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("== ") && !l.starts_with("== summary"))
+        .collect()
+}
+
+#[test]
+fn diff_prints_exactly_the_events_a_rule_change_moves_and_exits_1() {
+    let to = rate_limits_high();
+    let from = shipped_routing();
+    let fixtures = fixtures_dir();
+    let (code, stdout, stderr) = vigil_code(
+        &[
+            "diff",
+            "--from",
+            from.to_str().unwrap(),
+            "--to",
+            to.path().to_str().unwrap(),
+            "--events",
+            fixtures.to_str().unwrap(),
+            "--at",
+            "2026-11-25T10:00:00+08:00",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "something changed: {stdout}{stderr}");
+    let changed = changed_events(&stdout);
+    assert_eq!(changed.len(), 1, "{stdout}");
+    assert!(
+        changed[0].contains("bot-exchange-error-rate-limited.json")
+            && changed[0].contains("Bybit answered HTTP 429"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("severity:  medium → high"), "{stdout}");
+    assert!(
+        stdout.contains("  pages:\n"),
+        "who is paged changes: {stdout}"
+    );
+    assert!(
+        stdout.contains("1 alert moves from medium to high"),
+        "{stdout}"
+    );
+    // Files of the directory that are no payload are named on stderr, not replayed.
+    assert!(
+        stderr.contains("test-signing-cert.pem: skipped"),
+        "{stderr}"
+    );
+
+    // Without events, each rule's probe shows the same change.
+    let (code, stdout, _) = vigil_code(
+        &[
+            "diff",
+            "--from",
+            from.to_str().unwrap(),
+            "--to",
+            to.path().to_str().unwrap(),
+            "--at",
+            "2026-11-25T10:00:00+08:00",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    let changed = changed_events(&stdout);
+    assert_eq!(changed.len(), 1, "{stdout}");
+    assert!(
+        changed[0].contains("probe of rule exchange-rate-limited"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn diff_of_two_identical_policies_exits_0() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    copy_routing(a.path());
+    copy_routing(b.path());
+    let fixtures = fixtures_dir();
+    let (code, stdout, stderr) = vigil_code(
+        &[
+            "diff",
+            "--from",
+            a.path().to_str().unwrap(),
+            "--to",
+            b.path().to_str().unwrap(),
+            "--events",
+            fixtures.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(changed_events(&stdout).is_empty(), "{stdout}");
+    assert!(stdout.contains(" 0 changed"), "{stdout}");
+    // A policy that does not load is an error (2), not "no change".
+    std::fs::write(b.path().join("zz.yaml"), "rules: 7\n").unwrap();
+    let (code, _, stderr) = vigil_code(
+        &[
+            "diff",
+            "--from",
+            a.path().to_str().unwrap(),
+            "--to",
+            b.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("the policy does not load"), "{stderr}");
+}
+
+/// The alerts a running vigil took, exported and replayed: `vigil export-alerts` against a real
+/// `vigil serve`, then `vigil diff --events` on what it wrote.
+#[tokio::test]
+async fn exported_alerts_replay_through_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("routing");
+    copy_routing(&config);
+    let port = free_port();
+    let _vigil = Proc::spawn(serve_command(
+        crate::VIGIL,
+        &config,
+        &["--data".as_ref(), dir.path().join("data").as_os_str()],
+        port,
+    ));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    for fixture_name in [
+        "bot-exchange-error-rate-limited.json",
+        "bot-trading-halted.json",
+    ] {
+        let r = http
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(INGEST_TOKEN)
+            .header("content-type", "application/json")
+            .body(fixture(fixture_name))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    }
+    let (code, exported, stderr) = tokio::task::spawn_blocking(move || {
+        vigil_code(
+            &["export-alerts", "--url", &base, "--since", "1h"],
+            &[("VIGIL_OPERATOR_TOKEN", OPERATOR_TOKEN)],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<serde_json::Value> = exported
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "one alert per incident: {exported}");
+    let file = dir.path().join("alerts.jsonl");
+    std::fs::write(&file, &exported).unwrap();
+    let to = rate_limits_high();
+    let (code, stdout, stderr) = vigil_code(
+        &[
+            "diff",
+            "--from",
+            config.to_str().unwrap(),
+            "--to",
+            to.path().to_str().unwrap(),
+            "--events",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let changed = changed_events(&stdout);
+    assert_eq!(changed.len(), 1, "{stdout}");
+    assert!(changed[0].contains("Bybit answered HTTP 429"), "{stdout}");
+    assert!(stdout.contains("2 events, 1 changed"), "{stdout}");
+}
