@@ -12,7 +12,7 @@ use vigil::app::App;
 use vigil::clock::SystemClock;
 use vigil::config::reload::load_all;
 use vigil::config::{format_errors, load_dir};
-use vigil::settings::{RedisSettings, Secret, Settings, tokens_from_env};
+use vigil::settings::{RedisSettings, Secret, Settings, parse_operator_tokens, tokens_from_env};
 
 /// mimalloc instead of glibc's malloc: profiles of the ingest path spent about an eighth of all
 /// CPU in glibc's malloc and free (BENCHMARKS.md).
@@ -86,6 +86,9 @@ struct ServeArgs {
     /// How long a signed acknowledge link stays valid (its secret is VIGIL_ACK_LINK_SECRET).
     #[arg(long, env = "VIGIL_ACK_LINK_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     ack_link_ttl: Duration,
+    /// How long a console session lasts after sign-in (its key is VIGIL_CONSOLE_KEY).
+    #[arg(long, env = "VIGIL_CONSOLE_SESSION_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
+    console_session_ttl: Duration,
     /// Address to listen on.
     #[arg(long, env = "VIGIL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -289,7 +292,9 @@ async fn hand_back(url: &str) -> anyhow::Result<std::process::ExitCode> {
         .next()
         .or(tokens_from_env("VIGIL_OPERATOR_TOKENS")
             .context("VIGIL_OPERATOR_TOKENS_FILE")?
-            .into_iter()
+            .iter()
+            .flat_map(|t| parse_operator_tokens(t.expose()))
+            .map(|t| t.secret)
             .next())
         .context("set VIGIL_OPERATOR_TOKEN to an operator token of the standby")?;
     let resp = reqwest::Client::builder()
@@ -329,8 +334,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     settings.public_url = args.public_url;
     settings.ingest_tokens =
         tokens_from_env("VIGIL_INGEST_TOKENS").context("VIGIL_INGEST_TOKENS_FILE")?;
-    settings.operator_tokens =
-        tokens_from_env("VIGIL_OPERATOR_TOKENS").context("VIGIL_OPERATOR_TOKENS_FILE")?;
+    settings.operator_tokens = tokens_from_env("VIGIL_OPERATOR_TOKENS")
+        .context("VIGIL_OPERATOR_TOKENS_FILE")?
+        .iter()
+        .flat_map(|t| parse_operator_tokens(t.expose()))
+        .collect();
+    settings.console_key = tokens_from_env("VIGIL_CONSOLE_KEY")
+        .context("VIGIL_CONSOLE_KEY_FILE")?
+        .into_iter()
+        .next();
+    settings.console_session_ttl = args.console_session_ttl;
     settings.eventbridge_api_key = tokens_from_env("VIGIL_EVENTBRIDGE_API_KEY")
         .context("VIGIL_EVENTBRIDGE_API_KEY_FILE")?
         .into_iter()

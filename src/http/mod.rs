@@ -1,11 +1,12 @@
 //! The HTTP API (DESIGN §8): ingest endpoints for SNS, EventBridge, the trading bot and heartbeat
 //! beats; the operator API on incidents, on-call overrides and silences; health, readiness,
-//! metrics and reload. Handlers parse and check at the edge and hand domain values to the
+//! metrics and reload; the operators' console (`console`, HTML at `/`). Handlers parse and check at the edge and hand domain values to the
 //! incident service.
 
 mod ack_link;
 mod admin;
 pub(crate) mod auth;
+mod console;
 pub mod error;
 mod incidents;
 mod ingest;
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
+        .merge(console::routes(&state))
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -43,6 +43,8 @@ pub enum Origin {
     Slack,
     Pagerduty,
     EmailLink,
+    /// The operators' console (a signed-in person's session).
+    Web,
     /// Mirrored from the peer (the primary or its warm standby) over the peer feed.
     Peer,
 }
