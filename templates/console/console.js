@@ -18,6 +18,7 @@ function localTimes(root) {
 function live(tbody) {
   var url = tbody.getAttribute("data-live");
   var stopped = false;
+  var last = null;
   function poll() {
     if (stopped) { return; }
     fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
@@ -26,9 +27,9 @@ function live(tbody) {
         return r.text();
       })
       .then(function (html) {
-        if (html !== null && html !== undefined && html !== tbody.dataset.last) {
+        if (html !== null && html !== undefined && html !== last) {
           tbody.innerHTML = html;
-          tbody.dataset.last = html;
+          last = html;
           localTimes(tbody);
         }
       })
