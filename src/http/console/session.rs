@@ -73,8 +73,10 @@ impl Keys {
 
     /// A new session for `person`, and its cookie value.
     pub fn issue(&self, person: &str, now: DateTime<Utc>) -> (Session, String) {
-        let expires = now
-            + chrono::Duration::from_std(self.ttl).unwrap_or_else(|_| chrono::Duration::hours(12));
+        let ttl =
+            chrono::Duration::from_std(self.ttl).unwrap_or_else(|_| chrono::Duration::hours(12));
+        // Whole seconds, as the cookie carries it.
+        let expires = DateTime::from_timestamp((now + ttl).timestamp(), 0).unwrap_or(now);
         let nonce = B64.encode(rand::random::<[u8; 16]>());
         let payload = format!("{person}\n{}\n{nonce}", expires.timestamp());
         let sig = self.sign(&[b"session", payload.as_bytes()]);
