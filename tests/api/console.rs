@@ -352,7 +352,7 @@ async fn replicas_sharing_the_console_key_accept_each_others_sessions() {
 }
 
 #[tokio::test]
-async fn a_silence_from_the_console_keeps_the_next_matching_alert_quiet() {
+async fn a_silence_from_the_console_needs_a_comment_and_is_the_persons() {
     let app = spawn_console().await;
     let id = open_incident(&app, "Trading halted").await;
     let (_, session) = sign_in(&app, MEI_TOKEN, false).await;
@@ -364,42 +364,27 @@ async fn a_silence_from_the_console_keeps_the_next_matching_alert_quiet() {
         "{html}"
     );
     let csrf = csrf_of(&html);
-    let resp = post_form(
-        &app,
-        "/silences",
-        Some(&session),
-        &[
-            ("csrf", &csrf),
-            (
-                "matchers",
-                "service=\"trading-bot\"\nregion=\"ap-southeast-1\"",
-            ),
-            ("for", "2h"),
-            ("comment", ""),
-        ],
-    )
-    .await;
+    let silence = |comment: &'static str| {
+        let (app, session, csrf) = (&app, &session, &csrf);
+        async move {
+            let matchers = "service=\"trading-bot\"\nregion=\"ap-southeast-1\"";
+            let fields = [
+                ("csrf", csrf.as_str()),
+                ("matchers", matchers),
+                ("for", "2h"),
+                ("comment", comment),
+            ];
+            post_form(app, "/silences", Some(session), &fields)
+                .await
+                .status()
+        }
+    };
     assert_eq!(
-        resp.status(),
+        silence("").await,
         StatusCode::BAD_REQUEST,
         "the comment is required"
     );
-    let resp = post_form(
-        &app,
-        "/silences",
-        Some(&session),
-        &[
-            ("csrf", &csrf),
-            (
-                "matchers",
-                "service=\"trading-bot\"\nregion=\"ap-southeast-1\"",
-            ),
-            ("for", "2h"),
-            ("comment", "maintenance"),
-        ],
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(silence("maintenance").await, StatusCode::SEE_OTHER);
     let (_, list) = app.get("/v1/silences").await;
     let api: Vec<&Value> = list["silences"]
         .as_array()

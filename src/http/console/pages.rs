@@ -180,19 +180,28 @@ fn query_map(
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
+/// The filters of a request to the list, and the rows they select.
+async fn filtered(
+    s: &AppState,
+    c: &Console,
+    q: Result<Query<BTreeMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<(Filters, Vec<serde_json::Value>), Response> {
+    let f = query_map(q)
+        .and_then(|q| Filters::parse(&q))
+        .map_err(|e| c.error(&e, "/"))?;
+    let rows = open_rows(s, &f).await.map_err(|e| c.error(&e, "/"))?;
+    Ok((f, rows))
+}
+
 /// `GET /`: the open incidents, filtered, updating live.
 pub async fn home(
     State(s): State<AppState>,
     v: Viewer,
     q: Result<Query<BTreeMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Page {
-    let c = &v.console;
-    let f = query_map(q)
-        .and_then(|q| Filters::parse(&q))
-        .map_err(|e| c.error(&e, "/"))?;
-    let rows = open_rows(&s, &f).await.map_err(|e| c.error(&e, "/"))?;
+    let (f, rows) = filtered(&s, &v.console, q).await?;
     let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
-    Ok(c.render(
+    Ok(v.console.render(
         StatusCode::OK,
         "home.html",
         ctx(
@@ -215,12 +224,8 @@ pub async fn rows(
     v: Viewer,
     q: Result<Query<BTreeMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Page {
-    let c = &v.console;
-    let f = query_map(q)
-        .and_then(|q| Filters::parse(&q))
-        .map_err(|e| c.error(&e, "/"))?;
-    let rows = open_rows(&s, &f).await.map_err(|e| c.error(&e, "/"))?;
-    Ok(c.render(
+    let (_, rows) = filtered(&s, &v.console, q).await?;
+    Ok(v.console.render(
         StatusCode::OK,
         "rows.html",
         ctx(&v, "open", json!({ "rows": rows })),
