@@ -240,7 +240,7 @@ impl App {
         let worker = Arc::new(DeliveryWorker::new(
             store.clone(),
             policy.clone(),
-            notifiers,
+            notifiers.clone(),
             clock.clone(),
             metrics.clone(),
             settings.retry.clone(),
@@ -343,6 +343,7 @@ impl App {
             sns,
             recovery,
             peer: peer.clone(),
+            notifiers: notifiers.clone(),
         });
         let handle = AppHandle {
             service,

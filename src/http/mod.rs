@@ -54,6 +54,8 @@ pub struct Shared {
     pub recovery: Arc<crate::pipeline::RecoveryHealth>,
     /// The warm standby's follower, when this process has a peer.
     pub peer: Option<Arc<crate::pipeline::peer::Peer>>,
+    /// The channels as built for the running policy: the console shows which are unavailable.
+    pub notifiers: Arc<arc_swap::ArcSwap<crate::notify::Notifiers>>,
 }
 
 pub type AppState = Arc<Shared>;

@@ -455,3 +455,36 @@ async fn every_page_renders_and_an_override_from_the_console_changes_who_is_on_c
     let (_, html) = page(&app, "/oncall", &session).await;
     assert!(html.contains("(by mei)"), "{html}");
 }
+
+#[tokio::test]
+async fn health_shows_unavailable_channels_and_why_the_last_reload_was_refused() {
+    let app = spawn_console().await;
+    let (_, session) = sign_in(&app, MEI_TOKEN, false).await;
+    let session = session.unwrap();
+    let (status, html) = page(&app, "/health", &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("none since the start"), "{html}");
+    // The shipped policy's Slack channels have no token in the tests: unavailable, with why.
+    let channels = &html[html.find("id=\"channels\"").unwrap()..];
+    assert!(
+        channels.contains("slack-trading-alerts: <strong class=\"error\">unavailable"),
+        "{channels}"
+    );
+
+    std::fs::write(
+        app.config_dir.join("broken.yaml"),
+        "rules: [ {name: x, severity: nope} ]\n",
+    )
+    .unwrap();
+    let (status, _) = app.post_op("/v1/admin/reload", json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, html) = page(&app, "/health", &session).await;
+    assert!(
+        html.contains("(api): <strong class=\"error\">refused"),
+        "{html}"
+    );
+    assert!(
+        html.contains("broken.yaml"),
+        "the problems are listed: {html}"
+    );
+}

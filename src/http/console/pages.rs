@@ -657,6 +657,20 @@ pub async fn health(State(s): State<AppState>, v: Viewer) -> Page {
             "every": humantime::format_duration(hb.interval).to_string(),
         }));
     }
+    // Every channel of the policy, and why it cannot send (settings it lacks; never a secret).
+    let notifiers = s.notifiers.load();
+    let channels: Vec<_> = policy
+        .channels
+        .keys()
+        .map(|name| json!({ "name": name, "unavailable": notifiers.unavailable().get(name) }))
+        .collect();
+    let last_reload = s.policy.last_reload().map(|r| {
+        json!({
+            "at": local(policy.timezone, r.at),
+            "trigger": r.trigger,
+            "problems": r.problems,
+        })
+    });
     let gate = s.service.gate();
     let peer = s.peer.as_ref().map(|p| {
         let view = p.view();
@@ -687,6 +701,8 @@ pub async fn health(State(s): State<AppState>, v: Viewer) -> Page {
                 "paging": gate.is_open(),
                 "heartbeats": heartbeats,
                 "peer": peer,
+                "channels": channels,
+                "last_reload": last_reload,
             }),
         ),
     ))
