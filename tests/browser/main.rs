@@ -287,7 +287,9 @@ async fn silence_like_this(r: &Run) -> anyhow::Result<()> {
     let after = received_at(&r.slack, "/chat.postMessage").await.len();
     ensure!(after == before, "no new Slack page ({before} -> {after})");
     r.d.goto(r.url(&format!("/incidents/{id}"))).await?;
-    r.wait_text("#timeline", "Held back by").await
+    r.wait_text("#timeline", "Held back by").await?;
+    r.d.goto(r.url("/")).await?;
+    r.wait_text("#incidents", "held by").await
 }
 
 async fn override_changes_oncall(r: &Run) -> anyhow::Result<()> {

@@ -323,3 +323,45 @@ impl FromRequest<AppState> for Posted {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_carry_no_inline_script_style_or_handler() {
+        let inline_handler = regex::Regex::new(r"(?i)\son[a-z]+\s*=").unwrap();
+        for (name, text) in TEMPLATES
+            .into_iter()
+            .chain([("error.html", ERROR_TEMPLATE)])
+        {
+            assert!(
+                !inline_handler.is_match(text),
+                "{name}: an inline event handler"
+            );
+            assert!(!text.contains("style="), "{name}: an inline style");
+            assert!(!text.contains("javascript:"), "{name}: a javascript: URL");
+            for (at, _) in text.match_indices("<script") {
+                assert!(
+                    text[at..].starts_with("<script src=\"/static/"),
+                    "{name}: inline script"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_post_form_carries_the_csrf_field() {
+        for (name, text) in TEMPLATES {
+            for form in text.split("<form").skip(1) {
+                let form = &form[..form.find("</form>").unwrap_or(form.len())];
+                if form.contains("method=\"post\"") {
+                    assert!(
+                        form.contains("name=\"csrf\""),
+                        "{name}: a POST form without csrf"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -91,6 +91,10 @@ fn row(policy: &Policy, inc: &Incident, now: DateTime<Utc>) -> serde_json::Value
         }
         s
     };
+    let step = match (&inc.held_by, inc.status.is_open()) {
+        (Some(by), true) => format!("held by {by}; {step}"),
+        _ => step,
+    };
     let paged: BTreeSet<String> = inc
         .notified
         .iter()
