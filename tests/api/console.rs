@@ -303,7 +303,7 @@ async fn a_post_without_cookie_or_csrf_is_refused_and_a_good_one_acts_via_web() 
     let (_, html) = page(&app, &format!("/incidents/{id}"), &session).await;
     assert!(html.contains("Acknowledged by mei via web until"), "{html}");
 
-    // Signed out, the same cookie's browser has nothing left: the answer clears it.
+    // Signed out: the answer clears the cookie, and a copy of it is refused from now on.
     let resp = post_form(&app, "/sign-out", Some(&session), &[("csrf", &csrf)]).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert!(
@@ -311,6 +311,16 @@ async fn a_post_without_cookie_or_csrf_is_refused_and_a_good_one_acts_via_web() 
             .iter()
             .any(|c| c.starts_with("vigil_session=;") && c.contains("Max-Age=0"))
     );
+    assert_eq!(page(&app, "/", &session).await.0, StatusCode::SEE_OTHER);
+    let resp = post_form(
+        &app,
+        &format!("/incidents/{id}/resolve"),
+        Some(&session),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.incident(&id).await["status"], "acknowledged");
 }
 
 #[tokio::test]

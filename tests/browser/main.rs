@@ -337,6 +337,12 @@ async fn narrow_screen(r: &Run) -> anyhow::Result<()> {
 }
 
 async fn sign_out(r: &Run) -> anyhow::Result<()> {
+    let old =
+        r.d.get_all_cookies()
+            .await?
+            .into_iter()
+            .find(|c| c.name == "vigil_session")
+            .context("a session cookie while signed in")?;
     r.click("#sign-out").await?;
     r.wait_text("main h1", "vigil").await?;
     r.d.goto(r.url("/oncall")).await?;
@@ -346,6 +352,19 @@ async fn sign_out(r: &Run) -> anyhow::Result<()> {
     ensure!(
         cookies.iter().all(|c| c.name != "vigil_session"),
         "no session cookie left: {cookies:?}"
+    );
+    // A copy of the old cookie is refused too: the session ended, not just the cookie.
+    let copy = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .get(r.url("/"))
+        .header("cookie", format!("vigil_session={}", old.value))
+        .send()
+        .await?;
+    ensure!(
+        copy.status() == reqwest::StatusCode::SEE_OTHER,
+        "the old cookie still opens the console: {}",
+        copy.status()
     );
     Ok(())
 }

@@ -237,15 +237,25 @@ fn console(parts: &Parts) -> Arc<Console> {
         .expect("console routes carry the Console extension")
 }
 
-/// The session of a request, if its cookie is valid and its person still has an operator token.
-fn session_of(parts: &Parts, c: &Console, s: &AppState) -> Option<Session> {
-    let value = session::cookie(&parts.headers, session::COOKIE)?;
-    let session = c.keys.open(value, s.clock.now())?;
-    s.settings
-        .operator_tokens
-        .iter()
-        .any(|t| t.person.as_deref() == Some(session.person.as_str()))
-        .then_some(session)
+/// The session of a request, if its cookie is valid, it was not signed out, and its person
+/// still has an operator token. A store that cannot say whether it was signed out: 503.
+async fn session_of(parts: &Parts, c: &Console, s: &AppState) -> Result<Option<Session>, Response> {
+    let Some(session) = session::cookie(&parts.headers, session::COOKIE)
+        .and_then(|value| c.keys.open(value, s.clock.now()))
+        .filter(|session| {
+            s.settings
+                .operator_tokens
+                .iter()
+                .any(|t| t.person.as_deref() == Some(session.person.as_str()))
+        })
+    else {
+        return Ok(None);
+    };
+    match session::ended(s.service.store().as_ref(), &session).await {
+        Ok(false) => Ok(Some(session)),
+        Ok(true) => Ok(None),
+        Err(e) => Err(c.error(&ApiError::from(e), "/")),
+    }
 }
 
 /// A signed-in person viewing a page; without a session, a redirect to the sign-in page.
@@ -260,7 +270,7 @@ impl FromRequestParts<AppState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Response> {
         let c = console(parts);
-        match session_of(parts, &c, s) {
+        match session_of(parts, &c, s).await? {
             Some(session) => Ok(Viewer {
                 csrf: c.keys.csrf(&session),
                 session,
@@ -301,7 +311,7 @@ impl FromRequest<AppState> for Posted {
     async fn from_request(req: Request, s: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
         let c = console(&parts);
-        let Some(session) = session_of(&parts, &c, s) else {
+        let Some(session) = session_of(&parts, &c, s).await? else {
             let e = ApiError::unauthorized("not signed in (or the session has ended)");
             return Err(c.error(&e, "/sign-in"));
         };

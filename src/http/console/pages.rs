@@ -815,9 +815,12 @@ pub async fn sign_in(
     r
 }
 
-/// `POST /sign-out`: ends the session in this browser.
-pub async fn sign_out(headers: HeaderMap, form: Posted) -> Response {
+/// `POST /sign-out`: ends the session, on every replica, and clears its cookie.
+pub async fn sign_out(State(s): State<AppState>, headers: HeaderMap, form: Posted) -> Response {
     let c = &form.console;
+    if let Err(e) = session::end(s.service.store().as_ref(), &form.session, s.clock.now()).await {
+        return c.error(&ApiError::from(e), "/");
+    }
     tracing::info!(person = %form.session.person, "Console sign-out.");
     let mut r = see_other("/sign-in");
     let cookie = c

@@ -5,8 +5,10 @@
 //!   the MAC an HMAC-SHA256 under the console key (`VIGIL_CONSOLE_KEY`, shared by replicas so each
 //!   accepts the others' sessions). HttpOnly, `SameSite=Strict`, `Path=/`, `Max-Age` the session's
 //!   lifetime, and `Secure` when the page was asked for over HTTPS ([`Keys::secure`]). Nothing is
-//!   stored server-side: sign-out clears the cookie, and a session ends at its expiry, when the
-//!   key changes, or when its person no longer has an operator token.
+//!   stored server-side but sign-outs: sign-out clears the cookie and records the session as
+//!   ended in the store ([`SIGNED_OUT`], so a copy of the cookie is refused on every replica);
+//!   a session also ends at its expiry, when the key changes, or when its person no longer has
+//!   an operator token.
 //! - **CSRF** token of a session = `base64url(HMAC(key, "csrf\n" nonce))`: forms carry it in a
 //!   `csrf` field, and a POST whose field does not match its cookie's session is refused (403).
 //!   The sign-in form has no session yet: it carries a signed random value that must equal the
@@ -162,6 +164,43 @@ impl Keys {
             if secure { "; Secure" } else { "" }
         )
     }
+}
+
+/// The store records of sessions signed out before their expiry: `id` the session's nonce,
+/// value its expiry (Unix seconds). Shared by replicas, so a sign-out ends the session on all.
+pub const SIGNED_OUT: &str = "console_signout";
+
+/// Ends `session` everywhere: a copy of its cookie is refused from now on. Signed-out records
+/// whose sessions have expired anyway are deleted here (there are at most as many as sign-outs
+/// within one session lifetime).
+pub async fn end(
+    store: &dyn crate::store::Store,
+    session: &Session,
+    now: DateTime<Utc>,
+) -> Result<(), crate::store::StoreError> {
+    let expiry = session.expires.timestamp().to_string().into_bytes();
+    store.put_record(SIGNED_OUT, &session.nonce, expiry).await?;
+    for (id, value) in store.records(SIGNED_OUT).await? {
+        let expired = std::str::from_utf8(&value)
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_none_or(|t| t <= now.timestamp());
+        if expired {
+            store.delete_record(SIGNED_OUT, &id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `session` was signed out.
+pub async fn ended(
+    store: &dyn crate::store::Store,
+    session: &Session,
+) -> Result<bool, crate::store::StoreError> {
+    Ok(store
+        .get_record(SIGNED_OUT, &session.nonce)
+        .await?
+        .is_some())
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
