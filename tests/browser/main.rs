@@ -369,7 +369,29 @@ async fn sign_out(r: &Run) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The steps, in order (each needs the ones before it).
+const STEPS: [&str; 7] = [
+    "sign_in",
+    "incident_appears_live",
+    "acknowledge",
+    "silence_like_this",
+    "override_changes_oncall",
+    "narrow_screen",
+    "sign_out",
+];
+
 fn main() {
+    // Like libtest: a filter argument (`cargo test -- channels::`) that names neither this binary
+    // nor one of its steps skips the browser, so targeted runs stay fast.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if let Some(f) = filter
+        && !"browser".contains(f.as_str())
+        && !STEPS.iter().any(|s| s.contains(f.as_str()))
+    {
+        println!("browser tests filtered out by {f:?}");
+        println!("0 passed, 0 failed");
+        return;
+    }
     if std::process::Command::new("chromedriver")
         .arg("--version")
         .output()
