@@ -71,9 +71,10 @@ enum Command {
 #[derive(clap::Args)]
 #[command(
     after_help = "Secrets, read only from the environment (or from the file named by <NAME>_FILE):\n  \
-VIGIL_INGEST_TOKENS, VIGIL_OPERATOR_TOKENS, VIGIL_EVENTBRIDGE_API_KEY, VIGIL_SLACK_SIGNING_SECRET,\n  \
+VIGIL_INGEST_TOKENS, VIGIL_OPERATOR_TOKENS (person:token ties a token to a person of routing/),\n  \
+VIGIL_EVENTBRIDGE_API_KEY, VIGIL_SLACK_SIGNING_SECRET,\n  \
 VIGIL_PAGERDUTY_WEBHOOK_SECRETS, VIGIL_ACK_LINK_SECRET, VIGIL_SMTP_USERNAME, VIGIL_SMTP_PASSWORD,\n  \
-VIGIL_PEER_TOKENS,\n  \
+VIGIL_PEER_TOKENS, VIGIL_CONSOLE_KEY,\n  \
 and the variables routing/ channels name (routing_key_env, token_env)."
 )]
 struct ServeArgs {
