@@ -300,7 +300,9 @@ async fn override_changes_oncall(r: &Run) -> anyhow::Result<()> {
     );
     r.click("header a[href='/oncall']").await?;
     r.wait_text("#schedules", "Mei Tan").await?;
-    r.wait_text("#schedules", "Raj Kumar from").await?;
+    // Mei's week runs to Monday 09:00 in the policy's zone (Singapore), then Raj's.
+    r.wait_text("#schedules", "Raj Kumar from Mon 23 Nov 09:00 +08")
+        .await?;
     r.click("#o-person option[value='raj']").await?;
     let f = r.d.find(By::Id("o-for")).await?;
     f.clear().await?;

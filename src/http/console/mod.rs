@@ -309,13 +309,12 @@ impl FromRequest<AppState> for Posted {
     type Rejection = Response;
 
     async fn from_request(req: Request, s: &AppState) -> Result<Self, Response> {
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let c = console(&parts);
         let Some(session) = session_of(&parts, &c, s).await? else {
             let e = ApiError::unauthorized("not signed in (or the session has ended)");
             return Err(c.error(&e, "/sign-in"));
         };
-        let _ = &mut parts;
         let req = Request::from_parts(parts, body);
         let body = Bytes::from_request(req, s)
             .await

@@ -521,10 +521,8 @@ async fn next_turn(
         .collect();
     let who = |at: DateTime<Utc>| {
         policy
-            .schedule_report(at, &extra)
-            .into_iter()
-            .find(|e| e.schedule == schedule)
-            .and_then(|e| e.person)
+            .decide(schedule, at, &extra)
+            .map(|(person, _)| person)
     };
     let current = who(now);
     let mut before = now;
