@@ -54,7 +54,8 @@ fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
-/// `a` in the policy's zone, as `10:40 SGT` (and the full UTC time for the local-time script).
+/// `t` in the policy's zone (`Fri 20 Nov 10:40 +08`), in UTC, and as RFC 3339 for the
+/// local-time script.
 fn local(policy_tz: Tz, t: DateTime<Utc>) -> serde_json::Value {
     json!({
         "zoned": t.with_timezone(&policy_tz).format("%a %d %b %H:%M %Z").to_string(),
