@@ -440,7 +440,7 @@ fn settings(config_dir: PathBuf, data_dir: PathBuf, redis: Option<(&str, &str)>)
     let mut s = Settings::new(config_dir, data_dir);
     s.templates_dir = repo().join("templates");
     s.ingest_tokens = vec![Secret::new(TOKEN)];
-    s.operator_tokens = vec![Secret::new("bench-operator-token")];
+    s.operator_tokens = vec![Secret::new("bench-operator-token").into()];
     s.watch_config = false;
     s.shutdown_timeout = Duration::from_secs(5);
     if let Some((url, prefix)) = redis {

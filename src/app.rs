@@ -39,6 +39,12 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// `VIGIL_OPERATOR_TOKENS` ties a token to a person `routing/` does not name: refused at
+    /// start, so a typo cannot attribute acknowledgements to nobody.
+    #[error(
+        "VIGIL_OPERATOR_TOKENS names {0:?}, who is not in routing/'s people (person:token pairs need a person id)"
+    )]
+    UnknownPerson(String),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
     #[error("server stopped: {0}")]
@@ -177,6 +183,14 @@ impl App {
             text: format_errors(&errors),
             errors,
         })?;
+        if let Some(who) = settings
+            .operator_tokens
+            .iter()
+            .filter_map(|t| t.person.as_deref())
+            .find(|p| !policy.current().people.contains_key(*p))
+        {
+            return Err(AppError::UnknownPerson(who.to_owned()));
+        }
         let policy = Arc::new(policy);
         let http_client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -236,7 +250,7 @@ impl App {
         let worker = Arc::new(DeliveryWorker::new(
             store.clone(),
             policy.clone(),
-            notifiers,
+            notifiers.clone(),
             clock.clone(),
             metrics.clone(),
             settings.retry.clone(),
@@ -357,6 +371,7 @@ impl App {
             sns,
             recovery,
             peer: peer.clone(),
+            notifiers: notifiers.clone(),
         });
         let handle = AppHandle {
             service,

@@ -2,7 +2,8 @@
 //!
 //! Layout, top to bottom (a module imports only those below it):
 //! - `app`      — wiring and graceful shutdown; `main` the CLI
-//! - `http`     — the API, thin handlers: ingest, incidents, operations, peer, health, metrics
+//! - `http`     — the API, thin handlers: ingest, incidents, operations, peer, health, metrics;
+//!   the operators' console (HTML pages at `/` over the same calls)
 //! - `pipeline` — the read → decide → commit loop (`IncidentService`), the scheduler, heartbeats,
 //!   the operator records (`extras`), retention, the paging gate, and the ways in that are not a
 //!   request (the shared SNS path, reconciliation, dead letters, the watchdog, the peer)

@@ -12,7 +12,7 @@ use vigil::app::App;
 use vigil::clock::SystemClock;
 use vigil::config::reload::load_all;
 use vigil::config::{format_errors, load_dir};
-use vigil::settings::{RedisSettings, Secret, Settings, tokens_from_env};
+use vigil::settings::{RedisSettings, Secret, Settings, parse_operator_tokens, tokens_from_env};
 
 /// mimalloc instead of glibc's malloc: profiles of the ingest path spent about an eighth of all
 /// CPU in glibc's malloc and free (BENCHMARKS.md).
@@ -102,9 +102,10 @@ enum Command {
 #[derive(clap::Args)]
 #[command(
     after_help = "Secrets, read only from the environment (or from the file named by <NAME>_FILE):\n  \
-VIGIL_INGEST_TOKENS, VIGIL_OPERATOR_TOKENS, VIGIL_EVENTBRIDGE_API_KEY, VIGIL_SLACK_SIGNING_SECRET,\n  \
+VIGIL_INGEST_TOKENS, VIGIL_OPERATOR_TOKENS (person:token ties a token to a person of routing/),\n  \
+VIGIL_EVENTBRIDGE_API_KEY, VIGIL_SLACK_SIGNING_SECRET,\n  \
 VIGIL_PAGERDUTY_WEBHOOK_SECRETS, VIGIL_ACK_LINK_SECRET, VIGIL_SMTP_USERNAME, VIGIL_SMTP_PASSWORD,\n  \
-VIGIL_PEER_TOKENS,\n  \
+VIGIL_PEER_TOKENS, VIGIL_CONSOLE_KEY,\n  \
 and the variables routing/ channels name (routing_key_env, token_env)."
 )]
 struct ServeArgs {
@@ -117,6 +118,9 @@ struct ServeArgs {
     /// How long a signed acknowledge link stays valid (its secret is VIGIL_ACK_LINK_SECRET).
     #[arg(long, env = "VIGIL_ACK_LINK_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     ack_link_ttl: Duration,
+    /// How long a console session lasts after sign-in (its key is VIGIL_CONSOLE_KEY).
+    #[arg(long, env = "VIGIL_CONSOLE_SESSION_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
+    console_session_ttl: Duration,
     /// Address to listen on: every endpoint, or with --public-listen all but the public ones
     /// (the operator API, the console, the bot's events, the peer API, /metrics and the probes).
     #[arg(long, env = "VIGIL_LISTEN", default_value = "127.0.0.1:8080")]
@@ -382,7 +386,9 @@ fn operator_token() -> anyhow::Result<String> {
         .next()
         .or(tokens_from_env("VIGIL_OPERATOR_TOKENS")
             .context("VIGIL_OPERATOR_TOKENS_FILE")?
-            .into_iter()
+            .iter()
+            .flat_map(|t| parse_operator_tokens(t.expose()))
+            .map(|t| t.secret)
             .next())
         .context("set VIGIL_OPERATOR_TOKEN to an operator token")?
         .expose()
@@ -461,8 +467,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     settings.public_url = args.public_url;
     settings.ingest_tokens =
         tokens_from_env("VIGIL_INGEST_TOKENS").context("VIGIL_INGEST_TOKENS_FILE")?;
-    settings.operator_tokens =
-        tokens_from_env("VIGIL_OPERATOR_TOKENS").context("VIGIL_OPERATOR_TOKENS_FILE")?;
+    settings.operator_tokens = tokens_from_env("VIGIL_OPERATOR_TOKENS")
+        .context("VIGIL_OPERATOR_TOKENS_FILE")?
+        .iter()
+        .flat_map(|t| parse_operator_tokens(t.expose()))
+        .collect();
+    settings.console_key = tokens_from_env("VIGIL_CONSOLE_KEY")
+        .context("VIGIL_CONSOLE_KEY_FILE")?
+        .into_iter()
+        .next();
+    settings.console_session_ttl = args.console_session_ttl;
     settings.eventbridge_api_key = tokens_from_env("VIGIL_EVENTBRIDGE_API_KEY")
         .context("VIGIL_EVENTBRIDGE_API_KEY_FILE")?
         .into_iter()

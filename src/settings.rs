@@ -33,8 +33,15 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Tokens that may only post events (`/v1/events`, heartbeats).
     pub ingest_tokens: Vec<Secret>,
-    /// Tokens that may read and act on incidents (and post events).
-    pub operator_tokens: Vec<Secret>,
+    /// Tokens that may read and act on incidents (and post events), each tied to a person or not
+    /// (`VIGIL_OPERATOR_TOKENS`, [`parse_operator_tokens`]).
+    pub operator_tokens: Vec<OperatorToken>,
+    /// Signs console session cookies and CSRF tokens (`VIGIL_CONSOLE_KEY`); replicas share it so
+    /// each accepts the others' sessions. `None`: a random key per process (sessions end at a
+    /// restart and are not accepted by another replica).
+    pub console_key: Option<Secret>,
+    /// How long a console session lasts after sign-in (`VIGIL_CONSOLE_SESSION_TTL`).
+    pub console_session_ttl: Duration,
     /// The API key EventBridge API destinations send in `x-api-key`.
     pub eventbridge_api_key: Option<Secret>,
     /// Verifies Slack interaction requests (`VIGIL_SLACK_SIGNING_SECRET`).
@@ -109,6 +116,8 @@ impl Settings {
             public_url: None,
             ingest_tokens: Vec::new(),
             operator_tokens: Vec::new(),
+            console_key: None,
+            console_session_ttl: Duration::from_secs(12 * 3600),
             eventbridge_api_key: None,
             slack_signing_secret: None,
             pagerduty_webhook_secrets: Vec::new(),
@@ -160,6 +169,43 @@ pub fn parse_tokens(list: &str) -> Vec<Secret> {
         .collect()
 }
 
+/// An operator token, and the person (an id in `routing/`'s `people`) it belongs to, if any.
+/// A person's token attributes what it does to that person (the API's acks and resolves, the
+/// console's sign-in); an unnamed token acts as an anonymous operator and cannot sign in to the
+/// console.
+#[derive(Debug, Clone)]
+pub struct OperatorToken {
+    pub person: Option<String>,
+    pub secret: Secret,
+}
+
+impl From<Secret> for OperatorToken {
+    fn from(secret: Secret) -> Self {
+        Self {
+            person: None,
+            secret,
+        }
+    }
+}
+
+/// Splits a comma-separated operator token list: `person:token` ties a token to a person, a
+/// plain `token` is unnamed. A token can therefore not contain `:` itself unless it is named
+/// (`mei:a:b` is `mei`'s token `a:b`).
+pub fn parse_operator_tokens(list: &str) -> Vec<OperatorToken> {
+    parse_tokens(list)
+        .into_iter()
+        .map(|t| match t.expose().split_once(':') {
+            Some((person, token)) if !person.trim().is_empty() && !token.trim().is_empty() => {
+                OperatorToken {
+                    person: Some(person.trim().to_owned()),
+                    secret: Secret::new(token.trim()),
+                }
+            }
+            _ => t.into(),
+        })
+        .collect()
+}
+
 /// Reads secrets from the variable `name`, or from the file named by `name_FILE`.
 pub fn tokens_from_env(name: &str) -> std::io::Result<Vec<Secret>> {
     if let Ok(v) = std::env::var(name) {
@@ -184,5 +230,16 @@ mod tests {
         assert!(!s.matches("hunter"));
         assert!(!s.matches("hunter22"));
         assert_eq!(parse_tokens(" a, ,b ").len(), 2);
+    }
+
+    #[test]
+    fn operator_tokens_name_their_person_before_a_colon() {
+        let t = parse_operator_tokens("mei:tok-1, plain ,raj: a:b ,:x");
+        let people: Vec<_> = t.iter().map(|t| t.person.as_deref()).collect();
+        assert_eq!(people, [Some("mei"), None, Some("raj"), None]);
+        assert!(t[0].secret.matches("tok-1"));
+        assert!(t[1].secret.matches("plain"));
+        assert!(t[2].secret.matches("a:b"));
+        assert!(t[3].secret.matches(":x"));
     }
 }

@@ -105,7 +105,7 @@ pub use policy::{
     CompiledRule, DEFAULT_STORM_BOUND, EscalationPolicy, Layer, Override, Person, Policy,
     Reconcile, Rotation, Schedule, SeverityPolicy, Step, StormPolicy, Target,
 };
-pub use reload::{PolicyHandle, ReloadOutcome};
+pub use reload::{LastReload, PolicyHandle, ReloadOutcome};
 pub use suppress::{
     InhibitRule, MAX_API_SILENCE_REGEXES, MAX_API_SILENCES, MAX_SILENCE_MATCHERS, Silence,
     SilenceError, SilenceSpec,

@@ -48,6 +48,19 @@ pub struct PolicyHandle {
     metrics: Arc<Metrics>,
     /// Called with each newly swapped-in policy (rebuilds notifiers).
     on_swap: std::sync::Mutex<Vec<SwapHook>>,
+    /// The last reload's result, for the console's health page; `None` before the first.
+    last: std::sync::Mutex<Option<LastReload>>,
+}
+
+/// What the last reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastReload {
+    /// When it ran (wall time, for people to read).
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// What asked for it (`api`, `file change`, `SIGHUP`).
+    pub trigger: String,
+    /// Why the policy was refused; empty when it was taken (or unchanged).
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +86,7 @@ impl PolicyHandle {
             reloading: tokio::sync::Mutex::new(()),
             metrics,
             on_swap: std::sync::Mutex::new(Vec::new()),
+            last: std::sync::Mutex::new(None),
         })
     }
 
@@ -86,6 +100,19 @@ impl PolicyHandle {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What the last reload did, if there was one since the start.
+    pub fn last_reload(&self) -> Option<LastReload> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn record(&self, trigger: &str, problems: Vec<String>) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastReload {
+            at: chrono::Utc::now(),
+            trigger: trigger.to_owned(),
+            problems,
+        });
     }
 
     pub fn on_swap(&self, f: impl Fn(&Arc<Policy>) + Send + Sync + 'static) {
@@ -122,6 +149,7 @@ impl PolicyHandle {
                     "Policy reload refused; the running policy stays.\n{}",
                     format_errors(&errors)
                 );
+                self.record(trigger, errors.iter().map(|e| e.to_string()).collect());
                 Err(errors)
             }
             Ok((policy, templates)) => {
@@ -129,6 +157,7 @@ impl PolicyHandle {
                 // Templates are cheap to swap and have no digest: always take the new ones.
                 self.templates.store(Arc::new(templates));
                 let digest = policy.digest.clone();
+                self.record(trigger, Vec::new());
                 if digest == self.current.load().digest {
                     return Ok(ReloadOutcome::Unchanged { digest });
                 }

@@ -94,7 +94,8 @@ impl Templates {
         };
         for sub in subdirs.flatten() {
             let sub_path = sub.path();
-            if !sub_path.is_dir() {
+            // `console/` holds the console's pages, built into the binary (`http::console`).
+            if !sub_path.is_dir() || sub.file_name() == "console" {
                 continue;
             }
             let Ok(files) = std::fs::read_dir(&sub_path) else {

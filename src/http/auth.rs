@@ -18,12 +18,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::settings::Secret;
+use crate::settings::{OperatorToken, Secret};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     Ingest,
-    Operator,
+    /// An operator token, and the person it belongs to (`person:token`), if any.
+    Operator(Option<String>),
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -44,26 +45,31 @@ fn any_matches(tokens: &[Secret], candidate: &str) -> bool {
         .fold(false, |hit, t| t.matches(candidate) | hit)
 }
 
-pub fn role(headers: &HeaderMap, ingest: &[Secret], operator: &[Secret]) -> Result<Role, ApiError> {
+/// The operator token `candidate` is, if any. Every token is compared, so timing does not
+/// reveal which one matched.
+pub fn operator_token<'a>(
+    tokens: &'a [OperatorToken],
+    candidate: &str,
+) -> Option<&'a OperatorToken> {
+    tokens.iter().fold(None, |hit, t| {
+        let this = t.secret.matches(candidate);
+        hit.or(this.then_some(t))
+    })
+}
+
+pub fn role(
+    headers: &HeaderMap,
+    ingest: &[Secret],
+    operator: &[OperatorToken],
+) -> Result<Role, ApiError> {
     let token = bearer(headers)
         .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer …)"))?;
-    if any_matches(operator, token) {
-        Ok(Role::Operator)
+    if let Some(t) = operator_token(operator, token) {
+        Ok(Role::Operator(t.person.clone()))
     } else if any_matches(ingest, token) {
         Ok(Role::Ingest)
     } else {
         Err(ApiError::unauthorized("invalid token"))
-    }
-}
-
-pub fn require_operator(
-    headers: &HeaderMap,
-    ingest: &[Secret],
-    operator: &[Secret],
-) -> Result<(), ApiError> {
-    match role(headers, ingest, operator)? {
-        Role::Operator => Ok(()),
-        Role::Ingest => Err(ApiError::forbidden("ingest tokens may only post events")),
     }
 }
 
@@ -88,19 +94,23 @@ impl FromRequestParts<AppState> for Token {
     }
 }
 
-/// An operator token.
-pub struct Operator;
+/// An operator token, with the person it belongs to (`None` for an unnamed token).
+pub struct Operator {
+    pub person: Option<String>,
+}
 
 impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        require_operator(
+        match role(
             &parts.headers,
             &s.settings.ingest_tokens,
             &s.settings.operator_tokens,
-        )
-        .map(|()| Operator)
+        )? {
+            Role::Operator(person) => Ok(Operator { person }),
+            Role::Ingest => Err(ApiError::forbidden("ingest tokens may only post events")),
+        }
     }
 }
 

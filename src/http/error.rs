@@ -15,7 +15,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
-    pub extra: Option<serde_json::Value>,
+    /// Boxed: a `Value` is large (larger still with serde_json's `preserve_order`, which a
+    /// test dependency turns on), and every handler returns `Result<_, ApiError>`.
+    pub extra: Option<Box<serde_json::Value>>,
     /// Sent as `Retry-After` (with a 503).
     pub retry_after: Option<axum::http::HeaderValue>,
 }
@@ -52,7 +54,7 @@ impl ApiError {
     }
 
     pub fn with(mut self, extra: serde_json::Value) -> Self {
-        self.extra = Some(extra);
+        self.extra = Some(Box::new(extra));
         self
     }
 

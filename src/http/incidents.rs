@@ -13,7 +13,7 @@ use super::auth::Operator;
 use super::error::ApiError;
 use crate::domain::IncidentId;
 use crate::incident::transition::AckResult;
-use crate::incident::{Actor, IncidentStatus, Origin};
+use crate::incident::{Actor, Incident, IncidentStatus, Origin, TimelineEntry};
 use crate::pipeline::operator::Listing;
 
 #[derive(Debug, Deserialize)]
@@ -30,7 +30,18 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let which = match q.status.as_deref() {
+    let incidents = query_incidents(&s, q.status.as_deref(), limit).await?;
+    Ok(Json(json!({ "incidents": incidents })))
+}
+
+/// Up to `limit` incidents, newest first, by status: `open` (triggered and acknowledged),
+/// `triggered`, `acknowledged`, `resolved`, or `all` / `None`. The API's list and the console's.
+pub(super) async fn query_incidents(
+    s: &AppState,
+    status: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Incident>, ApiError> {
+    let which = match status {
         None | Some("all") => Listing::All,
         Some("open") => Listing::Open,
         Some("triggered") => Listing::Only(IncidentStatus::Triggered),
@@ -42,11 +53,10 @@ pub async fn list(
             )));
         }
     };
-    let incidents = s.service.list(which, limit).await?;
-    Ok(Json(json!({ "incidents": incidents })))
+    Ok(s.service.list(which, limit).await?)
 }
 
-fn parse_id(raw: &str) -> Result<IncidentId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<IncidentId, ApiError> {
     IncidentId::parse(raw).map_err(|e| ApiError::bad_request(format!("{raw:?}: {e}")))
 }
 
@@ -55,12 +65,7 @@ pub async fn show(
     _op: Operator,
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = parse_id(&raw)?;
-    let (inc, timeline) = s
-        .service
-        .incident_with_timeline(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no incident with that id"))?;
+    let (inc, timeline) = load(&s, parse_id(&raw)?).await?;
     let mut body = serde_json::to_value(&inc).unwrap_or_default();
     if let Some(obj) = body.as_object_mut() {
         obj.insert(
@@ -69,6 +74,17 @@ pub async fn show(
         );
     }
     Ok(Json(body))
+}
+
+/// One incident and its timeline (404 when there is no such incident).
+pub(super) async fn load(
+    s: &AppState,
+    id: IncidentId,
+) -> Result<(Incident, Vec<TimelineEntry>), ApiError> {
+    s.service
+        .incident_with_timeline(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no incident with that id"))
 }
 
 /// Optional body of ack and resolve.
@@ -101,23 +117,43 @@ fn parse_act(body: Result<Bytes, BytesRejection>) -> Result<ActBody, ApiError> {
     Ok(parsed)
 }
 
-fn actor(parsed: &ActBody) -> Actor {
+/// Who acts: the person a named token belongs to (the body's `by` cannot speak for someone
+/// else), else the body's `by`, else "api".
+fn actor(op: &Operator, parsed: &ActBody) -> Actor {
     Actor {
-        who: parsed.by.clone().unwrap_or_else(|| "api".into()),
+        who: op
+            .person
+            .clone()
+            .or_else(|| parsed.by.clone())
+            .unwrap_or_else(|| "api".into()),
         origin: Origin::Api,
     }
 }
 
 pub async fn ack(
     State(s): State<AppState>,
-    _op: Operator,
+    op: Operator,
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&raw)?;
     let parsed = parse_act(body)?;
+    let (changed, inc) =
+        acknowledge(&s, id, actor(&op, &parsed), parsed.until, parsed.for_).await?;
+    Ok(Json(json!({ "incident": inc, "changed": changed })))
+}
+
+/// Acknowledges `id`, until an instant or for a while (one of them, in the future) or for good.
+/// Whether it changed anything (a second ack does not); 409 for a resolved incident.
+pub(super) async fn acknowledge(
+    s: &AppState,
+    id: IncidentId,
+    actor: Actor,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    for_: Option<std::time::Duration>,
+) -> Result<(bool, Incident), ApiError> {
     let now = s.clock.now();
-    let until = match (parsed.until, parsed.for_) {
+    let until = match (until, for_) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("give either until or for, not both"));
         }
@@ -134,23 +170,22 @@ pub async fn ack(
     if until.is_some_and(|t| t <= now) {
         return Err(ApiError::bad_request("until: must be in the future"));
     }
-    let (result, inc) = s.service.acknowledge(id, actor(&parsed), until).await?;
+    let (result, inc) = s.service.acknowledge(id, actor, until).await?;
     match result {
         AckResult::AlreadyResolved => Err(ApiError::new(
             StatusCode::CONFLICT,
             "already_resolved",
             "the incident is already resolved",
         )),
-        AckResult::Acknowledged | AckResult::AlreadyAcknowledged => Ok(Json(json!({
-            "incident": inc,
-            "changed": result == AckResult::Acknowledged,
-        }))),
+        AckResult::Acknowledged | AckResult::AlreadyAcknowledged => {
+            Ok((result == AckResult::Acknowledged, inc))
+        }
     }
 }
 
 pub async fn resolve(
     State(s): State<AppState>,
-    _op: Operator,
+    op: Operator,
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -159,7 +194,7 @@ pub async fn resolve(
     if parsed.until.is_some() || parsed.for_.is_some() {
         return Err(ApiError::bad_request("until/for apply to ack only"));
     }
-    let inc = s.service.resolve(id, actor(&parsed)).await?;
+    let inc = s.service.resolve(id, actor(&op, &parsed)).await?;
     Ok(Json(json!({ "incident": inc, "changed": true })))
 }
 

@@ -1,11 +1,12 @@
 //! The HTTP API (DESIGN §8): ingest endpoints for SNS, EventBridge, the trading bot and heartbeat
 //! beats; the operator API on incidents, on-call overrides and silences; health, readiness,
-//! metrics and reload. Handlers parse and check at the edge and hand domain values to the
-//! incident service.
+//! metrics and reload; the operators' console (`console`, HTML at `/`). Handlers parse and check
+//! at the edge and hand domain values to the incident service.
 
 mod ack_link;
 mod admin;
 pub(crate) mod auth;
+mod console;
 pub mod error;
 mod incidents;
 mod ingest;
@@ -53,13 +54,16 @@ pub struct Shared {
     pub recovery: Arc<crate::pipeline::RecoveryHealth>,
     /// The warm standby's follower, when this process has a peer.
     pub peer: Option<Arc<crate::pipeline::peer::Peer>>,
+    /// The channels as built for the running policy: the console shows which are unavailable.
+    pub notifiers: Arc<arc_swap::ArcSwap<crate::notify::Notifiers>>,
 }
 
 pub type AppState = Arc<Shared>;
 
 /// Every endpoint on one listener: the default, and the README's one-command run.
 pub fn router(state: AppState) -> Router {
-    finish(public_routes().merge(private_routes()), state)
+    let private = private_routes(&state);
+    finish(public_routes().merge(private), state)
 }
 
 /// The endpoints outsiders must reach (`--public-listen`): what AWS, Slack and PagerDuty post
@@ -73,9 +77,11 @@ pub fn public_router(state: AppState) -> Router {
 }
 
 /// The endpoints that stay inside (`--listen` when `--public-listen` is set): the trading bot's
-/// events and heartbeats, the operator API, the peer API, reload, the probes and `/metrics`.
+/// events and heartbeats, the operator API, the console, the peer API, reload, the probes and
+/// `/metrics`.
 pub fn private_router(state: AppState) -> Router {
-    finish(private_routes(), state)
+    let private = private_routes(&state);
+    finish(private, state)
 }
 
 /// See [`public_router`].
@@ -92,7 +98,7 @@ fn public_routes() -> Router<AppState> {
 }
 
 /// See [`private_router`].
-fn private_routes() -> Router<AppState> {
+fn private_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/events", post(ingest::events))
         .route("/v1/incidents", get(incidents::list))
@@ -119,6 +125,7 @@ fn private_routes() -> Router<AppState> {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
+        .merge(console::routes(state))
 }
 
 /// What every listener shares: the 404 and 405 answers, the body limit and timeout, and the

@@ -6,6 +6,8 @@
 //! Bodies are JSON objects read field by field, so every 400 names the field at fault; unknown
 //! fields are refused.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -107,7 +109,7 @@ const OVERRIDE_FIELDS: [&str; 5] = ["schedule", "person", "start", "end", "autho
 /// `POST /v1/overrides`: `{schedule, person, start?, end, author?}`; `start` defaults to now.
 pub async fn create_override(
     State(s): State<AppState>,
-    _op: Operator,
+    op: Operator,
     body: Result<Bytes, BytesRejection>,
 ) -> JsonResult {
     let now = s.clock.now();
@@ -116,7 +118,7 @@ pub async fn create_override(
     let person: String = f.required("person")?;
     let start = f.optional_time("start")?.unwrap_or(now);
     let end = f.required_time("end")?;
-    let author: Option<String> = f.optional("author")?;
+    let author: Option<String> = f.optional::<String>("author")?.or(op.person);
     f.finish(&OVERRIDE_FIELDS)?;
     if let Some(a) = &author {
         check_author(a)?;
@@ -128,9 +130,19 @@ pub async fn create_override(
         end,
         author,
     };
+    let id = add_override(&s, &o).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "override": o })),
+    ))
+}
+
+/// Checks an override as the policy checks its own and keeps it as an operator record: its id.
+pub(super) async fn add_override(s: &AppState, o: &Override) -> Result<String, ApiError> {
+    let now = s.clock.now();
     s.policy
         .current()
-        .check_override(&o)
+        .check_override(o)
         .map_err(ApiError::bad_request)?;
     if o.end <= now {
         return Err(ApiError::bad_request(format!(
@@ -139,25 +151,28 @@ pub async fn create_override(
         )));
     }
     let id = new_id(now);
-    s.service.create_override(&id, &o).await?;
+    s.service.create_override(&id, o).await?;
     tracing::info!(override.id = %id, schedule = %o.schedule, person = %o.person, start = %o.start, end = %o.end, "On-call override created.");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "id": id, "override": o })),
-    ))
+    Ok(id)
 }
 
 /// `GET /v1/overrides`: API overrides that have not ended, oldest start first.
 pub async fn list_overrides(State(s): State<AppState>, _op: Operator) -> JsonResult {
     let now = s.clock.now();
-    let list: Vec<Value> = s
-        .service
-        .overrides(now)
+    let list: Vec<Value> = overrides(&s, now)
         .await?
         .into_iter()
         .map(|(id, o)| json!({ "id": id, "active": o.covers(now), "override": o }))
         .collect();
     Ok((StatusCode::OK, Json(json!({ "overrides": list }))))
+}
+
+/// The API overrides that have not ended by `at`, with their ids, oldest start first.
+pub(super) async fn overrides(
+    s: &AppState,
+    at: DateTime<Utc>,
+) -> Result<Vec<(String, Override)>, ApiError> {
+    Ok(s.service.overrides(at).await?)
 }
 
 /// `DELETE /v1/overrides/{id}`.
@@ -195,19 +210,25 @@ pub async fn oncall(
         Some(raw) => parse_time("at", &raw)?,
         None => s.clock.now(),
     };
-    // Overrides not ended by `at`: a past `at` still sees those that have ended since.
-    let extra: Vec<Override> = s
-        .service
-        .overrides(at)
-        .await?
-        .into_iter()
-        .map(|(_, o)| o)
-        .collect();
-    let schedules = s.policy.current().schedule_report(at, &extra);
+    let schedules = oncall_at(&s, at).await?;
     Ok((
         StatusCode::OK,
         Json(json!({ "at": rfc3339(at), "schedules": schedules })),
     ))
+}
+
+/// Who is on call on each schedule at `at`, API overrides included.
+pub(super) async fn oncall_at(
+    s: &AppState,
+    at: DateTime<Utc>,
+) -> Result<Vec<crate::oncall::OnCallEntry>, ApiError> {
+    // Overrides not ended by `at`: a past `at` still sees those that have ended since.
+    let extra: Vec<Override> = overrides(s, at)
+        .await?
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect();
+    Ok(s.policy.current().schedule_report(at, &extra))
 }
 
 // ---- silences --------------------------------------------------------------------------------
@@ -217,7 +238,7 @@ const SILENCE_FIELDS: [&str; 6] = ["id", "matchers", "start", "end", "author", "
 /// `POST /v1/silences`: a [`SilenceSpec`], with `start` defaulting to now and `author` to "api".
 pub async fn create_silence(
     State(s): State<AppState>,
-    _op: Operator,
+    op: Operator,
     body: Result<Bytes, BytesRejection>,
 ) -> JsonResult {
     let now = s.clock.now();
@@ -227,10 +248,24 @@ pub async fn create_silence(
         matchers: f.required("matchers")?,
         start: f.optional_time("start")?.unwrap_or(now),
         end: f.required_time("end")?,
-        author: f.optional("author")?.unwrap_or_else(|| "api".into()),
+        author: f
+            .optional("author")?
+            .or(op.person)
+            .unwrap_or_else(|| "api".into()),
         comment: f.required("comment")?,
     };
     f.finish(&SILENCE_FIELDS)?;
+    let silence = add_silence(&s, spec).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(silence_json(&silence, "api", now)),
+    ))
+}
+
+/// Checks a silence as the policy checks its own, within the API silences' bounds, and keeps it
+/// as an operator record.
+pub(super) async fn add_silence(s: &AppState, spec: SilenceSpec) -> Result<Silence, ApiError> {
+    let now = s.clock.now();
     check_author(&spec.author)?;
     let silence = Silence::parse_api(spec).map_err(|e| {
         if e.over_limit {
@@ -290,10 +325,7 @@ pub async fn create_silence(
     }
     s.service.create_silence(&silence).await?;
     tracing::info!(silence.id = %silence.id, author = %silence.author, start = %silence.start, end = %silence.end, "Silence created.");
-    Ok((
-        StatusCode::CREATED,
-        Json(silence_json(&silence, "api", now)),
-    ))
+    Ok(silence)
 }
 
 fn silence_json(silence: &Silence, source: &str, now: DateTime<Utc>) -> Value {
@@ -308,16 +340,31 @@ fn silence_json(silence: &Silence, source: &str, now: DateTime<Utc>) -> Value {
 /// `GET /v1/silences`: the policy's silences, then the API's that have not ended.
 pub async fn list_silences(State(s): State<AppState>, _op: Operator) -> JsonResult {
     let now = s.clock.now();
-    let policy = s.policy.current();
-    let mut list: Vec<Value> = policy
+    let list: Vec<Value> = silences(&s, now)
+        .await?
+        .iter()
+        .map(|(silence, source)| silence_json(silence, source, now))
+        .collect();
+    Ok((StatusCode::OK, Json(json!({ "silences": list }))))
+}
+
+/// The policy's silences (source `routing`), then the API's that have not ended (source `api`),
+/// oldest start first.
+pub(super) async fn silences(
+    s: &AppState,
+    now: DateTime<Utc>,
+) -> Result<Vec<(Arc<Silence>, &'static str)>, ApiError> {
+    let mut list: Vec<(Arc<Silence>, &'static str)> = s
+        .policy
+        .current()
         .silences
         .iter()
-        .map(|r| silence_json(r, "routing", now))
+        .map(|r| (Arc::new(r.clone()), "routing"))
         .collect();
     let mut api = s.service.api_silences(now).await?;
     api.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
-    list.extend(api.iter().map(|a| silence_json(a, "api", now)));
-    Ok((StatusCode::OK, Json(json!({ "silences": list }))))
+    list.extend(api.into_iter().map(|a| (a, "api")));
+    Ok(list)
 }
 
 /// `DELETE /v1/silences/{id}`: API silences only; those in `routing/` are changed there.
@@ -326,9 +373,15 @@ pub async fn delete_silence(
     _op: Operator,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if s.service.delete_silence(&id).await? {
+    expire_silence(&s, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends an API silence now: 409 for one from `routing/`, 404 for an unknown id.
+pub(super) async fn expire_silence(s: &AppState, id: &str) -> Result<(), ApiError> {
+    if s.service.delete_silence(id).await? {
         tracing::info!(silence.id = %id, "Silence deleted.");
-        return Ok(StatusCode::NO_CONTENT);
+        return Ok(());
     }
     if s.policy.current().silences.iter().any(|r| r.id == id) {
         return Err(ApiError::new(
@@ -341,6 +394,11 @@ pub async fn delete_silence(
 }
 
 // ---- heartbeats ------------------------------------------------------------------------------
+
+/// When heartbeat `name` last beat, if ever.
+pub(super) async fn last_beat(s: &AppState, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    Ok(s.service.last_beat(name).await?)
+}
 
 /// `POST /v1/heartbeats/{name}` (ingest or operator token): records a beat, and resolves the
 /// heartbeat's open incident if the beat comes late. The body is ignored.

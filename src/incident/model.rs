@@ -44,12 +44,15 @@ pub enum Origin {
     Slack,
     Pagerduty,
     EmailLink,
+    /// The operators' console (a signed-in person's session).
+    Web,
     /// Mirrored from the peer (the primary or its warm standby) over the peer feed.
     Peer,
 }
 
 impl Origin {
-    /// The name as serialized (`api`, `source`, `slack`, `pagerduty`, `email_link`, `peer`): what
+    /// The name as serialized (`api`, `source`, `slack`, `pagerduty`, `email_link`, `web`, `peer`):
+    /// what
     /// a channel type's descriptor names when acks that came through it must not be echoed back
     /// (`config::ChannelType::echo`).
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Origin {
             Self::Slack => "slack",
             Self::Pagerduty => "pagerduty",
             Self::EmailLink => "email_link",
+            Self::Web => "web",
             Self::Peer => "peer",
         }
     }

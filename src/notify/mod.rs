@@ -313,6 +313,11 @@ impl Notifiers {
         }
     }
 
+    /// The channels that could not be built, with the reason (names settings, never secrets).
+    pub fn unavailable(&self) -> &BTreeMap<String, String> {
+        &self.unavailable
+    }
+
     pub fn get(&self, channel: &str) -> Result<&Arc<dyn Notifier>, String> {
         self.by_name.get(channel).ok_or_else(|| {
             self.unavailable

@@ -14,6 +14,11 @@ use crate::domain::{AlertStatus, IncidentId};
 use crate::incident::{Incident, IncidentStatus, TimelineEntry};
 use crate::store::{StoreError, StoreStats};
 
+/// The store records of console sessions signed out before their expiry: `id` the session's
+/// nonce, value its expiry (Unix seconds). Shared by replicas, so a sign-out ends the session on
+/// all.
+pub const SIGNED_OUT: &str = "console_signout";
+
 /// Which incidents a listing asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listing {
@@ -187,6 +192,41 @@ impl IncidentService {
             }
             _ => Ok(Vec::new()),
         }
+    }
+
+    /// When heartbeat `name` last beat, if ever.
+    pub async fn last_beat(&self, name: &str) -> Result<Option<DateTime<Utc>>, ServiceError> {
+        Ok(extras::last_beat(self.store().as_ref(), name).await?)
+    }
+
+    /// Records that the console session `nonce`, valid until `expires`, was signed out, so a
+    /// copy of its cookie is refused by every replica. Records of sessions that have expired
+    /// anyway are deleted here (there are at most as many as sign-outs within one session
+    /// lifetime).
+    pub async fn end_session(
+        &self,
+        nonce: &str,
+        expires: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let store = self.store();
+        let now = self.now();
+        let expiry = expires.timestamp().to_string().into_bytes();
+        store.put_record(SIGNED_OUT, nonce, expiry).await?;
+        for (id, value) in store.records(SIGNED_OUT).await? {
+            let expired = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_none_or(|t| t <= now.timestamp());
+            if expired {
+                store.delete_record(SIGNED_OUT, &id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the console session `nonce` was signed out.
+    pub async fn session_ended(&self, nonce: &str) -> Result<bool, ServiceError> {
+        Ok(self.store().get_record(SIGNED_OUT, nonce).await?.is_some())
     }
 
     async fn put_operator_record<T: serde::Serialize>(

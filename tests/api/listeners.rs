@@ -16,7 +16,8 @@ pub(crate) const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/v1/ack/not-a-token"),
 ];
 
-/// (method, path) of the endpoints that stay inside: the bot, operators, the peer, the probes.
+/// (method, path) of the endpoints that stay inside: the bot, operators, the console, the peer,
+/// the probes.
 const PRIVATE: &[(&str, &str)] = &[
     ("POST", "/v1/events"),
     ("GET", "/v1/incidents"),
@@ -35,6 +36,12 @@ const PRIVATE: &[(&str, &str)] = &[
     ("POST", "/v1/admin/reload"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/v1/alerts/export"),
+    // The console.
+    ("GET", "/"),
+    ("GET", "/sign-in"),
+    ("POST", "/sign-in"),
+    ("GET", "/static/console.css"),
 ];
 
 /// Whether `url` is routed: anything but the router's own 404 (`"error": "not_found"` with no

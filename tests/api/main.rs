@@ -12,6 +12,7 @@ mod bad_input;
 mod channels;
 mod cli;
 mod clocks;
+mod console;
 mod deploy;
 mod escalation;
 mod fixtures;

@@ -152,6 +152,10 @@ pub struct Options {
     /// Serve the public endpoints on a listener of their own (`--public-listen`), on a random
     /// port: [`TestApp::public_url`].
     pub public_listen: bool,
+    /// `person:token` operator tokens, besides the unnamed [`OPERATOR_TOKEN`].
+    pub person_tokens: Vec<(String, String)>,
+    /// The console's session key (`VIGIL_CONSOLE_KEY`); random per app when `None`.
+    pub console_key: Option<String>,
 }
 
 /// Wraps the store given to the app.
@@ -202,7 +206,18 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let mut settings = Settings::new(config_dir.clone(), dir.path().join("data"));
     settings.templates_dir = opts.templates.unwrap_or_else(shipped_templates);
     settings.ingest_tokens = vec![Secret::new(INGEST_TOKEN)];
-    settings.operator_tokens = vec![Secret::new(OPERATOR_TOKEN)];
+    settings.operator_tokens = vec![Secret::new(OPERATOR_TOKEN).into()];
+    settings
+        .operator_tokens
+        .extend(
+            opts.person_tokens
+                .iter()
+                .map(|(p, t)| vigil::settings::OperatorToken {
+                    person: Some(p.clone()),
+                    secret: Secret::new(t),
+                }),
+        );
+    settings.console_key = opts.console_key.map(Secret::new);
     settings.eventbridge_api_key = Some(Secret::new(EVENTBRIDGE_KEY));
     settings.sns_extra_trusted_prefixes = opts.extra_trusted_prefixes;
     settings.watch_config = opts.watch_config;
