@@ -236,7 +236,7 @@ impl App {
         let worker = Arc::new(DeliveryWorker::new(
             store.clone(),
             policy.clone(),
-            notifiers,
+            notifiers.clone(),
             clock.clone(),
             metrics.clone(),
             settings.retry.clone(),
@@ -357,6 +357,7 @@ impl App {
             sns,
             recovery,
             peer: peer.clone(),
+            notifiers,
         });
         let handle = AppHandle {
             service,

@@ -16,10 +16,26 @@ use crate::config::suppress::{InhibitRule, Silence};
 /// `silences` written in `routing/`: a window in the policy's zone, checked like an API silence,
 /// ids unique across the files.
 pub(super) fn build_silences(ctx: &mut Ctx<'_>, m: &Merged<'_>, tz: chrono_tz::Tz) -> Vec<Silence> {
-    let mut out: Vec<Silence> = Vec::with_capacity(m.silences.len());
+    build_windows(ctx, &m.silences, "silences", tz)
+}
+
+/// `drills` written in `routing/`: windows with the very shape and checks of a silence (a drill
+/// of everything is refused as a silence of everything is), ids unique across the files.
+pub(super) fn build_drills(ctx: &mut Ctx<'_>, m: &Merged<'_>, tz: chrono_tz::Tz) -> Vec<Silence> {
+    build_windows(ctx, &m.drills, "drills", tz)
+}
+
+/// The windows listed under `section` (`silences` or `drills`).
+fn build_windows(
+    ctx: &mut Ctx<'_>,
+    list: &[(usize, usize, &crate::config::routing::SilenceConfig)],
+    section: &'static str,
+    tz: chrono_tz::Tz,
+) -> Vec<Silence> {
+    let mut out: Vec<Silence> = Vec::with_capacity(list.len());
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
-    for &(fi, si, s) in &m.silences {
-        let base = key_path!["silences", si];
+    for &(fi, si, s) in list {
+        let base = key_path![section, si];
         let at = |k: &str| [base.clone(), key_path![k]].concat();
         let start = parse_instant(&s.start, tz).map_err(|msg| ctx.err(fi, at("start"), msg));
         let end = parse_instant(&s.end, tz).map_err(|msg| ctx.err(fi, at("end"), msg));
@@ -37,7 +53,7 @@ pub(super) fn build_silences(ctx: &mut Ctx<'_>, m: &Merged<'_>, tz: chrono_tz::T
         ) {
             Ok(silence) if window_ok => {
                 if let Some(&(ffi, fsi)) = seen.get(&silence.id) {
-                    let first = ctx.place(ffi, key_path!["silences", fsi]);
+                    let first = ctx.place(ffi, key_path![section, fsi]);
                     ctx.err(
                         fi,
                         if s.id.is_some() {
