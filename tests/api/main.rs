@@ -21,6 +21,7 @@ mod observability;
 mod operations;
 mod pacing;
 mod plugin_channel;
+mod promise;
 mod recovery;
 mod reload;
 mod restart;

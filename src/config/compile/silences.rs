@@ -246,6 +246,49 @@ mod tests {
     }
 
     #[test]
+    fn drill_windows_in_routing_are_checked_like_silences_and_match_by_labels_and_time() {
+        let text = r#"drills:
+  - id: q4
+    matchers: ['service="trading-bot"']
+    start: "2026-12-12T10:00:00"
+    end: "2026-12-12T12:00:00"
+    author: mei
+    comment: Q4 DR drill
+"#;
+        let (_dir, policy) = load_with(&[("drills.yaml", text)]);
+        let policy = policy.unwrap_or_else(|e| panic!("{}", crate::config::format_errors(&e)));
+        assert_eq!(policy.drills.len(), 1);
+        assert!(policy.silences.is_empty(), "a drill is no silence");
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let bot = labels(&[("service", "trading-bot")]);
+        // Local (Asia/Singapore) 10:00-12:00 is 02:00-04:00 UTC.
+        let inside = at("2026-12-12T03:00:00Z");
+        assert_eq!(
+            policy.drill_for(&bot, inside, []).map(|d| d.id.as_str()),
+            Some("q4")
+        );
+        assert!(
+            policy
+                .drill_for(&bot, at("2026-12-12T04:00:00Z"), [])
+                .is_none()
+        );
+        assert!(
+            policy
+                .drill_for(&labels(&[("service", "other")]), inside, [])
+                .is_none()
+        );
+        let (_dir, e) = single_error(
+            "drills.yaml",
+            &text.replace(
+                "end: \"2026-12-12T12:00:00\"",
+                "end: \"2026-12-12T09:00:00\"",
+            ),
+        );
+        assert_eq!((e.key.as_str(), e.line), ("drills[0].end", Some(5)), "{e}");
+        assert!(e.message.contains("must be after start"), "{e}");
+    }
+
+    #[test]
     fn routing_silences_read_local_times_and_inhibit_rules_keep_equal() {
         let p = extra_ok_policy();
         assert_eq!(p.silences.len(), 1);
