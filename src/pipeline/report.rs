@@ -17,6 +17,8 @@
 //!   drill checklist records (first alarm → first page → acknowledged → resolved).
 //!
 //! Times count from `opened_at`, when vigil opened the incident (the start of its escalation).
+//! An acknowledgement that ran out and was made again is observed again by the metrics; the
+//! report reads the incident's current acknowledgement.
 
 use std::collections::BTreeMap;
 
@@ -117,7 +119,8 @@ pub struct ResponseReport {
     pub until: DateTime<Utc>,
     /// When the report was made.
     pub at: DateTime<Utc>,
-    /// Incidents read (at most [`REPORT_MAX_INCIDENTS`]).
+    /// Incidents in the window that were read, drills included (of the newest
+    /// [`REPORT_MAX_INCIDENTS`] in the store).
     pub read: usize,
     /// The cap was reached before the start of the window: older incidents are missing.
     pub truncated: bool,
@@ -395,9 +398,9 @@ fn human(seconds: Option<f64>) -> String {
     let s = s.round() as u64;
     match s {
         0..60 => format!("{s}s"),
-        60..3600 if s % 60 == 0 => format!("{}m", s / 60),
+        60..3600 if s.is_multiple_of(60) => format!("{}m", s / 60),
         60..3600 => format!("{}m {}s", s / 60, s % 60),
-        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
         _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
     }
 }
