@@ -5,8 +5,9 @@
 //! - `http`     — the API, thin handlers: ingest, incidents, operations, peer, health, metrics;
 //!   the operators' console (HTML pages at `/` over the same calls)
 //! - `pipeline` — the read → decide → commit loop (`IncidentService`), the scheduler, heartbeats,
-//!   the operator records (`extras`), retention, the paging gate, and the ways in that are not a
-//!   request (the shared SNS path, reconciliation, dead letters, the watchdog, the peer)
+//!   the operator records (`extras`), the response report (`report`), retention, the paging
+//!   gate, and the ways in that are not a request (the shared SNS path, reconciliation, dead
+//!   letters, the watchdog, the peer)
 //! - `notify`   — the outbox worker and one file per channel type (its notifier and its
 //!   descriptor, registered without a central list), with shared retry/backoff and HTTP send
 //! - `store`    — the durable state (`Store` trait; embedded redb by default, Redis for replicas)

@@ -97,6 +97,39 @@ enum Command {
         #[arg(long, env = "VIGIL_STANDBY_URL")]
         url: String,
     },
+    /// Is the promise kept? Per severity: incidents, acknowledged in time, p50/p90 time to
+    /// acknowledge, escalations beyond step 1, who answered; the incidents that broke the
+    /// promise; drills apart. Through the API (GET /v1/reports/response) with
+    /// VIGIL_OPERATOR_TOKEN.
+    Report {
+        /// vigil's base URL (the private listener).
+        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Incidents opened since: a duration back from now (30d, 12h) or an RFC 3339 time.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// ...and before: a duration back from now or an RFC 3339 time; default now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Print the report's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a TEST message through every channel (or those named) to the people named (or
+    /// whoever is on call) and report each: sent with the provider's reference, or the exact
+    /// failure. Exit 1 when any failed. Through the API (POST /v1/test-notifications) with
+    /// VIGIL_OPERATOR_TOKEN.
+    NotifyTest {
+        /// vigil's base URL (the private listener).
+        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A channel of routing/ (repeatable); default every channel.
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+        /// A person of routing/ (repeatable); default whoever is on call now.
+        #[arg(long = "person")]
+        people: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -327,6 +360,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::ExportAlerts { url, since } => export_alerts(&url, since).await,
         Command::Serve(args) => serve(*args).await,
         Command::HandBack { url } => hand_back(&url).await,
+        Command::Report {
+            url,
+            since,
+            until,
+            json,
+        } => report(&url, &since, until.as_deref(), json).await,
+        Command::NotifyTest {
+            url,
+            channels,
+            people,
+        } => notify_test(&url, channels, people).await,
     }
 }
 
@@ -393,6 +437,115 @@ fn operator_token() -> anyhow::Result<String> {
         .context("set VIGIL_OPERATOR_TOKEN to an operator token")?
         .expose()
         .to_string())
+}
+
+async fn report(
+    url: &str,
+    since: &str,
+    until: Option<&str>,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let token = operator_token()?;
+    // Durations and RFC 3339 times need only `+` and `:` escaped in a query.
+    let esc = |v: &str| v.replace('+', "%2B").replace(':', "%3A");
+    let mut query = format!("since={}", esc(since));
+    if let Some(u) = until {
+        query.push_str(&format!("&until={}", esc(u)));
+    }
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?
+        .get(format!(
+            "{}/v1/reports/response?{query}",
+            url.trim_end_matches('/')
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach vigil at {url}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        eprintln!("vigil: report refused ({status}): {body}");
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    if json {
+        println!("{body}");
+    } else {
+        let report: vigil::pipeline::report::ResponseReport =
+            serde_json::from_str(&body).context("the report vigil answered does not read")?;
+        print!("{}", report.to_text());
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn notify_test(
+    url: &str,
+    channels: Vec<String>,
+    people: Vec<String>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let token = operator_token()?;
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?
+        .post(format!(
+            "{}/v1/test-notifications",
+            url.trim_end_matches('/')
+        ))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "channels": channels, "people": people }))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach vigil at {url}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        eprintln!("vigil: test refused ({status}): {body}");
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    let answer: serde_json::Value =
+        serde_json::from_str(&body).context("vigil's answer is not JSON")?;
+    let rows: Vec<vigil::notify::test_message::TestSend> =
+        serde_json::from_value(answer["results"].clone())
+            .context("vigil's answer has no results")?;
+    println!(
+        "Test {} ({} sends):",
+        answer["test"].as_str().unwrap_or("?"),
+        rows.len()
+    );
+    let mut failed = 0;
+    for r in &rows {
+        let to = r.person.as_deref().unwrap_or("(channel)");
+        match r.outcome {
+            vigil::notify::test_message::TestOutcome::Sent => println!(
+                "  sent     {} [{}] -> {to}: {}",
+                r.channel,
+                r.channel_type,
+                r.reference.as_deref().unwrap_or("-")
+            ),
+            vigil::notify::test_message::TestOutcome::Skipped => println!(
+                "  skipped  {} [{}]: {}",
+                r.channel,
+                r.channel_type,
+                r.error.as_deref().unwrap_or("")
+            ),
+            vigil::notify::test_message::TestOutcome::Failed => {
+                failed += 1;
+                println!(
+                    "  FAILED   {} [{}] -> {to}: {}",
+                    r.channel,
+                    r.channel_type,
+                    r.error.as_deref().unwrap_or("")
+                )
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!("vigil: {failed} test notification(s) failed");
+        std::process::ExitCode::FAILURE
+    })
 }
 
 /// `vigil export-alerts`: streams `GET /v1/alerts/export` to stdout.

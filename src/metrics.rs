@@ -17,6 +17,17 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Bucket bounds, in seconds, of the response histograms (`vigil_time_to_ack_seconds`,
+/// `vigil_time_to_resolve_seconds`): people answer in minutes and hours, not milliseconds. The
+/// matrix's promises (5m, 15m, 1h, 4h) are bounds, so "acked within the promise" is one bucket.
+pub const RESPONSE_BUCKETS: [f64; 13] = [
+    30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
+    259200.0,
+];
+
+/// Names starting with this use [`RESPONSE_BUCKETS`].
+const RESPONSE_PREFIX: &str = "vigil_time_to_";
+
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
@@ -41,6 +52,11 @@ impl Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS)
             .expect("LATENCY_BUCKETS is not empty")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Prefix(RESPONSE_PREFIX.into()),
+                &RESPONSE_BUCKETS,
+            )
+            .expect("RESPONSE_BUCKETS is not empty")
             .build_recorder();
         let handle = recorder.handle();
         let gauge = |n: &'static str| recorder.register_gauge(&Key::from_static_name(n), &META);
@@ -68,6 +84,16 @@ impl Metrics {
             .collect();
         self.recorder
             .register_counter(&Key::from_parts(name, labels), &META)
+    }
+
+    /// A labelled histogram, e.g. `histogram("vigil_time_to_ack_seconds", &[("severity", "high")])`.
+    pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.to_string()))
+            .collect();
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels), &META)
     }
 
     /// A labelled gauge, e.g. `gauge("vigil_store_writable", &[])`.

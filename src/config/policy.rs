@@ -50,6 +50,10 @@ pub struct Policy {
     pub business_hours: Option<Calendar>,
     /// Silences written in `routing/` (API-made ones are stored and passed in by the caller).
     pub silences: Vec<Silence>,
+    /// Drill windows written in `routing/` (`drills:`; API-made ones are stored and passed in by
+    /// the caller). A window has the shape and checks of a silence; an incident that opens inside
+    /// one is a drill.
+    pub drills: Vec<Silence>,
     /// Inhibition rules, in file order (any one inhibiting is enough).
     pub inhibit_rules: Vec<InhibitRule>,
     /// Heartbeats by name.
@@ -139,6 +143,20 @@ impl Policy {
         extra: impl IntoIterator<Item = &'a Silence>,
     ) -> Option<&'a Silence> {
         self.silences
+            .iter()
+            .chain(extra)
+            .find(|s| s.silences(labels, at))
+    }
+
+    /// The first drill window, of the policy's own and then `extra` (the API-made ones), that an
+    /// incident with `labels` opening at `at` falls in.
+    pub fn drill_for<'a>(
+        &'a self,
+        labels: &crate::domain::Labels,
+        at: DateTime<Utc>,
+        extra: impl IntoIterator<Item = &'a Silence>,
+    ) -> Option<&'a Silence> {
+        self.drills
             .iter()
             .chain(extra)
             .find(|s| s.silences(labels, at))

@@ -55,6 +55,11 @@ pub struct RoutingFile {
     /// of several files are concatenated.
     #[serde(default)]
     pub silences: Option<Vec<SilenceConfig>>,
+    /// Drill windows: incidents that open inside one, matching all its matchers, are drills
+    /// (they page normally, every message says DRILL, the response report keeps them apart).
+    /// Written like silences; concatenated across files.
+    #[serde(default)]
+    pub drills: Option<Vec<SilenceConfig>>,
     /// While an incident matching a rule's source side is open, alerts matching its target side
     /// (with equal values for the `equal` labels) attach to it without paging. Concatenated
     /// across files.

@@ -5,7 +5,7 @@
 //!
 //! Layout: `templates/<channel type>/<kind>.txt` (the body), `.subject` (a one-line title: email
 //! subject, PagerDuty summary) and `.html` (email), for kind `trigger`, `escalate`,
-//! `acknowledged` or `resolved`; `templates/default/<kind>.*` is used where a channel type has
+//! `acknowledged`, `resolved` or `test` (a test notification); `templates/default/<kind>.*` is used where a channel type has
 //! none of its own, and every kind needs a default body. A new channel type brings its own
 //! directory or uses the defaults. Every template is compiled and test-rendered against a sample
 //! incident ([`sample_context`]); no check depends on the channel type.
@@ -19,11 +19,12 @@ use super::error::ConfigError;
 use crate::domain::NotifyKind;
 
 /// Every kind, in the order templates are checked.
-pub const KINDS: [NotifyKind; 4] = [
+pub const KINDS: [NotifyKind; 5] = [
     NotifyKind::Trigger,
     NotifyKind::Escalate,
     NotifyKind::Acknowledged,
     NotifyKind::Resolved,
+    NotifyKind::Test,
 ];
 
 /// What templates see.
@@ -49,6 +50,9 @@ pub struct RenderContext {
     pub link: Option<String>,
     pub ack_url: Option<String>,
     pub channel: String,
+    /// The incident opened inside a drill window. A template may say DRILL where it likes;
+    /// where the rendered text does not, `notify::render` puts `DRILL: ` in front.
+    pub drill: bool,
 }
 
 /// The compiled templates of one policy load.
@@ -191,6 +195,7 @@ pub fn sample_context() -> RenderContext {
         link: Some("https://vigil.example.com/v1/incidents/01JD4Z8X3K7M2Q9R5T6V8W0Y1A".into()),
         ack_url: Some("https://vigil.example.com/v1/ack/token".into()),
         channel: "sms".into(),
+        drill: false,
     }
 }
 

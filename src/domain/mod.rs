@@ -107,6 +107,9 @@ pub enum NotifyKind {
     Escalate,
     Acknowledged,
     Resolved,
+    /// A test message (`POST /v1/test-notifications`): about no incident, sent once, directly,
+    /// never through the outbox; channels mark it as a test and offer no buttons.
+    Test,
 }
 
 impl NotifyKind {
@@ -116,6 +119,7 @@ impl NotifyKind {
             Self::Escalate => "escalate",
             Self::Acknowledged => "acknowledged",
             Self::Resolved => "resolved",
+            Self::Test => "test",
         }
     }
 

@@ -7,12 +7,14 @@ mod ack_link;
 mod admin;
 pub(crate) mod auth;
 mod console;
+mod drills;
 pub mod error;
 mod incidents;
 mod ingest;
 mod integrations;
 mod operations;
 mod peer;
+mod reports;
 pub mod server;
 
 use std::sync::Arc;
@@ -54,7 +56,8 @@ pub struct Shared {
     pub recovery: Arc<crate::pipeline::RecoveryHealth>,
     /// The warm standby's follower, when this process has a peer.
     pub peer: Option<Arc<crate::pipeline::peer::Peer>>,
-    /// The channels as built for the running policy: the console shows which are unavailable.
+    /// The notifiers of the current policy (rebuilt on reload): the console shows which
+    /// channels are unavailable, test notifications send through them.
     pub notifiers: Arc<arc_swap::ArcSwap<crate::notify::Notifiers>>,
 }
 
@@ -118,6 +121,13 @@ fn private_routes(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/silences/{id}", delete(operations::delete_silence))
         .route("/v1/heartbeats/{name}", post(operations::beat))
+        .route(
+            "/v1/drills",
+            get(drills::list_drills).post(drills::create_drill),
+        )
+        .route("/v1/drills/{id}", delete(drills::delete_drill))
+        .route("/v1/reports/response", get(reports::response))
+        .route("/v1/test-notifications", post(reports::test_notifications))
         .route("/v1/peer/feed", get(peer::feed))
         .route("/v1/peer", get(peer::show))
         .route("/v1/peer/hand-back", post(peer::hand_back))

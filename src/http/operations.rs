@@ -27,10 +27,10 @@ use crate::pipeline::heartbeat::rfc3339;
 type JsonResult = Result<(StatusCode, Json<Value>), ApiError>;
 
 /// A JSON object body, taken apart one field at a time.
-struct Fields(Map<String, Value>);
+pub(super) struct Fields(Map<String, Value>);
 
 impl Fields {
-    fn parse(body: Result<Bytes, BytesRejection>) -> Result<Self, ApiError> {
+    pub(super) fn parse(body: Result<Bytes, BytesRejection>) -> Result<Self, ApiError> {
         let body = body?;
         match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(map)) => Ok(Self(map)),
@@ -40,7 +40,10 @@ impl Fields {
     }
 
     /// An optional field; `null` counts as absent.
-    fn optional<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>, ApiError> {
+    pub(super) fn optional<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<T>, ApiError> {
         match self.0.remove(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => serde_json::from_value(v)
@@ -49,24 +52,24 @@ impl Fields {
         }
     }
 
-    fn required<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, ApiError> {
+    pub(super) fn required<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, ApiError> {
         self.optional(name)?
             .ok_or_else(|| ApiError::bad_request(format!("{name}: required")))
     }
 
-    fn optional_time(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    pub(super) fn optional_time(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.optional::<String>(name)?
             .map(|raw| parse_time(name, &raw))
             .transpose()
     }
 
-    fn required_time(&mut self, name: &str) -> Result<DateTime<Utc>, ApiError> {
+    pub(super) fn required_time(&mut self, name: &str) -> Result<DateTime<Utc>, ApiError> {
         self.optional_time(name)?
             .ok_or_else(|| ApiError::bad_request(format!("{name}: required")))
     }
 
     /// Refuses whatever fields are left.
-    fn finish(self, expected: &[&str]) -> Result<(), ApiError> {
+    pub(super) fn finish(self, expected: &[&str]) -> Result<(), ApiError> {
         match self.0.keys().next() {
             None => Ok(()),
             Some(k) => Err(ApiError::bad_request(format!(
@@ -77,7 +80,7 @@ impl Fields {
     }
 }
 
-fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(super) fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
@@ -88,7 +91,7 @@ fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
 }
 
 /// Free text naming a person (`author`): 1 to 200 characters, no control characters.
-fn check_author(author: &str) -> Result<(), ApiError> {
+pub(super) fn check_author(author: &str) -> Result<(), ApiError> {
     if author.trim().is_empty() || author.len() > 200 || author.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "author: 1 to 200 characters, no control characters",
@@ -328,7 +331,7 @@ pub(super) async fn add_silence(s: &AppState, spec: SilenceSpec) -> Result<Silen
     Ok(silence)
 }
 
-fn silence_json(silence: &Silence, source: &str, now: DateTime<Utc>) -> Value {
+pub(super) fn silence_json(silence: &Silence, source: &str, now: DateTime<Utc>) -> Value {
     let mut v = serde_json::to_value(silence).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {
         obj.insert("source".into(), json!(source));

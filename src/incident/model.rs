@@ -146,6 +146,10 @@ pub struct Incident {
     /// outbox), as its feed last showed them: what this side sends if the peer goes silent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peer_undelivered: Vec<PendingPage>,
+    /// The drill window (its id) this incident opened inside: it pages as any other, every
+    /// message says DRILL, and the response report keeps it apart from the promise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<String>,
 }
 
 impl Incident {
@@ -172,6 +176,13 @@ pub enum TimelineEvent {
         severity: Severity,
         policy: String,
         summary: String,
+    },
+    /// The incident opened inside a drill window: it pages normally, every message says DRILL,
+    /// and the response report keeps it apart.
+    Drill {
+        window: String,
+        comment: String,
+        author: String,
     },
     /// An alert was folded into the open incident.
     Alert {

@@ -109,6 +109,7 @@ pub fn open(
         unreached: None,
         opened_by: Some(alert.occurred_at),
         peer_undelivered: Vec::new(),
+        drill: None,
     };
     let entry = TimelineEntry {
         at: now,

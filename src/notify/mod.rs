@@ -40,6 +40,7 @@ mod request;
 pub mod retry;
 pub mod slack;
 pub mod sms;
+pub mod test_message;
 pub mod webhook;
 pub mod worker;
 
@@ -113,6 +114,10 @@ pub struct Notification {
     /// This channel's earlier provider reference for the incident (Slack `channel:ts`), so
     /// status updates edit the same message instead of posting a new one.
     pub reference: Option<String>,
+    /// The incident opened inside a drill window: `text` and `subject` already say DRILL
+    /// (`render`); channels that build their own words (the phone call, Slack's fallback) say
+    /// it too.
+    pub drill: bool,
 }
 
 /// What a provider said when it accepted a message.
@@ -554,6 +559,7 @@ pub(crate) mod testkit {
             html: None,
             ack_url: None,
             reference: None,
+            drill: false,
         }
     }
 }

@@ -103,7 +103,9 @@ impl PagerDutyNotifier {
     /// The Events API v2 body for `msg`.
     fn event(&self, msg: &Notification) -> Value {
         let action = match msg.kind {
-            NotifyKind::Trigger | NotifyKind::Escalate => "trigger",
+            // A test must reach a person to test anything: a trigger of its own dedup_key (the
+            // test's id), which PagerDuty shows as a new incident marked TEST.
+            NotifyKind::Trigger | NotifyKind::Escalate | NotifyKind::Test => "trigger",
             NotifyKind::Acknowledged => "acknowledge",
             NotifyKind::Resolved => "resolve",
         };

@@ -88,7 +88,7 @@ impl Notifier for PhoneNotifier {
 pub fn spoken_text(msg: &Notification) -> String {
     let severity = msg.severity.as_str();
     let summary = speakable(&msg.summary);
-    match msg.kind {
+    let spoken = match msg.kind {
         NotifyKind::Trigger | NotifyKind::Escalate => format!(
             "This is vigil with a {severity} alert. {summary}. \
              Again: {severity} alert. {summary}. \
@@ -105,6 +105,15 @@ pub fn spoken_text(msg: &Notification) -> String {
         NotifyKind::Resolved => {
             format!("This is vigil. The {severity} alert {summary} is resolved.")
         }
+        NotifyKind::Test => "This is vigil with a test call. No incident is open and nothing \
+             needs doing. Again: this is only a test."
+            .to_string(),
+    };
+    // A drill pages for real, so the call must say what it is before anything else.
+    if msg.drill {
+        format!("This is a drill. {spoken}")
+    } else {
+        spoken
     }
 }
 

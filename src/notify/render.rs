@@ -16,6 +16,15 @@ pub struct Rendered {
     pub html: Option<String>,
 }
 
+/// `text` with `DRILL: ` in front, unless its template already says DRILL.
+fn say_drill(text: String) -> String {
+    if text.contains("DRILL") {
+        text
+    } else {
+        format!("DRILL: {text}")
+    }
+}
+
 /// Cuts `s` to at most `max` characters, ending in `TRUNCATED` when anything was cut.
 pub fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -63,6 +72,13 @@ impl Templates {
             .pick(channel_type, kind, "subject", ctx)
             .map(|s| truncate(s.lines().next().unwrap_or(""), subject_max));
         let html = self.render_one(&format!("{channel_type}/{}.html", kind.as_str()), ctx);
+        // A drill pages for real: every message must say so, whatever its template does.
+        let (text, subject) = if ctx.drill {
+            (say_drill(text), subject.map(say_drill))
+        } else {
+            (text, subject)
+        };
+        let subject = subject.map(|s| truncate(&s, subject_max));
         Rendered {
             text: truncate(&text, body_max),
             subject,

@@ -223,7 +223,9 @@ impl Notifier for SlackNotifier {
             }
             None => {
                 let mut body = match msg.kind {
-                    NotifyKind::Trigger | NotifyKind::Escalate => alert_message(msg, now),
+                    NotifyKind::Trigger | NotifyKind::Escalate | NotifyKind::Test => {
+                        alert_message(msg, now)
+                    }
                     NotifyKind::Acknowledged | NotifyKind::Resolved => status_message(msg, now),
                 };
                 body["channel"] = json!(self.channel);
@@ -305,6 +307,7 @@ fn alert_message(msg: &Notification, now: DateTime<Utc>) -> Value {
         NotifyKind::Escalate => Some(escalated_line(msg)),
         NotifyKind::Acknowledged => Some(done_line("Acknowledged", msg, now)),
         NotifyKind::Resolved => Some(done_line("Resolved", msg, now)),
+        NotifyKind::Test => Some("Test message: no incident, nothing to acknowledge".into()),
     };
     if let Some(line) = state {
         blocks.push(context("alert_state", &line));
@@ -318,13 +321,17 @@ fn alert_message(msg: &Notification, now: DateTime<Utc>) -> Value {
             resolve_button(&id),
         ])),
         NotifyKind::Acknowledged => blocks.push(actions(vec![resolve_button(&id)])),
-        NotifyKind::Resolved => {}
+        NotifyKind::Resolved | NotifyKind::Test => {}
     }
-    let prefix = match msg.kind {
+    let mut prefix = match msg.kind {
         NotifyKind::Acknowledged => "ACKNOWLEDGED".to_string(),
         NotifyKind::Resolved => "RESOLVED".to_string(),
+        NotifyKind::Test => "TEST".to_string(),
         _ => msg.severity.as_str().to_uppercase(),
     };
+    if msg.drill {
+        prefix.insert_str(0, "DRILL ");
+    }
     json!({"text": fallback(&prefix, msg), "blocks": blocks})
 }
 

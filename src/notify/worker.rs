@@ -563,6 +563,7 @@ impl DeliveryWorker {
             link: link.clone(),
             ack_url: ack_url.clone(),
             channel: d.channel.clone(),
+            drill: inc.drill.is_some(),
         };
         let rendered = self.policy.templates().render(channel_type, d.kind, &ctx);
         Notification {
@@ -589,6 +590,7 @@ impl DeliveryWorker {
             html: rendered.html,
             ack_url,
             reference,
+            drill: inc.drill.is_some(),
         }
     }
 }
@@ -680,7 +682,7 @@ fn failover(
     Some((entry, out))
 }
 
-fn recipient_of(p: &Person) -> Recipient {
+pub(super) fn recipient_of(p: &Person) -> Recipient {
     Recipient {
         id: p.id.clone(),
         name: p.name.clone(),

@@ -16,6 +16,10 @@ use crate::store::{Store, StoreError};
 pub const OVERRIDES: &str = "override";
 pub const SILENCES: &str = "silence";
 pub const HEARTBEATS: &str = "heartbeat";
+/// Drill windows made through the API (`POST /v1/drills`): stored as silences are.
+pub const DRILLS: &str = "drill";
+/// Most API drill windows that have not ended; `POST /v1/drills` beyond it answers 422.
+pub const MAX_API_DRILLS: usize = 100;
 /// fingerprint → the incident that last resolved for it, and when (flap detection).
 pub const RESOLVED: &str = "resolved";
 
@@ -48,6 +52,17 @@ pub async fn overrides(
     let mut all: Vec<(String, Override)> = load(store, OVERRIDES).await?;
     all.retain(|(_, o)| o.end > now);
     all.sort_by_key(|(id, o)| (o.start, id.clone()));
+    Ok(all)
+}
+
+/// API drill windows that have not ended by `now`, oldest start first, with their ids.
+pub async fn drills(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, Silence)>, StoreError> {
+    let mut all: Vec<(String, Silence)> = load(store, DRILLS).await?;
+    all.retain(|(_, d)| d.end > now);
+    all.sort_by(|(a, x), (b, y)| (x.start, a).cmp(&(y.start, b)));
     Ok(all)
 }
 
@@ -170,14 +185,15 @@ pub use crate::store::unreached::{UNREACHED, list_unreached, unreached};
 /// both sides ([`apply_remote_records`]).
 pub const STAMPS: &str = "stamp";
 /// The operator record kinds the peer feed mirrors.
-pub const MIRRORED: [&str; 2] = [SILENCES, OVERRIDES];
+pub const MIRRORED: [&str; 3] = [SILENCES, OVERRIDES, DRILLS];
 /// Most overrides that have not ended one feed carries (newest change first).
 pub const FEED_OVERRIDES: usize = 1_000;
 /// Most tombstones (deletes) one feed carries (newest first).
 pub const FEED_TOMBSTONES: usize = 1_000;
 /// Most entries a side applies from one feed: what a peer within its bounds sends
 /// (`MAX_API_SILENCES` silences that have not ended + [`FEED_OVERRIDES`] + [`FEED_TOMBSTONES`]).
-pub const FEED_RECORDS: usize = crate::config::MAX_API_SILENCES + FEED_OVERRIDES + FEED_TOMBSTONES;
+pub const FEED_RECORDS: usize =
+    crate::config::MAX_API_SILENCES + FEED_OVERRIDES + MAX_API_DRILLS + FEED_TOMBSTONES;
 /// Tombstones, and stamps of records that no longer exist (ended and pruned), are dropped this
 /// long after their change (the retention pass): a peer cut off for longer may bring a deleted
 /// record back.
@@ -276,6 +292,7 @@ pub async fn sync_records(
     for (kind, cap) in [
         (SILENCES, crate::config::MAX_API_SILENCES),
         (OVERRIDES, FEED_OVERRIDES),
+        (DRILLS, MAX_API_DRILLS),
     ] {
         let mut these = Vec::new();
         for (id, bytes) in store.records(kind).await? {
@@ -344,7 +361,7 @@ fn refused(remote: &RecordSync) -> Option<String> {
         return Some("an id is 1 to 128 characters without control characters".into());
     }
     let value = remote.value.as_ref()?;
-    let read = if remote.kind == SILENCES {
+    let read = if remote.kind == SILENCES || remote.kind == DRILLS {
         serde_json::from_value::<Silence>(value.clone())
             .map_err(|e| e.to_string())
             .and_then(|s| {

@@ -8,7 +8,8 @@
 //! - `operator`: what the operator API and the probes read and record (incidents, silences,
 //!   overrides, beats, the store's health): the HTTP layer never holds the store;
 //! - `scheduler`: the loop that fires what is due; `heartbeat`: the dead-man switches it checks;
-//! - `extras`: the operator records the flow consults (API silences, overrides, heartbeats'
+//! - `report`: the response report and metrics (is the matrix's promise kept?), drills apart;
+//! - `extras`: the operator records the flow consults (API silences, overrides, drills, heartbeats'
 //!   beats, the unreached list); `prune`: retention; `gate`: whether this process may page.
 //!
 //! And the ways in that are not an HTTP request: what vigil pulls from AWS so that an alarm that
@@ -38,6 +39,7 @@ pub mod operator;
 pub mod peer;
 pub mod prune;
 pub mod reconcile;
+pub mod report;
 pub mod scheduler;
 pub mod service;
 pub mod sns;

@@ -173,6 +173,27 @@ impl IncidentService {
         self.delete_operator_record(extras::SILENCES, id).await
     }
 
+    /// API drill windows that have not ended by `now`, oldest start first.
+    pub async fn api_drills(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, ServiceError> {
+        Ok(extras::drills(self.store().as_ref(), now)
+            .await?
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect())
+    }
+
+    /// Records an API drill window (already checked and within the limits); mirrored to the
+    /// peer as API silences are.
+    pub async fn create_drill(&self, drill: &Silence) -> Result<(), ServiceError> {
+        self.put_operator_record(extras::DRILLS, &drill.id, drill)
+            .await
+    }
+
+    /// Deletes an API drill window; `false` when there was none.
+    pub async fn delete_drill(&self, id: &str) -> Result<bool, ServiceError> {
+        self.delete_operator_record(extras::DRILLS, id).await
+    }
+
     /// A beat of heartbeat `hb`: recorded, and the heartbeat's open incident resolved if the
     /// beat comes late. Returns the incidents it resolved.
     pub async fn beat(&self, hb: &Heartbeat) -> Result<Vec<IncidentId>, ServiceError> {

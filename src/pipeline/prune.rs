@@ -109,7 +109,7 @@ pub async fn pass(
         }
     }
     let mut ended = 0;
-    'kinds: for kind in [extras::SILENCES, extras::OVERRIDES] {
+    'kinds: for kind in [extras::SILENCES, extras::OVERRIDES, extras::DRILLS] {
         for (id, bytes) in store.records(kind).await? {
             if ended >= limit {
                 report.more = true;

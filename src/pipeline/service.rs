@@ -196,6 +196,8 @@ struct ExtrasCache {
     read_at: Option<DateTime<Utc>>,
     overrides: Arc<Vec<Override>>,
     silences: Arc<Vec<Arc<crate::config::Silence>>>,
+    /// API drill windows that have not ended.
+    drills: Arc<Vec<crate::config::Silence>>,
 }
 
 const EXTRAS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -366,6 +368,7 @@ impl IncidentService {
             .then(|| tx.incident.clone())
             .flatten();
         let due = tx.incident.as_ref().and_then(|i| i.next_due);
+        let answered = super::report::answered_in(&tx, &self.policy.current());
         // A resolve records, in the same atomic change, when its fingerprint last resolved:
         // flap detection reads it, and it can never be missing after a committed resolve.
         if self.policy.current().flap_cooldown.is_some()
@@ -393,6 +396,9 @@ impl IncidentService {
             extras::list_unreached(self.store.as_ref(), &inc).await?;
         }
         if out == CommitOutcome::Committed {
+            for a in &answered {
+                a.observe(&self.metrics);
+            }
             if wakes_deliveries {
                 self.wake.deliveries.notify_one();
             }
@@ -436,11 +442,32 @@ impl IncidentService {
             .map(|(_, o)| o)
             .collect();
         let silences = self.api_silences(now).await?;
+        let drills = extras::drills(self.store.as_ref(), now).await?;
         let mut cache = self.extras.lock().unwrap_or_else(|e| e.into_inner());
         cache.read_at = Some(now);
         cache.overrides = Arc::new(overrides);
         cache.silences = Arc::new(silences);
+        cache.drills = Arc::new(drills.into_iter().map(|(_, d)| d).collect());
         Ok((cache.overrides.clone(), cache.silences.clone()))
+    }
+
+    /// The drill window, of `routing/`'s and then the API's, that an incident with `labels`
+    /// opening at `now` falls in.
+    async fn drill_window(
+        &self,
+        policy: &Policy,
+        labels: &crate::domain::Labels,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::config::Silence>, ServiceError> {
+        // Through the cache `fire_context` reads right after: no extra store read per opening.
+        self.api_extras(now).await?;
+        let api = self
+            .extras
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drills
+            .clone();
+        Ok(policy.drill_for(labels, now, api.iter()).cloned())
     }
 
     /// What escalation needs from the store besides the incident: API on-call overrides, and a
@@ -805,6 +832,17 @@ impl IncidentService {
         let collected = crate::clock::after(now, cls.group_window.unwrap_or_default());
         let start = policy.notify_at(cls.severity, collected);
         let (mut inc, mut timeline) = transition::open(alert, cls, esc, now, start);
+        if let Some(w) = self.drill_window(policy, &inc.labels, now).await? {
+            inc.drill = Some(w.id.clone());
+            timeline.push(TimelineEntry {
+                at: now,
+                event: TimelineEvent::Drill {
+                    window: w.id,
+                    comment: w.comment,
+                    author: w.author,
+                },
+            });
+        }
         if start > now {
             let reason = if start > collected {
                 "outside business hours"

@@ -77,6 +77,7 @@ pub fn sample_incident(fp: Fingerprint, now: DateTime<Utc>) -> Incident {
         unreached: None,
         opened_by: None,
         peer_undelivered: Vec::new(),
+        drill: None,
     }
 }
 

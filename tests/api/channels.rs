@@ -79,6 +79,7 @@ fn notification(summary: &str, text: &str, recipient: Option<Recipient>) -> Noti
         html: None,
         ack_url: Some(ACK_URL.into()),
         reference: None,
+        drill: false,
     }
 }
 

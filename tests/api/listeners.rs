@@ -37,6 +37,10 @@ const PRIVATE: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/v1/alerts/export"),
+    ("GET", "/v1/drills"),
+    ("POST", "/v1/drills"),
+    ("GET", "/v1/reports/response"),
+    ("POST", "/v1/test-notifications"),
     // The console.
     ("GET", "/"),
     ("GET", "/sign-in"),

@@ -22,6 +22,7 @@ mod observability;
 mod operations;
 mod pacing;
 mod plugin_channel;
+mod promise;
 mod recovery;
 mod reload;
 mod restart;

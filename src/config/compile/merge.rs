@@ -33,6 +33,8 @@ pub(super) struct Merged<'a> {
     pub(super) storm: Option<InFile<'a, StormConfig>>,
     /// (file, index within that file's list, entry), in file order.
     pub(super) silences: Vec<(usize, usize, &'a SilenceConfig)>,
+    /// Drill windows, as `silences`.
+    pub(super) drills: Vec<(usize, usize, &'a SilenceConfig)>,
     pub(super) inhibit_rules: Vec<(usize, usize, &'a InhibitRuleConfig)>,
     pub(super) heartbeats: BTreeMap<&'a str, InFile<'a, HeartbeatConfig>>,
 }
@@ -55,6 +57,7 @@ pub(super) fn merge<'a>(ctx: &mut Ctx<'_>, docs: &'a [RoutingFile]) -> Merged<'a
         last_resort: None,
         storm: None,
         silences: Vec::new(),
+        drills: Vec::new(),
         inhibit_rules: Vec::new(),
         heartbeats: BTreeMap::new(),
     };
@@ -100,6 +103,9 @@ pub(super) fn merge<'a>(ctx: &mut Ctx<'_>, docs: &'a [RoutingFile]) -> Merged<'a
         }
         for (i, s) in doc.silences.iter().flatten().enumerate() {
             m.silences.push((fi, i, s));
+        }
+        for (i, s) in doc.drills.iter().flatten().enumerate() {
+            m.drills.push((fi, i, s));
         }
         for (i, r) in doc.inhibit_rules.iter().flatten().enumerate() {
             m.inhibit_rules.push((fi, i, r));

@@ -142,6 +142,7 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
     } = sources::build_sources(ctx, m);
     let business_hours = schedules::build_business_hours(ctx, m, timezone);
     let silences = silences::build_silences(ctx, m, timezone);
+    let drills = silences::build_drills(ctx, m, timezone);
     let inhibit_rules = silences::build_inhibit_rules(ctx, m);
     let heartbeats = sources::build_heartbeats(ctx, m);
     let flap_cooldown = silences::build_flapping(ctx, m);
@@ -172,6 +173,7 @@ fn build(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> Policy {
         reconcile,
         business_hours,
         silences,
+        drills,
         inhibit_rules,
         heartbeats,
         flap_cooldown,

@@ -16,10 +16,26 @@ use crate::config::suppress::{InhibitRule, Silence};
 /// `silences` written in `routing/`: a window in the policy's zone, checked like an API silence,
 /// ids unique across the files.
 pub(super) fn build_silences(ctx: &mut Ctx<'_>, m: &Merged<'_>, tz: chrono_tz::Tz) -> Vec<Silence> {
-    let mut out: Vec<Silence> = Vec::with_capacity(m.silences.len());
+    build_windows(ctx, &m.silences, "silences", tz)
+}
+
+/// `drills` written in `routing/`: windows with the very shape and checks of a silence (a drill
+/// of everything is refused as a silence of everything is), ids unique across the files.
+pub(super) fn build_drills(ctx: &mut Ctx<'_>, m: &Merged<'_>, tz: chrono_tz::Tz) -> Vec<Silence> {
+    build_windows(ctx, &m.drills, "drills", tz)
+}
+
+/// The windows listed under `section` (`silences` or `drills`).
+fn build_windows(
+    ctx: &mut Ctx<'_>,
+    list: &[(usize, usize, &crate::config::routing::SilenceConfig)],
+    section: &'static str,
+    tz: chrono_tz::Tz,
+) -> Vec<Silence> {
+    let mut out: Vec<Silence> = Vec::with_capacity(list.len());
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
-    for &(fi, si, s) in &m.silences {
-        let base = key_path!["silences", si];
+    for &(fi, si, s) in list {
+        let base = key_path![section, si];
         let at = |k: &str| [base.clone(), key_path![k]].concat();
         let start = parse_instant(&s.start, tz).map_err(|msg| ctx.err(fi, at("start"), msg));
         let end = parse_instant(&s.end, tz).map_err(|msg| ctx.err(fi, at("end"), msg));
@@ -37,7 +53,7 @@ pub(super) fn build_silences(ctx: &mut Ctx<'_>, m: &Merged<'_>, tz: chrono_tz::T
         ) {
             Ok(silence) if window_ok => {
                 if let Some(&(ffi, fsi)) = seen.get(&silence.id) {
-                    let first = ctx.place(ffi, key_path!["silences", fsi]);
+                    let first = ctx.place(ffi, key_path![section, fsi]);
                     ctx.err(
                         fi,
                         if s.id.is_some() {
@@ -227,6 +243,49 @@ mod tests {
         assert_eq!((e.key.as_str(), e.line), ("silences[1].id", Some(8)));
         assert!(e.message.contains(r#"duplicate silence id "s1""#), "{e}");
         assert!(e.message.contains("extra.yaml:2"), "{e}");
+    }
+
+    #[test]
+    fn drill_windows_in_routing_are_checked_like_silences_and_match_by_labels_and_time() {
+        let text = r#"drills:
+  - id: q4
+    matchers: ['service="trading-bot"']
+    start: "2026-12-12T10:00:00"
+    end: "2026-12-12T12:00:00"
+    author: mei
+    comment: Q4 DR drill
+"#;
+        let (_dir, policy) = load_with(&[("drills.yaml", text)]);
+        let policy = policy.unwrap_or_else(|e| panic!("{}", crate::config::format_errors(&e)));
+        assert_eq!(policy.drills.len(), 1);
+        assert!(policy.silences.is_empty(), "a drill is no silence");
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let bot = labels(&[("service", "trading-bot")]);
+        // Local (Asia/Singapore) 10:00-12:00 is 02:00-04:00 UTC.
+        let inside = at("2026-12-12T03:00:00Z");
+        assert_eq!(
+            policy.drill_for(&bot, inside, []).map(|d| d.id.as_str()),
+            Some("q4")
+        );
+        assert!(
+            policy
+                .drill_for(&bot, at("2026-12-12T04:00:00Z"), [])
+                .is_none()
+        );
+        assert!(
+            policy
+                .drill_for(&labels(&[("service", "other")]), inside, [])
+                .is_none()
+        );
+        let (_dir, e) = single_error(
+            "drills.yaml",
+            &text.replace(
+                "end: \"2026-12-12T12:00:00\"",
+                "end: \"2026-12-12T09:00:00\"",
+            ),
+        );
+        assert_eq!((e.key.as_str(), e.line), ("drills[0].end", Some(5)), "{e}");
+        assert!(e.message.contains("must be after start"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub fn describe(e: &TimelineEvent) -> String {
             "Opened as {} by rule {rule}, escalating by policy {policy}: {summary}",
             severity.as_str()
         ),
+        E::Drill {
+            window,
+            comment,
+            author,
+        } => format!("A drill (window {window}, by {author}: {comment}): every message says DRILL"),
         E::Alert {
             status, summary, ..
         } => format!("Alert ({}) folded in: {summary}", status.as_str()),

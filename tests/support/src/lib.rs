@@ -292,7 +292,11 @@ impl TestApp {
 
     /// `path` on the public listener (`Options::public_listen`), else on the only one.
     pub fn public_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.handle.public_addr.unwrap_or(self.addr), path)
+        format!(
+            "http://{}{}",
+            self.handle.public_addr.unwrap_or(self.addr),
+            path
+        )
     }
 
     pub async fn post_sns(&self, body: &[u8]) -> (StatusCode, Value) {
