@@ -439,32 +439,62 @@ fn operator_token() -> anyhow::Result<String> {
         .to_string())
 }
 
+/// What the CLI's API commands get back: the status, the headers and the body.
+struct Answer {
+    status: reqwest::StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+/// One call of vigil's operator API at `url` + `path` with the operator token, within `timeout`:
+/// a GET, or a POST of `json`.
+async fn api(
+    url: &str,
+    path: &str,
+    json: Option<serde_json::Value>,
+    timeout: Duration,
+) -> anyhow::Result<Answer> {
+    let token = operator_token()?;
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let target = format!("{}{path}", url.trim_end_matches('/'));
+    let req = match json {
+        Some(body) => client.post(&target).json(&body),
+        None => client.get(&target),
+    };
+    let resp = req
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach vigil at {url}"))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.unwrap_or_default();
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
 async fn report(
     url: &str,
     since: &str,
     until: Option<&str>,
     json: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let token = operator_token()?;
     // Durations and RFC 3339 times need only `+` and `:` escaped in a query.
     let esc = |v: &str| v.replace('+', "%2B").replace(':', "%3A");
     let mut query = format!("since={}", esc(since));
     if let Some(u) = until {
         query.push_str(&format!("&until={}", esc(u)));
     }
-    let resp = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()?
-        .get(format!(
-            "{}/v1/reports/response?{query}",
-            url.trim_end_matches('/')
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach vigil at {url}"))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
+    let Answer { status, body, .. } = api(
+        url,
+        &format!("/v1/reports/response?{query}"),
+        None,
+        Duration::from_secs(60),
+    )
+    .await?;
     if !status.is_success() {
         eprintln!("vigil: report refused ({status}): {body}");
         return Ok(std::process::ExitCode::FAILURE);
@@ -484,21 +514,13 @@ async fn notify_test(
     channels: Vec<String>,
     people: Vec<String>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let token = operator_token()?;
-    let resp = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()?
-        .post(format!(
-            "{}/v1/test-notifications",
-            url.trim_end_matches('/')
-        ))
-        .bearer_auth(token)
-        .json(&serde_json::json!({ "channels": channels, "people": people }))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach vigil at {url}"))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
+    let Answer { status, body, .. } = api(
+        url,
+        "/v1/test-notifications",
+        Some(serde_json::json!({ "channels": channels, "people": people })),
+        Duration::from_secs(120),
+    )
+    .await?;
     if !status.is_success() {
         eprintln!("vigil: test refused ({status}): {body}");
         return Ok(std::process::ExitCode::FAILURE);
@@ -550,23 +572,22 @@ async fn notify_test(
 
 /// `vigil export-alerts`: streams `GET /v1/alerts/export` to stdout.
 async fn export_alerts(url: &str, since: Duration) -> anyhow::Result<std::process::ExitCode> {
-    let token = operator_token()?;
     let since = humantime::format_duration(since)
         .to_string()
         .replace(' ', "");
-    let resp = reqwest::Client::new()
-        // `since` is humantime's own text without spaces (`7days`): nothing to escape.
-        .get(format!(
-            "{}/v1/alerts/export?since={since}",
-            url.trim_end_matches('/')
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status();
-    let truncated = resp.headers().get("x-vigil-truncated").is_some();
-    let body = resp.text().await.context("reading the answer")?;
+    // `since` is humantime's own text without spaces (`7days`): nothing to escape.
+    let Answer {
+        status,
+        headers,
+        body,
+    } = api(
+        url,
+        &format!("/v1/alerts/export?since={since}"),
+        None,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let truncated = headers.get("x-vigil-truncated").is_some();
     if !status.is_success() {
         eprintln!("{url} answered {status}: {body}");
         return Ok(std::process::ExitCode::FAILURE);
@@ -581,17 +602,13 @@ async fn export_alerts(url: &str, since: Duration) -> anyhow::Result<std::proces
 }
 
 async fn hand_back(url: &str) -> anyhow::Result<std::process::ExitCode> {
-    let token = operator_token()?;
-    let resp = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?
-        .post(format!("{}/v1/peer/hand-back", url.trim_end_matches('/')))
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the standby at {url}"))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
+    let Answer { status, body, .. } = api(
+        url,
+        "/v1/peer/hand-back",
+        Some(serde_json::json!({})),
+        Duration::from_secs(30),
+    )
+    .await?;
     if status.is_success() {
         println!("handed back: {body}");
         Ok(std::process::ExitCode::SUCCESS)

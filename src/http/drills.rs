@@ -13,33 +13,22 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Operator;
 use super::error::ApiError;
-use super::operations::{Fields, check_author, silence_json};
-use crate::config::{Silence, SilenceSpec};
+use super::operations::{check_author, silence_json, window_spec};
+use crate::config::Silence;
 use crate::pipeline::extras::MAX_API_DRILLS;
 use crate::pipeline::heartbeat::rfc3339;
 
 type JsonResult = Result<(StatusCode, Json<Value>), ApiError>;
 
-const DRILL_FIELDS: [&str; 6] = ["id", "matchers", "start", "end", "author", "comment"];
-
 /// `POST /v1/drills`: `{id?, matchers, start?, end, author?, comment}`; `start` defaults to now
 /// and `author` to "api". At most [`MAX_API_DRILLS`] API windows that have not ended (422).
 pub async fn create_drill(
     State(s): State<AppState>,
-    _op: Operator,
+    op: Operator,
     body: Result<Bytes, BytesRejection>,
 ) -> JsonResult {
     let now = s.clock.now();
-    let mut f = Fields::parse(body)?;
-    let spec = SilenceSpec {
-        id: f.optional("id")?,
-        matchers: f.required("matchers")?,
-        start: f.optional_time("start")?.unwrap_or(now),
-        end: f.required_time("end")?,
-        author: f.optional("author")?.unwrap_or_else(|| "api".into()),
-        comment: f.required("comment")?,
-    };
-    f.finish(&DRILL_FIELDS)?;
+    let spec = window_spec(body, now, op.person)?;
     check_author(&spec.author)?;
     let drill = Silence::parse_api(spec).map_err(|e| {
         let message = e.message.replace("silence", "drill window");

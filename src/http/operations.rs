@@ -236,15 +236,17 @@ pub(super) async fn oncall_at(
 
 // ---- silences --------------------------------------------------------------------------------
 
-const SILENCE_FIELDS: [&str; 6] = ["id", "matchers", "start", "end", "author", "comment"];
+/// The fields of a silence or a drill window posted to the API.
+const WINDOW_FIELDS: [&str; 6] = ["id", "matchers", "start", "end", "author", "comment"];
 
-/// `POST /v1/silences`: a [`SilenceSpec`], with `start` defaulting to now and `author` to "api".
-pub async fn create_silence(
-    State(s): State<AppState>,
-    op: Operator,
+/// A silence or drill window as posted: `{id?, matchers, start?, end, author?, comment}`, `start`
+/// defaulting to `now` and `author` to the person of the token, else "api"; any other field is a
+/// 400.
+pub(super) fn window_spec(
     body: Result<Bytes, BytesRejection>,
-) -> JsonResult {
-    let now = s.clock.now();
+    now: DateTime<Utc>,
+    person: Option<String>,
+) -> Result<SilenceSpec, ApiError> {
     let mut f = Fields::parse(body)?;
     let spec = SilenceSpec {
         id: f.optional("id")?,
@@ -253,11 +255,22 @@ pub async fn create_silence(
         end: f.required_time("end")?,
         author: f
             .optional("author")?
-            .or(op.person)
+            .or(person)
             .unwrap_or_else(|| "api".into()),
         comment: f.required("comment")?,
     };
-    f.finish(&SILENCE_FIELDS)?;
+    f.finish(&WINDOW_FIELDS)?;
+    Ok(spec)
+}
+
+/// `POST /v1/silences`: a [`SilenceSpec`], with `start` defaulting to now and `author` to "api".
+pub async fn create_silence(
+    State(s): State<AppState>,
+    op: Operator,
+    body: Result<Bytes, BytesRejection>,
+) -> JsonResult {
+    let now = s.clock.now();
+    let spec = window_spec(body, now, op.person)?;
     let silence = add_silence(&s, spec).await?;
     Ok((
         StatusCode::CREATED,

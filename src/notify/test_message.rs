@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::render::{RenderContext, Templates};
-use super::worker::recipient_of;
+use super::worker::recipient_named;
 use super::{Notification, Notifiers, NotifyError, Recipient};
 use crate::config::Policy;
 use crate::domain::{IncidentId, Severity};
@@ -206,18 +206,7 @@ fn message(
     now: DateTime<Utc>,
     test_id: IncidentId,
 ) -> Notification {
-    let recipient = |id: &String| -> Recipient {
-        match policy.people.get(id) {
-            Some(p) => recipient_of(p),
-            None => Recipient {
-                id: id.clone(),
-                name: id.clone(),
-                phone: None,
-                email: None,
-                slack: None,
-            },
-        }
-    };
+    let recipient = |id: &String| recipient_named(policy, id);
     let to = planned.person.as_ref().map(recipient);
     let people: Vec<Recipient> = if planned.person.is_some() {
         Vec::new()

@@ -514,18 +514,7 @@ impl DeliveryWorker {
         channel_type: &str,
         reference: Option<String>,
     ) -> Notification {
-        let recipient = |id: &String| -> Recipient {
-            match policy.people.get(id) {
-                Some(p) => recipient_of(p),
-                None => Recipient {
-                    id: id.clone(),
-                    name: id.clone(),
-                    phone: None,
-                    email: None,
-                    slack: None,
-                },
-            }
-        };
+        let recipient = |id: &String| recipient_named(policy, id);
         let by = match d.kind {
             NotifyKind::Acknowledged => inc.acknowledged.as_ref().map(|(a, _)| a.who.clone()),
             NotifyKind::Resolved => inc.resolved.as_ref().map(|(a, _)| a.who.clone()),
@@ -680,6 +669,21 @@ fn failover(
         },
     };
     Some((entry, out))
+}
+
+/// Person `id` as `policy` knows them now; one the policy no longer has is addressed by id
+/// alone (no contact details: a personal channel then fails with the reason).
+pub(super) fn recipient_named(policy: &Policy, id: &str) -> Recipient {
+    match policy.people.get(id) {
+        Some(p) => recipient_of(p),
+        None => Recipient {
+            id: id.to_string(),
+            name: id.to_string(),
+            phone: None,
+            email: None,
+            slack: None,
+        },
+    }
 }
 
 pub(super) fn recipient_of(p: &Person) -> Recipient {
