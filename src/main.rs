@@ -86,7 +86,9 @@ enum Command {
         /// Payloads to treat as already open incidents (shows inhibition); repeatable.
         #[arg(long = "open")]
         open: Vec<PathBuf>,
-        /// An SNS envelope, EventBridge event, or trading-bot event (or batch) as JSON.
+        /// An SNS envelope (alarm, RDS or ElastiCache event, SMS reply, any message), an
+        /// EventBridge event (alarm, AWS Health, RDS), an Alertmanager webhook notification, or a
+        /// trading-bot event (or batch) as JSON.
         event: PathBuf,
     },
     /// Hand paging back from the active standby to its primary (refused unless the primary
@@ -328,6 +330,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
             let body =
                 std::fs::read(&event).with_context(|| format!("reading {}", event.display()))?;
+            // An SMS reply to a page is not an alert: say what vigil would do with it.
+            if let Some(text) = vigil::simulate::sms_reply(&policy, &body) {
+                print!("{text}");
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
             let alerts = vigil::simulate::alerts_from_payload(&body, at)
                 .with_context(|| format!("{} is not a payload vigil accepts", event.display()))?;
             let mut already_open = Vec::new();

@@ -83,6 +83,8 @@ pub enum Source {
     Heartbeat,
     /// A CloudWatch alarm state found by reconciliation (`DescribeAlarms`), not delivered.
     Reconcile,
+    /// A Prometheus Alertmanager webhook notification on `/v1/ingest/alertmanager`.
+    Alertmanager,
 }
 
 impl Source {
@@ -93,6 +95,7 @@ impl Source {
             Self::Bot => "bot",
             Self::Heartbeat => "heartbeat",
             Self::Reconcile => "reconcile",
+            Self::Alertmanager => "alertmanager",
         }
     }
 }
@@ -213,6 +216,9 @@ impl AsRef<str> for Fingerprint {
     }
 }
 
+/// How many characters an incident's short code has.
+pub const SHORT_CODE_LEN: usize = 4;
+
 /// An incident's id: a ULID, sortable by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -228,6 +234,33 @@ impl IncidentId {
         ulid::Ulid::from_string(s)
             .map(Self)
             .map_err(|_| DomainError::IncidentId)
+    }
+
+    /// The incident's short code, what an SMS names it by and a reply quotes back (`ACK 7QK3`):
+    /// the last [`SHORT_CODE_LEN`] characters of the ULID, 20 random bits in Crockford base32
+    /// (no I, L, O or U, so nothing reads as something else). Stable for the incident's life.
+    /// Not unique by construction: two open incidents share one about once in a million pairs,
+    /// and whoever replies is told the code is ambiguous (see [`IncidentId::has_code`]).
+    pub fn short_code(&self) -> String {
+        let s = self.0.to_string();
+        s[s.len() - SHORT_CODE_LEN..].to_string()
+    }
+
+    /// Whether `code`, as a person typed it, names this incident: case and a leading `#` do not
+    /// matter, `O` reads as `0` and `I`/`L` as `1` (Crockford), and any ending of the id at least
+    /// [`SHORT_CODE_LEN`] long counts (an SMS template may show more of it).
+    pub fn has_code(&self, code: &str) -> bool {
+        let code: String = code
+            .trim()
+            .trim_start_matches('#')
+            .chars()
+            .map(|c| match c.to_ascii_uppercase() {
+                'O' => '0',
+                'I' | 'L' => '1',
+                c => c,
+            })
+            .collect();
+        code.len() >= SHORT_CODE_LEN && self.0.to_string().ends_with(&code)
     }
 
     pub fn to_bytes(self) -> [u8; 16] {
@@ -505,6 +538,33 @@ mod tests {
         }
         for bad in ["", "1a", "a-b", "a.b", "é", "a b", "alarm-name"] {
             assert!(!is_label_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn short_codes_are_the_ids_end_and_read_leniently() {
+        let id = IncidentId::parse("01JD4Z8X3K7M2Q9R5T6V8W0Y1A").unwrap();
+        assert_eq!(id.short_code(), "0Y1A");
+        for ok in [
+            "0Y1A",
+            "0y1a",
+            "#0Y1A",
+            "oY1a",
+            " 0YlA ",
+            "W0Y1A",
+            "01JD4Z8X3K7M2Q9R5T6V8W0Y1A",
+        ] {
+            assert!(id.has_code(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Y1A",
+            "1A",
+            "0Y1B",
+            "X0Y1A",
+            "0Y1A0Y1A0Y1A0Y1A0Y1A0Y1A0Y1A",
+        ] {
+            assert!(!id.has_code(bad), "{bad}");
         }
     }
 

@@ -48,6 +48,8 @@ pub enum Origin {
     Web,
     /// Mirrored from the peer (the primary or its warm standby) over the peer feed.
     Peer,
+    /// A reply to a page by SMS (AWS End User Messaging two-way SMS, through SNS).
+    Sms,
 }
 
 impl Origin {

@@ -3,8 +3,10 @@
 //! Comes in: an EventBridge event (authenticated by the HTTP layer's API-key header; EventBridge
 //! does not sign). Goes out: for a `CloudWatch Alarm State Change` from `aws.cloudwatch`, an
 //! [`Alert`] with the same fingerprint (the alarm ARN) and the same labels the SNS path gives for
-//! that alarm (both use `cloudwatch::alarm_labels`); for any other event, `None`, which the caller
-//! acknowledges and ignores (e.g. `CloudWatch Alarm Configuration Change`).
+//! that alarm (both use `cloudwatch::alarm_labels`); for an AWS Health event, the alert of
+//! `aws_health`; for an RDS event (`aws.rds`), the alert of `rds` (the same one its SNS
+//! notification gives); for any other event, `None`, which the caller acknowledges and ignores
+//! (e.g. `CloudWatch Alarm Configuration Change`).
 //!
 //! The event's shape differs from the SNS form: camelCase keys, dimensions as an object, the
 //! composite rule under `configuration.alarmRule`.
@@ -17,14 +19,14 @@ use super::cloudwatch::{
     AlarmArn, AlarmType, MetricEntry, MetricRef, alarm_description, alarm_labels_and_summary,
     alarm_status, alarmed_metric, build_alarm_arn, parse_cloudwatch_time,
 };
-use super::{Fields, IngestError, parse_json, type_name};
+use super::{Fields, IngestError, aws_health, parse_json, rds, type_name};
 use crate::domain::{Alert, Fingerprint, Source};
 
 /// The detail-type of the events that carry alarm state changes.
 pub const ALARM_STATE_CHANGE: &str = "CloudWatch Alarm State Change";
 
-/// Parses an EventBridge event. `Ok(None)` for events that are not CloudWatch alarm state
-/// changes; `Malformed` for invalid JSON or a state change missing `id`, `detail.alarmName`,
+/// Parses an EventBridge event: a CloudWatch alarm state change, an AWS Health event
+/// (`aws_health`) or an RDS event (`rds`). `Ok(None)` for any other event; `Malformed` for invalid JSON or a state change missing `id`, `detail.alarmName`,
 /// `detail.state.value` or `detail.state.timestamp`.
 pub fn parse_event(body: &[u8]) -> Result<Option<Alert>, IngestError> {
     let value = parse_json(body, "EventBridge event")?;
@@ -35,7 +37,14 @@ pub fn parse_event(body: &[u8]) -> Result<Option<Alert>, IngestError> {
         )));
     };
     let f = Fields::new("", map);
-    if f.req_str("detail-type")? != ALARM_STATE_CHANGE || f.req_str("source")? != "aws.cloudwatch" {
+    let (detail_type, source) = (f.req_str("detail-type")?, f.req_str("source")?);
+    if aws_health::is_health_event(source, detail_type) {
+        return aws_health::parse(map, &value).map(Some);
+    }
+    if rds::is_rds_event(source, detail_type) {
+        return rds::parse_eventbridge(map, &value).map(Some);
+    }
+    if detail_type != ALARM_STATE_CHANGE || source != "aws.cloudwatch" {
         return Ok(None);
     }
     let id = f.req_str("id")?.to_string();

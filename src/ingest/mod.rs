@@ -16,12 +16,17 @@
 //! [`Alert`]: crate::domain::Alert
 //! [`Alert::details`]: crate::domain::Alert
 
+pub mod alertmanager;
+pub mod aws_health;
 pub mod bot;
 pub mod cloudwatch;
 pub mod describe_alarms;
+pub mod elasticache;
 pub mod eventbridge;
 pub mod pagerduty;
+pub mod rds;
 pub mod slack;
+pub mod sms_reply;
 pub mod sns;
 pub mod sns_notification;
 

@@ -6,8 +6,10 @@
 //! `sources.sns.allowed_topics`, plus `now`. Goes out:
 //! - the CloudWatch alarm ([`parse_alarm`], with the topic's region as the fallback for a `Region`
 //!   name no table knows) when the `Message` is one;
+//! - an RDS event notification, the typed alert of `rds` (`kind=rds_event`);
+//! - an ElastiCache notification, the typed alert of `elasticache` (`kind=elasticache_event`);
 //! - otherwise a generic alert, `source=sns`, `kind=sns_notification`: plain text from
-//!   `aws sns publish`, an RDS, ElastiCache, S3 or SES notification, a person on the console.
+//!   `aws sns publish`, an S3 or SES notification, a person on the console.
 //!   A topic on vigil's allow-list is an on-call topic: whatever was published to it was meant for
 //!   someone, and refusing it (4xx) would make SNS drop it for good.
 //!
@@ -27,6 +29,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::cloudwatch::{has_alarm_markers, parse_alarm};
 use super::sns::topic_region;
+use super::{elasticache, rds};
 use crate::domain::{Alert, AlertStatus, Fingerprint, Labels, Source};
 
 /// The `kind` label of a Notification that is not a CloudWatch alarm.
@@ -74,6 +77,22 @@ pub fn parse_notification(
                 tracing::warn!(topic = topic_arn, message_id, error = %e, "SNS message looks like a CloudWatch alarm but does not parse as one: taken as a generic notification.");
                 parse_error = Some(e.to_string());
             }
+        }
+    }
+
+    if let Some(Value::Object(map)) = &json
+        && parse_error.is_none()
+    {
+        let sent_at = DateTime::parse_from_rfc3339(timestamp)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(now);
+        if rds::is_rds_message(map) {
+            match rds::parse_sns(map, topic_arn, message_id, sent_at) {
+                Ok(alert) => return alert,
+                Err(e) => parse_error = Some(e.to_string()),
+            }
+        } else if let Some(alert) = elasticache::parse_sns(map, topic_arn, message_id, sent_at) {
+            return alert;
         }
     }
 
@@ -166,7 +185,7 @@ fn fingerprint(topic_arn: &str, subject: Option<&str>, message: &str) -> Fingerp
 }
 
 /// The first 8 bytes of the sha256 of the concatenated parts, as 16 lowercase hex digits.
-fn short_hash(parts: &[&[u8]]) -> String {
+pub(super) fn short_hash(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p);
@@ -178,7 +197,7 @@ fn short_hash(parts: &[&[u8]]) -> String {
 }
 
 /// `s` cut to at most `max` characters (on a character boundary), `…` marking a cut.
-fn cut(s: &str, max: usize) -> String {
+pub(super) fn cut(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         None => s.to_string(),
         Some(_) => {

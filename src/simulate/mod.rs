@@ -1,7 +1,9 @@
 //! `vigil simulate`: what the loaded policy would do with a payload, without touching a store or
 //! sending anything. Prints the labels, the matched rule, the severity, the incident key and the
 //! escalation plan as a timeline. The payload may be an SNS envelope (its signature is not checked
-//! here), an EventBridge event, or a trading-bot event or batch.
+//! here), an EventBridge event (CloudWatch alarm, AWS Health, RDS), an Alertmanager webhook
+//! notification, or a trading-bot event or batch; an SNS envelope carrying an inbound SMS reply
+//! is described by [`sms_reply`] instead.
 //!
 //! `diff`: what changes between two policies for the same events (`vigil diff`).
 
@@ -47,11 +49,70 @@ pub fn alerts_from_payload(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Alert>
         return match ingest::parse_event(body)? {
             Some(a) => Ok(vec![a]),
             None => Err(IngestError::Malformed(
-                "this EventBridge event is not a CloudWatch Alarm State Change".into(),
+                "this EventBridge event is not a CloudWatch Alarm State Change, an AWS Health \
+                 event or an RDS event"
+                    .into(),
             )),
         };
     }
+    if value.get("alerts").is_some() && value.get("groupKey").is_some() {
+        return Ok(ingest::alertmanager::parse_webhook(body, now)?.alerts);
+    }
     ingest::parse_events(body, now)
+}
+
+/// For an SNS envelope whose `Message` is an inbound SMS (a reply to a page): what vigil would
+/// make of it, as text. `None` for any other payload.
+pub fn sms_reply(policy: &Policy, body: &[u8]) -> Option<String> {
+    use crate::ingest::sms_reply::{Command, parse_command, parse_inbound};
+    let env = SnsEnvelope::parse(body).ok()?;
+    let SnsMessage::Notification { message, .. } = &env.message else {
+        return None;
+    };
+    let mut out = String::new();
+    let sms = match parse_inbound(message)? {
+        Ok(sms) => sms,
+        Err(e) => {
+            let _ = writeln!(out, "inbound SMS:  refused ({e})");
+            return Some(out);
+        }
+    };
+    let _ = writeln!(
+        out,
+        "inbound SMS:  from {}: {:?}",
+        sms.from.redacted(),
+        sms.body
+    );
+    let person = policy
+        .people
+        .values()
+        .find(|p| p.phone.as_ref() == Some(&sms.from));
+    let _ = match person {
+        Some(p) => writeln!(out, "sender:       {} ({})", p.name, p.id),
+        None => writeln!(
+            out,
+            "sender:       no person has this number: nothing changes"
+        ),
+    };
+    let _ = match parse_command(&sms.body) {
+        Command::Ack { code, for_ } => writeln!(
+            out,
+            "command:      acknowledge {}{}",
+            code.map_or(
+                "the newest incident paged to the sender".to_string(),
+                |c| format!("incident #{c}")
+            ),
+            for_.map(|d| format!(" for {}", humantime::format_duration(d)))
+                .unwrap_or_default()
+        ),
+        Command::Resolve { code } => writeln!(out, "command:      resolve incident #{code}"),
+        Command::ServiceKeyword => writeln!(
+            out,
+            "command:      none (STOP/HELP are answered by AWS End User Messaging)"
+        ),
+        Command::Unknown(why) => writeln!(out, "command:      not understood ({why})"),
+    };
+    Some(out)
 }
 
 /// What the policy does with one alert at one instant: the decision `report` prints and
