@@ -152,7 +152,7 @@ pub async fn sns(
     }
 }
 
-/// `POST /v1/ingest/eventbridge`: "CloudWatch Alarm State Change" events from an API
+/// `POST /v1/ingest/eventbridge`: "CloudWatch Alarm State Change", AWS Health and RDS events from an API
 /// destination, authenticated by the `x-api-key` header.
 pub async fn eventbridge(
     State(s): State<AppState>,
@@ -165,7 +165,9 @@ pub async fn eventbridge(
     match ingest::parse_event(&body)? {
         None => Ok((
             StatusCode::OK,
-            Json(json!({ "ignored": true, "detail": "not an alarm state change" })),
+            Json(
+                json!({ "ignored": true, "detail": "not an alarm state change, an AWS Health event or an RDS event" }),
+            ),
         )),
         Some(alert) => {
             let results = accept(&s, std::slice::from_ref(&alert)).await?;
@@ -188,5 +190,36 @@ pub async fn events(
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "accepted": alerts.len(), "results": results })),
+    ))
+}
+
+/// `POST /v1/ingest/alertmanager`: a Prometheus Alertmanager webhook notification (payload
+/// version 4, bearer ingest token), each alert ingested in order as one batch. Alertmanager
+/// retries on a 5xx, so the answer is 2xx only once every alert is stored.
+pub async fn alertmanager(
+    State(s): State<AppState>,
+    _token: Token,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    require_json(&headers)?;
+    let body = body?;
+    let n = ingest::alertmanager::parse_webhook(&body, s.clock.now())?;
+    if n.truncated_alerts > 0 {
+        tracing::warn!(
+            receiver = n.receiver.as_deref().unwrap_or(""),
+            group_key = n.group_key.as_deref().unwrap_or(""),
+            truncated_alerts = n.truncated_alerts,
+            "Alertmanager left alerts out of this notification (max_alerts); they arrive with a later one."
+        );
+    }
+    let results = accept(&s, &n.alerts).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "accepted": n.alerts.len(),
+            "truncated_alerts": n.truncated_alerts,
+            "results": results,
+        })),
     ))
 }

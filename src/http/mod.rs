@@ -80,7 +80,7 @@ pub fn public_router(state: AppState) -> Router {
 }
 
 /// The endpoints that stay inside (`--listen` when `--public-listen` is set): the trading bot's
-/// events and heartbeats, the operator API, the console, the peer API, reload, the probes and
+/// events and heartbeats, Prometheus Alertmanager's webhook (it runs in the cluster), the operator API, the console, the peer API, reload, the probes and
 /// `/metrics`.
 pub fn private_router(state: AppState) -> Router {
     let private = private_routes(&state);
@@ -103,6 +103,7 @@ fn public_routes() -> Router<AppState> {
 /// See [`private_router`].
 fn private_routes(state: &AppState) -> Router<AppState> {
     Router::new()
+        .route("/v1/ingest/alertmanager", post(ingest::alertmanager))
         .route("/v1/events", post(ingest::events))
         .route("/v1/incidents", get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::show))

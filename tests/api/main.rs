@@ -27,7 +27,9 @@ mod recovery;
 mod reload;
 mod restart;
 mod slow_clients;
+
 mod sns;
+mod sources;
 mod standby;
 mod standby_records;
 mod standby_replicas;
