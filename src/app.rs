@@ -247,6 +247,7 @@ impl App {
             )?)),
             None => None,
         };
+        let sms_replies = Arc::new(http::sms_reply::SmsReplies::default());
         let worker = Arc::new(DeliveryWorker::new(
             store.clone(),
             policy.clone(),
@@ -372,6 +373,7 @@ impl App {
             recovery,
             peer: peer.clone(),
             notifiers: notifiers.clone(),
+            sms_replies,
         });
         let handle = AppHandle {
             service,

@@ -127,6 +127,32 @@ pub async fn sns(
                 Json(json!({ "unsubscribed": true, "topic": topic })),
             ))
         }
+        SnsMessage::Notification {
+            message,
+            message_id,
+            timestamp,
+            ..
+        } if let Some(sms) = ingest::sms_reply::parse_inbound(message) => {
+            // A reply to an SMS page (two-way SMS): acted on, never ingested as an alert.
+            if !s.sns.allowed(&env) {
+                return Err(ApiError::forbidden(format!(
+                    "topic {topic} is not in sources.sns.allowed_topics"
+                )));
+            }
+            let sms = sms?;
+            let policy = s.policy.current();
+            if ingest::sns::replay_sent_at(timestamp, s.clock.now(), policy.sns_max_age)?.is_some()
+            {
+                tracing::warn!(
+                    topic,
+                    message_id,
+                    "SMS reply older than sources.sns.max_age: a replay, ignored."
+                );
+                return Ok((StatusCode::OK, Json(json!({ "sms_reply": "replay" }))));
+            }
+            let answer = super::sms_reply::take(&s, sms, message_id).await?;
+            Ok((StatusCode::OK, Json(answer)))
+        }
         SnsMessage::Notification { .. } => {
             let started = Instant::now();
             let taken = s

@@ -16,6 +16,7 @@ mod operations;
 mod peer;
 mod reports;
 pub mod server;
+pub mod sms_reply;
 
 use std::sync::Arc;
 
@@ -59,6 +60,8 @@ pub struct Shared {
     /// The notifiers of the current policy (rebuilt on reload): the console shows which
     /// channels are unavailable, test notifications send through them.
     pub notifiers: Arc<arc_swap::ArcSwap<crate::notify::Notifiers>>,
+    /// Replies to SMS pages (`sms_reply`): the notifiers to answer through, the texts taken.
+    pub sms_replies: Arc<sms_reply::SmsReplies>,
 }
 
 pub type AppState = Arc<Shared>;

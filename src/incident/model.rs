@@ -53,10 +53,9 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// The name as serialized (`api`, `source`, `slack`, `pagerduty`, `email_link`, `web`, `peer`):
-    /// what
-    /// a channel type's descriptor names when acks that came through it must not be echoed back
-    /// (`config::ChannelType::echo`).
+    /// The name as serialized (`api`, `source`, `slack`, `pagerduty`, `email_link`, `web`, `peer`,
+    /// `sms`): what a channel type's descriptor names when acks that came through it must not be
+    /// echoed back (`config::ChannelType::echo`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Api => "api",
@@ -66,6 +65,7 @@ impl Origin {
             Self::EmailLink => "email_link",
             Self::Web => "web",
             Self::Peer => "peer",
+            Self::Sms => "sms",
         }
     }
 }

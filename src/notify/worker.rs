@@ -19,10 +19,11 @@ use super::retry::RetryPolicy;
 use super::{Notification, Notifiers, NotifyError, Receipt, Recipient};
 use crate::ack::AckSigner;
 use crate::clock::Clock;
-use crate::config::{Failover, Person, Policy, PolicyHandle};
+use crate::config::{Failover, Person, Policy, PolicyHandle, Reach};
 use crate::domain::Severity;
 use crate::incident::{
-    Delivery, DeliveryOutcome, Incident, IncidentStatus, NotifyKind, TimelineEntry, TimelineEvent,
+    Delivery, DeliveryOutcome, Incident, IncidentStatus, NotifyKind, Origin, TimelineEntry,
+    TimelineEvent,
 };
 use crate::metrics::Metrics;
 use crate::store::{
@@ -590,19 +591,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// An acknowledgement or resolution is not sent back to where it came from: to a channel whose
 /// type names the ack's origin as its `echo` (an ack made in PagerDuty is not sent to
-/// PagerDuty).
+/// PagerDuty), nor, for one made by SMS reply, to the phone of the person who replied (they have
+/// vigil's answer already, `http::sms_reply`; the others it paged are still told).
 fn is_echo(d: &Delivery, inc: &Incident, policy: &Policy) -> bool {
-    let origin = match d.kind {
-        NotifyKind::Acknowledged => inc.acknowledged.as_ref().map(|(a, _)| a.origin),
-        NotifyKind::Resolved => inc.resolved.as_ref().map(|(a, _)| a.origin),
+    let actor = match d.kind {
+        NotifyKind::Acknowledged => inc.acknowledged.as_ref().map(|(a, _)| a),
+        NotifyKind::Resolved => inc.resolved.as_ref().map(|(a, _)| a),
         _ => None,
     };
-    origin.is_some_and(|origin| {
-        policy
-            .channels
-            .get(&d.channel)
-            .is_some_and(|spec| spec.channel_type().echo == Some(origin.as_str()))
-    })
+    let Some(actor) = actor else {
+        return false;
+    };
+    let Some(ty) = policy
+        .channels
+        .get(&d.channel)
+        .map(|spec| spec.channel_type())
+    else {
+        return false;
+    };
+    let replier = actor.origin == Origin::Sms
+        && ty.reach == Reach::PhonePerPerson
+        && d.target
+            .as_ref()
+            .and_then(|p| policy.people.get(p))
+            .is_some_and(|p| p.name == actor.who);
+    replier || ty.echo == Some(actor.origin.as_str())
 }
 
 /// The type of the delivery's channel, for metrics and the timeline; `unknown` when the policy

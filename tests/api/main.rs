@@ -27,7 +27,7 @@ mod recovery;
 mod reload;
 mod restart;
 mod slow_clients;
-
+mod sms_reply;
 mod sns;
 mod sources;
 mod standby;

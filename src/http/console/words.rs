@@ -15,6 +15,7 @@ pub fn via(origin: Origin) -> &'static str {
         Origin::EmailLink => "via an acknowledge link",
         Origin::Web => "via web",
         Origin::Peer => "on the peer",
+        Origin::Sms => "via SMS",
     }
 }
 
