@@ -109,7 +109,7 @@ pub fn parse_command(body: &str) -> Command {
             let mut for_ = None;
             for w in &words[1..] {
                 if for_.is_none()
-                    && let Ok(d) = humantime::parse_duration(w)
+                    && let Some(d) = duration_word(w)
                 {
                     if d.is_zero() || d > MAX_ACK_FOR {
                         return Command::Unknown(format!(
@@ -135,6 +135,27 @@ pub fn parse_command(body: &str) -> Command {
         },
         _ => Command::Unknown(format!("{first:?} is not ACK or RES")),
     }
+}
+
+/// A reply's time: one or two digits and `m`, `h` or `d` (`30m`, `1h`), or digits and a word
+/// unit (`90min`, `2hours`). Never four characters of the code alphabet with a one-letter unit:
+/// `123M` is a code, not a duration.
+fn duration_word(w: &str) -> Option<Duration> {
+    let w = w.to_ascii_lowercase();
+    let split = w.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = w.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let short = digits.len() <= 2;
+    let secs = match unit {
+        "m" if short => 60,
+        "h" if short => 3600,
+        "d" if short => 86_400,
+        "min" | "mins" | "minute" | "minutes" => 60,
+        "hr" | "hrs" | "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return None,
+    };
+    (digits.len() <= 4).then(|| Duration::from_secs(n * secs))
 }
 
 #[cfg(test)]
@@ -174,6 +195,13 @@ mod tests {
         assert_eq!(parse_command("  ack   7qk3 "), ack(Some("7qk3"), None));
         assert_eq!(parse_command("Ack #7QK3 1h"), ack(Some("7QK3"), Some(3600)));
         assert_eq!(parse_command("ACK 30m"), ack(None, Some(1800)));
+        assert_eq!(
+            parse_command("ACK 7QK3 90min"),
+            ack(Some("7QK3"), Some(5400))
+        );
+        // Four code characters ending in a unit letter are a code.
+        assert_eq!(parse_command("ACK 123M"), ack(Some("123M"), None));
+        assert_eq!(parse_command("ACK 1h2m"), ack(Some("1h2m"), None));
         assert_eq!(
             parse_command("res 7QK3"),
             Command::Resolve {

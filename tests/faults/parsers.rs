@@ -493,6 +493,11 @@ fn check_notification_alert(alert: &vigil::domain::Alert) -> Result<(), TestCase
                 .is_none_or(|d| d.chars().count() <= MAX_DESCRIPTION_CHARS)
         );
         prop_assert!(alert.details.is_object());
+    } else if matches!(kind, Some("rds_event" | "elasticache_event")) {
+        // Typed AWS event notifications: bounded summaries, the message kept in details.
+        prop_assert!(alert.summary.chars().count() <= MAX_SUMMARY_CHARS);
+        prop_assert!(alert.details.is_object());
+        prop_assert_ne!(alert.status, AlertStatus::InsufficientData);
     } else {
         prop_assert!(
             matches!(kind, Some("cloudwatch_alarm" | "route53_health_check")),
@@ -1053,6 +1058,212 @@ fn routing_yaml_bombs_give_errors() {
             started.elapsed() < std::time::Duration::from_secs(10),
             "{name} took {:?}",
             started.elapsed()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 15's sources: AWS Health, RDS and ElastiCache notifications, Alertmanager, SMS replies.
+// Their payloads live in this repository's tests/fixtures/.
+
+fn local(name: &str) -> Vec<u8> {
+    std::fs::read(crate::helpers::repo().join("tests/fixtures").join(name)).unwrap()
+}
+
+fn local_json(name: &str) -> Value {
+    serde_json::from_slice(&local(name)).unwrap()
+}
+
+const HEALTH_FIXTURES: [&str; 4] = [
+    "aws-health-ec2-issue-open.json",
+    "aws-health-ec2-issue-closed.json",
+    "aws-health-rds-issue-us-east-1-org-view.json",
+    "aws-health-elasticache-scheduled-change.json",
+];
+const AWS_EVENT_FIXTURES: [&str; 7] = [
+    "rds-failover-started-sns-notification.json",
+    "rds-failover-completed-sns-notification.json",
+    "rds-replication-error-sns-notification.json",
+    "rds-backup-sns-notification.json",
+    "elasticache-failover-sns-notification.json",
+    "elasticache-node-replace-started-sns-notification.json",
+    "elasticache-node-replace-complete-sns-notification.json",
+];
+const AM_FIXTURES: [&str; 2] = ["alertmanager-firing.json", "alertmanager-resolved.json"];
+
+/// The `Message` of one of the SNS fixtures above.
+fn aws_event_message(name: &str) -> String {
+    local_json(name)["Message"].as_str().unwrap().to_string()
+}
+
+/// What holds for an AWS Health alert: `closed` and only `closed` resolves, the labels carry
+/// what the event said.
+fn check_health(body: &[u8]) -> Result<(), TestCaseError> {
+    if let Ok(Some(alert)) = vigil::ingest::parse_event(body)
+        && alert.labels.get("kind").map(String::as_str) == Some("aws_health")
+    {
+        let status = alert.labels.get("status").map(String::as_str);
+        prop_assert_eq!(
+            alert.status == AlertStatus::Resolved,
+            status == Some("closed"),
+            "{:?}",
+            status
+        );
+        prop_assert!(alert.fingerprint.as_str().starts_with("aws_health/"));
+        for key in ["service", "event_type_code", "category", "account"] {
+            prop_assert!(alert.labels.contains_key(key), "{}", key);
+        }
+    }
+    Ok(())
+}
+
+/// A valid RDS event notification's fields.
+fn rds_message() -> impl Strategy<Value = (u32, String, String, bool)> {
+    (0u32..300, "[a-z][a-z0-9-]{0,40}", ".{0,200}", any::<bool>())
+}
+
+/// A valid Alertmanager alert: its labels (with `alertname`), status and fingerprint.
+fn am_alert() -> impl Strategy<Value = (std::collections::BTreeMap<String, String>, bool, String)> {
+    (
+        btree_map("[a-z_][a-z0-9_]{0,20}", ".{0,40}", 0..8),
+        any::<bool>(),
+        "[0-9a-f]{16}",
+    )
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    #[test]
+    fn aws_health_survives_edits(f in select(HEALTH_FIXTURES.to_vec()), e in edits()) {
+        check_health(&apply(&local(f), &e))?;
+    }
+
+    #[test]
+    fn aws_health_survives_wrong_json_types(f in select(HEALTH_FIXTURES.to_vec()), e in json_edits()) {
+        let v = apply_json(local_json(f), &e);
+        check_health(&serde_json::to_vec(&v).unwrap())?;
+    }
+
+    #[test]
+    fn aws_event_messages_survive_edits(f in select(AWS_EVENT_FIXTURES.to_vec()), e in edits()) {
+        let m = apply(aws_event_message(f).as_bytes(), &e);
+        let m = String::from_utf8_lossy(&m);
+        check_notification_alert(&sns_notification(TOPIC, None, &m, "2026-11-20T02:15:41.452Z"))?;
+    }
+
+    #[test]
+    fn aws_event_messages_survive_wrong_json_types(f in select(AWS_EVENT_FIXTURES.to_vec()), e in json_edits()) {
+        let v: Value = serde_json::from_str(&aws_event_message(f)).unwrap();
+        let m = apply_json(v, &e).to_string();
+        check_notification_alert(&sns_notification(TOPIC, None, &m, "2026-11-20T02:15:41.452Z"))?;
+    }
+
+    #[test]
+    fn a_valid_rds_event_is_typed_whatever_its_fields(
+        (n, source_id, text, arn) in rds_message()
+    ) {
+        let id = format!("RDS-EVENT-{n:04}");
+        let mut m = json!({
+            "Event Source": "db-instance", "Event Time": "2026-11-20 02:15:41.452",
+            "Source ID": source_id,
+            "Event ID": format!("https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_Events.html#{id}"),
+            "Event Message": text,
+        });
+        if arn {
+            m["Source ARN"] = json!(format!("arn:aws:rds:ap-southeast-1:123456789012:db:{source_id}"));
+        }
+        let alert = sns_notification(TOPIC, None, &m.to_string(), "2026-11-20T02:15:41.452Z");
+        check_notification_alert(&alert)?;
+        prop_assert_eq!(alert.labels.get("kind").map(String::as_str), Some("rds_event"));
+        prop_assert_eq!(alert.labels.get("event_id"), Some(&id));
+        prop_assert_eq!(alert.labels.get("source_id"), Some(&source_id));
+        prop_assert_eq!(alert.labels.get("region").map(String::as_str), Some("ap-southeast-1"));
+    }
+
+    #[test]
+    fn an_elasticache_event_is_typed_whatever_its_event(event in "[A-Za-z]{1,40}", node in "[a-z0-9-]{1,40}") {
+        let m = json!({ format!("ElastiCache:{event}"): node }).to_string();
+        let alert = sns_notification(TOPIC, None, &m, "2026-11-20T02:15:41.452Z");
+        check_notification_alert(&alert)?;
+        prop_assert_eq!(alert.labels.get("kind").map(String::as_str), Some("elasticache_event"));
+        prop_assert_eq!(alert.labels.get("event"), Some(&event));
+        prop_assert_eq!(alert.labels.get("source_id"), Some(&node));
+    }
+
+    #[test]
+    fn alertmanager_survives_arbitrary_bytes(body in any_bytes()) {
+        let _ = vigil::ingest::alertmanager::parse_webhook(&body, now());
+    }
+
+    #[test]
+    fn alertmanager_survives_edits(f in select(AM_FIXTURES.to_vec()), e in edits()) {
+        let _ = vigil::ingest::alertmanager::parse_webhook(&apply(&local(f), &e), now());
+    }
+
+    #[test]
+    fn alertmanager_survives_wrong_json_types(f in select(AM_FIXTURES.to_vec()), e in json_edits()) {
+        let v = apply_json(local_json(f), &e);
+        let _ = vigil::ingest::alertmanager::parse_webhook(&serde_json::to_vec(&v).unwrap(), now());
+    }
+
+    #[test]
+    fn alertmanager_alerts_round_trip(alerts in vec(am_alert(), 0..20)) {
+        let items: Vec<Value> = alerts
+            .iter()
+            .map(|(labels, firing, fp)| json!({
+                "status": if *firing { "firing" } else { "resolved" },
+                "labels": labels, "annotations": {}, "fingerprint": fp,
+                "startsAt": "2026-11-20T02:14:36Z", "endsAt": "0001-01-01T00:00:00Z",
+            }))
+            .collect();
+        let body = json!({"version": "4", "status": "firing", "receiver": "vigil",
+                          "groupKey": "{}", "alerts": items, "truncatedAlerts": 0});
+        let n = vigil::ingest::alertmanager::parse_webhook(&serde_json::to_vec(&body).unwrap(), now())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(n.alerts.len(), alerts.len());
+        for (alert, (labels, firing, fp)) in n.alerts.iter().zip(&alerts) {
+            prop_assert_eq!(alert.fingerprint.as_str(), format!("alertmanager/{fp}"));
+            prop_assert_eq!(alert.status == AlertStatus::Firing, *firing);
+            for (k, v) in labels.iter().filter(|(k, _)| !matches!(k.as_str(), "kind" | "source")) {
+                prop_assert_eq!(alert.labels.get(k), Some(v));
+            }
+            prop_assert_eq!(alert.labels.get("kind").map(String::as_str), Some("prometheus_alert"));
+        }
+    }
+
+    #[test]
+    fn sms_replies_survive_arbitrary_text(m in ".{0,400}") {
+        if let Some(Ok(sms)) = vigil::ingest::sms_reply::parse_inbound(&m) {
+            let _ = vigil::ingest::sms_reply::parse_command(&sms.body);
+        }
+        let _ = vigil::ingest::sms_reply::parse_command(&m);
+    }
+
+    #[test]
+    fn sms_replies_survive_wrong_json_types(e in json_edits()) {
+        let v: Value = serde_json::from_str(&aws_event_message("sms-inbound-ack-sns-notification.json")).unwrap();
+        let m = apply_json(v, &e).to_string();
+        if let Some(Ok(sms)) = vigil::ingest::sms_reply::parse_inbound(&m) {
+            let _ = vigil::ingest::sms_reply::parse_command(&sms.body);
+        }
+    }
+
+    #[test]
+    fn an_ack_with_a_code_and_a_time_reads_back(
+        code in "[0-9A-HJKMNP-TV-Z]{4,6}",
+        minutes in 1u64..=99,
+        verb in select(vec!["ACK", "ack", "Ack", "ACKNOWLEDGE"]),
+        pad in " {0,3}",
+    ) {
+        use vigil::ingest::sms_reply::{Command, parse_command};
+        let text = format!("{pad}{verb} {pad}#{code} {minutes}m{pad}");
+        prop_assert_eq!(
+            parse_command(&text),
+            Command::Ack {
+                code: Some(code.clone()),
+                for_: Some(std::time::Duration::from_secs(minutes * 60)),
+            }
         );
     }
 }
