@@ -2,8 +2,8 @@
 //!
 //! Layout, top to bottom (a module imports only those below it):
 //! - `app`      — wiring and graceful shutdown; `main` the CLI
-//! - `http`     — the API, thin handlers: ingest, incidents, operations, peer, health, metrics;
-//!   the operators' console (HTML pages at `/` over the same calls)
+//! - `http`     — the API, thin handlers: ingest, incidents, operations, SMS replies, peer,
+//!   health, metrics; the operators' console (HTML pages at `/` over the same calls)
 //! - `pipeline` — the read → decide → commit loop (`IncidentService`), the scheduler, heartbeats,
 //!   the operator records (`extras`), the response report (`report`), retention, the paging
 //!   gate, and the ways in that are not a request (the shared SNS path, reconciliation, dead
@@ -15,8 +15,9 @@
 //!   `incident` (the records and the decisions on them: open, fold, acknowledge, resolve),
 //!   `escalate` (fire what is due: who is on call (`oncall`), one delivery per channel and person)
 //! - `config` (the `routing/` policy: model, compile with all errors, hot reload, the templates,
-//!   the channel-type registry's data part; step timing is `EscalationPolicy::due_at`) beside `ingest` (verify and parse SNS / CloudWatch / Route 53,
-//!   EventBridge and trading-bot payloads into alerts)
+//!   the channel-type registry's data part; step timing is `EscalationPolicy::due_at`) beside
+//!   `ingest` (verify and parse SNS / CloudWatch / Route 53, EventBridge, AWS Health, RDS,
+//!   ElastiCache, Alertmanager and trading-bot payloads into alerts, and inbound SMS replies)
 //! - `domain`   — alerts, labels, fingerprints, severities
 //!
 //! Around them: `settings` (process settings and secrets), `clock` (injected time), `metrics`,

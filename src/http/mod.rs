@@ -1,7 +1,8 @@
-//! The HTTP API (DESIGN §8): ingest endpoints for SNS, EventBridge, the trading bot and heartbeat
-//! beats; the operator API on incidents, on-call overrides and silences; health, readiness,
-//! metrics and reload; the operators' console (`console`, HTML at `/`). Handlers parse and check
-//! at the edge and hand domain values to the incident service.
+//! The HTTP API (DESIGN §8): ingest endpoints for SNS (with replies to SMS pages), EventBridge,
+//! Alertmanager, the trading bot and heartbeat beats; the operator API on incidents, on-call
+//! overrides and silences; health, readiness, metrics and reload; the operators' console
+//! (`console`, HTML at `/`). Handlers parse and check at the edge and hand domain values to the
+//! incident service.
 
 mod ack_link;
 mod admin;

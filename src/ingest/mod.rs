@@ -1,9 +1,12 @@
 //! Stage 1, ingest: raw request bodies in, verified and normalized [`Alert`]s out.
 //!
 //! Comes in: the bytes of an SNS HTTP delivery (`sns`; a Notification's `Message` becomes an
-//! alert in `sns_notification`: a CloudWatch alarm parsed by `cloudwatch`, any other message a
-//! generic `sns_notification` alert), an EventBridge "CloudWatch Alarm State Change" event
-//! (`eventbridge`), or a trading-bot event or batch (`bot`). Goes out: [`Alert`]s, or an
+//! alert in `sns_notification`: a CloudWatch alarm parsed by `cloudwatch`, an RDS event by
+//! `rds`, an ElastiCache event by `elasticache`, any other message a generic `sns_notification`
+//! alert; an inbound two-way SMS is a reply to a page, read by `sms_reply`), an EventBridge event
+//! (`eventbridge`: a "CloudWatch Alarm State Change", an AWS Health event by `aws_health`, an RDS
+//! event by `rds`), a Prometheus Alertmanager webhook notification (`alertmanager`), or a
+//! trading-bot event or batch (`bot`). Goes out: [`Alert`]s, or an
 //! [`IngestError`] that says which field was wrong and which HTTP status the caller should answer
 //! with. Two-way channels come in here too: a Slack button click (`slack`) and a PagerDuty V3
 //! webhook (`pagerduty`), each checked against its HMAC signature before it is parsed.
