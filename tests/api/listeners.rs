@@ -20,6 +20,7 @@ pub(crate) const PUBLIC: &[(&str, &str)] = &[
 /// the probes.
 const PRIVATE: &[(&str, &str)] = &[
     ("POST", "/v1/events"),
+    ("POST", "/v1/ingest/alertmanager"),
     ("GET", "/v1/incidents"),
     ("GET", "/v1/incidents/01JD4Z8X3K7M2Q9R5T6V8W0Y1A"),
     ("POST", "/v1/incidents/01JD4Z8X3K7M2Q9R5T6V8W0Y1A/ack"),
