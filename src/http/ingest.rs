@@ -212,7 +212,15 @@ pub async fn events(
     require_json(&headers)?;
     let body = body?;
     let alerts = ingest::parse_events(&body, s.clock.now())?;
-    let results = accept(&s, &alerts).await?;
+    accepted(&s, &alerts).await
+}
+
+/// 202 with how many alerts were taken and each one's outcome, once all are stored (`accept`).
+async fn accepted(
+    s: &AppState,
+    alerts: &[Alert],
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let results = accept(s, alerts).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "accepted": alerts.len(), "results": results })),
@@ -239,13 +247,7 @@ pub async fn alertmanager(
             "Alertmanager left alerts out of this notification (max_alerts); they arrive with a later one."
         );
     }
-    let results = accept(&s, &n.alerts).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "accepted": n.alerts.len(),
-            "truncated_alerts": n.truncated_alerts,
-            "results": results,
-        })),
-    ))
+    let (status, Json(mut answer)) = accepted(&s, &n.alerts).await?;
+    answer["truncated_alerts"] = json!(n.truncated_alerts);
+    Ok((status, Json(answer)))
 }
