@@ -73,7 +73,8 @@ impl SnsIntake {
     }
 
     /// Takes a verified Notification: durable when it returns `Ok`. `Ok(None)` for the other
-    /// message types (subscription confirmations carry no alert).
+    /// message types (subscription confirmations carry no alert) and for an inbound SMS reply
+    /// (the SNS endpoint acts on those before calling this; only a dead letter gets here).
     pub async fn take(
         &self,
         verified: &Verified<'_>,
@@ -93,6 +94,17 @@ impl SnsIntake {
         let topic = env.message.topic_arn();
         if !self.allowed(env) {
             return Err(SnsError::TopicNotAllowed(topic.to_string()));
+        }
+        // A reply to an SMS page is acted on where it is delivered (`http::sms_reply`). One that
+        // reaches this path came from a dead-letter queue, up to an hour late: an `ACK` without a
+        // code could then take a newer incident than the one it answered, so it is dropped.
+        if ingest::sms_reply::parse_inbound(message).is_some() {
+            tracing::warn!(
+                topic,
+                message_id,
+                "An SMS reply that SNS failed to deliver is not acted on late: dropped."
+            );
+            return Ok(None);
         }
         let now = self.clock.now();
         // Every message of an allowed topic is taken: a CloudWatch alarm as such, anything else

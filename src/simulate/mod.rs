@@ -18,13 +18,19 @@ use crate::config::Policy;
 use crate::domain::Alert;
 use crate::ingest::{self, IngestError, SnsEnvelope, SnsMessage};
 
-/// Parses any payload vigil ingests into alerts.
+/// Parses any payload vigil ingests into alerts (none for an SMS reply to a page).
 pub fn alerts_from_payload(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Alert>, IngestError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| IngestError::Malformed(format!("not JSON: {e}")))?;
     if value.get("Type").is_some() && value.get("TopicArn").is_some() {
         let env = SnsEnvelope::parse(body)?;
         return match env.message {
+            // A reply to an SMS page acts on an incident; it is no alert ([`sms_reply`]).
+            SnsMessage::Notification { message, .. }
+                if ingest::sms_reply::parse_inbound(&message).is_some() =>
+            {
+                Ok(Vec::new())
+            }
             SnsMessage::Notification {
                 topic_arn,
                 subject,

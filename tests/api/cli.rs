@@ -476,3 +476,74 @@ async fn exported_alerts_replay_through_diff() {
     assert!(changed[0].contains("Bybit answered HTTP 429"), "{stdout}");
     assert!(stdout.contains("2 events, 1 changed"), "{stdout}");
 }
+
+#[test]
+fn simulate_takes_every_payload_of_the_other_sources() {
+    let routing = shipped_routing();
+    let fixtures = repo().join("tests/fixtures");
+    for (file, rule, severity) in [
+        (
+            "aws-health-ec2-issue-open.json",
+            "aws-health-issue-ap-southeast-1",
+            "critical",
+        ),
+        (
+            "aws-health-elasticache-scheduled-change.json",
+            "aws-health-scheduled",
+            "low",
+        ),
+        (
+            "rds-failover-started-sns-notification.json",
+            "rds-failover",
+            "critical",
+        ),
+        (
+            "rds-replication-error-sns-notification.json",
+            "rds-replica-or-storage",
+            "high",
+        ),
+        (
+            "elasticache-failover-sns-notification.json",
+            "elasticache-failover-or-failure",
+            "high",
+        ),
+        (
+            "alertmanager-firing.json",
+            "prometheus-critical",
+            "critical",
+        ),
+    ] {
+        let path = fixtures.join(file);
+        let (ok, stdout, stderr) = vigil(&[
+            "simulate",
+            "--config",
+            routing.to_str().unwrap(),
+            "--at",
+            "2026-11-20T10:16:00+08:00",
+            path.to_str().unwrap(),
+        ]);
+        assert!(ok, "{file}: {stderr}");
+        assert!(
+            stdout.contains(&format!("rule:         {rule}\n")),
+            "{file}: {stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("severity:     {severity}")),
+            "{file}: {stdout}"
+        );
+    }
+    // An SMS reply is described, not classified.
+    let path = fixtures.join("sms-inbound-ack-sns-notification.json");
+    let (ok, stdout, stderr) = vigil(&[
+        "simulate",
+        "--config",
+        routing.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("command:      acknowledge incident #0Y1A"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no person has this number"), "{stdout}");
+}

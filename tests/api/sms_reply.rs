@@ -18,7 +18,7 @@ use crate::helpers::*;
 
 const REPLIES: &str = "arn:aws:sns:ap-southeast-1:123456789012:vigil-sms-replies";
 
-fn write_policy(dir: &Path, mei: &PhoneNumber, cto: &PhoneNumber) {
+fn write_policy(dir: &Path, mei: &PhoneNumber, cto: &PhoneNumber, queues: &[String]) {
     std::fs::write(
         dir.join("policy.yaml"),
         format!(
@@ -29,6 +29,7 @@ sources:
     allowed_topics:
       - "arn:aws:sns:ap-southeast-1:123456789012:oncall-alerts"
       - "{REPLIES}"
+    dead_letter_queues: {queues}
 severities:
   critical: {{ respond_within: 5m, policy: critical }}
   high: {{ respond_within: 15m, policy: critical }}
@@ -55,6 +56,7 @@ rules:
 "#,
             mei = mei.as_ref(),
             cto = cto.as_ref(),
+            queues = json!(queues),
         ),
     )
     .unwrap();
@@ -68,13 +70,23 @@ struct Desk {
 }
 
 async fn desk() -> Desk {
+    desk_draining(Vec::new()).await
+}
+
+/// The desk, draining these SQS dead-letter queues (on moto).
+async fn desk_draining(queues: Vec<String>) -> Desk {
     let (mei, cto) = (unique_phone(), unique_phone());
     let moto = emulator("VIGIL_TEST_MOTO_URL");
     let mut channels = aws_settings().await;
     channels.endpoints.insert("sms".into(), moto.clone());
+    if !queues.is_empty() {
+        channels.aws = Some(moto_aws(&moto).await);
+    }
     let (m, c) = (mei.clone(), cto.clone());
     let app = spawn_app_with(Options {
-        policy: Some(Box::new(move |dir: &Path| write_policy(dir, &m, &c))),
+        policy: Some(Box::new(move |dir: &Path| {
+            write_policy(dir, &m, &c, &queues)
+        })),
         channels: Some(channels),
         ..Default::default()
     })
@@ -319,4 +331,73 @@ async fn an_sms_reply_on_a_topic_not_allowed_or_badly_signed_is_refused() {
     let (status, _) = d.app.post_sns(&serde_json::to_vec(&env).unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(d.app.incident(&id).await["status"], "triggered");
+}
+
+/// AWS configuration for moto with dummy credentials, every service at `moto`.
+async fn moto_aws(moto: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("ap-southeast-1"))
+        .credentials_provider(aws_sdk_sns::config::Credentials::new(
+            "testing", "testing", None, None, "static",
+        ))
+        .endpoint_url(moto)
+        .load()
+        .await
+}
+
+#[tokio::test]
+async fn an_sms_reply_from_a_dead_letter_queue_is_dropped_not_acted_on_late() {
+    let moto = emulator("VIGIL_TEST_MOTO_URL");
+    let sqs = aws_sdk_sqs::Client::new(&moto_aws(&moto).await);
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("vigil-sms-dlq-{}", ulid::Ulid::new()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let d = desk_draining(vec![queue.clone()]).await;
+    let id = page_mei(&d).await;
+    // SNS failed to deliver Mei's "ACK" and gave up: it sits in the dead-letter queue.
+    let letter = String::from_utf8(inbound(&d.app, &d.mei, "ACK")).unwrap();
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(letter)
+        .send()
+        .await
+        .unwrap();
+    let mut left = 1;
+    for _ in 0..40 {
+        let _ = d
+            .app
+            .handle
+            .drain_dead_letters_now(Duration::from_millis(200))
+            .await;
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let n = |k| {
+            attrs
+                .attributes()
+                .and_then(|a| a.get(&k))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        left = n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        if left == 0 {
+            break;
+        }
+    }
+    assert_eq!(left, 0, "the letter is deleted");
+    // Dropped: nothing acknowledged, no alert opened from it, no answer sent.
+    assert_eq!(d.app.incident(&id).await["status"], "triggered");
+    assert_eq!(d.app.incidents().await.len(), 1);
+    assert_eq!(moto_sms(&d.moto, &d.mei).await.len(), 1, "only the page");
 }
