@@ -204,12 +204,13 @@ pub(super) fn build_storm(ctx: &mut Ctx<'_>, m: &Merged<'_>) -> StormPolicy {
             "eventbridge" => crate::domain::Source::Eventbridge,
             "bot" => crate::domain::Source::Bot,
             "reconcile" => crate::domain::Source::Reconcile,
+            "alertmanager" => crate::domain::Source::Alertmanager,
             other => {
                 ctx.err(
                     fi,
                     key_path!["storm", "sources", name.as_str()],
                     format!(
-                        "unknown source {other:?} (expected sns, eventbridge, bot or reconcile)"
+                        "unknown source {other:?} (expected sns, eventbridge, bot, reconcile or alertmanager)"
                     ),
                 );
                 continue;
