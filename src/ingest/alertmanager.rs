@@ -1,8 +1,9 @@
 //! Ingest, Prometheus Alertmanager: the body of a webhook notification (payload version 4) in,
 //! one [`Alert`] per entry of `alerts` out. `reference/aws-events-sources.md` §5.
 //!
-//! Each alert keeps its labels (names checked against the label grammar, at most
-//! [`MAX_LABELS`], values cut to [`MAX_LABEL_VALUE_CHARS`]) and gets `source=alertmanager`,
+//! Each alert keeps its labels (a name outside the classic grammar, such as Prometheus 3's
+//! UTF-8 `service.name`, escaped to `service_name`; at most [`MAX_LABELS`], values cut to
+//! [`MAX_LABEL_VALUE_CHARS`]; all of them as sent in `details.labels`) and gets `source=alertmanager`,
 //! `kind=prometheus_alert` (an Alertmanager label of either name is kept in `details.labels`
 //! only); its annotations stay in `details.annotations`, the `summary` (else `description`, else
 //! the alertname) is the summary and `description` the description. The incident key is
@@ -47,7 +48,8 @@ pub struct Notification {
 }
 
 /// Parses a webhook body. `Malformed` for invalid JSON, a `version` other than "4", `alerts`
-/// missing or not an array, or an alert without `status` ("firing" / "resolved") or `labels`;
+/// missing or not an array, or an alert without `status` ("firing" / "resolved") or `labels`
+/// (an object of strings);
 /// `TooLarge` for more than [`MAX_ALERTS`] alerts. `now` dates an alert whose times do not parse.
 pub fn parse_webhook(body: &[u8], now: DateTime<Utc>) -> Result<Notification, IngestError> {
     let value = parse_json(body, "Alertmanager notification")?;
@@ -132,21 +134,15 @@ fn alert(
     };
     let am_labels = string_map(&f, "labels", true)?;
     let annotations = string_map(&f, "annotations", false)?;
-    if am_labels.len() > MAX_LABELS {
-        return Err(f.malformed(
-            "labels",
-            format_args!("{} labels, at most {MAX_LABELS}", am_labels.len()),
-        ));
-    }
+    // Alertmanager does not retry a 4xx, so a label vigil cannot use loses nothing but itself:
+    // a UTF-8 name (Prometheus 3) is escaped the legacy way, and past MAX_LABELS the rest stay in
+    // `details.labels` only.
     let mut labels = Labels::new();
-    for (name, value) in &am_labels {
-        if !is_label_name(name) {
-            return Err(f.malformed(
-                "labels",
-                format_args!("{name:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
-            ));
-        }
-        labels.insert(name.clone(), cut(value, MAX_LABEL_VALUE_CHARS));
+    for (name, value) in am_labels.iter().take(MAX_LABELS) {
+        let name = legacy_name(name);
+        labels
+            .entry(name)
+            .or_insert_with(|| cut(value, MAX_LABEL_VALUE_CHARS));
     }
     labels.insert("source".into(), "alertmanager".into());
     labels.insert("kind".into(), KIND.into());
@@ -210,6 +206,22 @@ fn alert(
         delivery_id: None,
         severity_override: None,
     })
+}
+
+/// `name` as a label name of the classic grammar: every other character becomes `_`, and a
+/// leading digit (or an empty name) gets a `_` before it (`service.name` → `service_name`).
+fn legacy_name(name: &str) -> String {
+    if is_label_name(name) {
+        return name.to_string();
+    }
+    let mut out: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        out.insert(0, '_');
+    }
+    out
 }
 
 /// A `{string: string}` object (`labels` required when `required`); `null` counts as absent.
@@ -306,8 +318,20 @@ mod tests {
                 .contains("alerts[0].status")
         );
         let mut v = payload("firing");
-        v["alerts"][0]["labels"]["bad-name"] = json!("x");
-        assert!(parse(&v).unwrap_err().to_string().contains("bad-name"));
+        v["alerts"][0]["labels"]["service.name"] = json!("x");
+        v["alerts"][0]["labels"]["9lives"] = json!("y");
+        let a = parse(&v).unwrap().alerts.remove(0);
+        assert_eq!(a.labels["service_name"], "x", "escaped, not refused");
+        assert_eq!(a.labels["_9lives"], "y");
+        assert_eq!(a.details["labels"]["service.name"], "x");
+        let mut v = payload("firing");
+        v["alerts"][0]["labels"]["env"] = json!(5);
+        assert!(
+            parse(&v)
+                .unwrap_err()
+                .to_string()
+                .contains("alerts[0].labels")
+        );
         let mut v = payload("firing");
         v["alerts"] = json!(vec![v["alerts"][0].clone(); MAX_ALERTS + 1]);
         assert_eq!(parse(&v).unwrap_err().status_code(), 413);

@@ -36,15 +36,27 @@ pub fn is_health_event(source: &str, detail_type: &str) -> bool {
 }
 
 /// The alert of one AWS Health event (`event` is its top-level object, `value` the whole event
-/// for `details`). `Malformed` when `detail`, `detail.eventArn`, `detail.service`,
-/// `detail.eventTypeCode`, `detail.eventTypeCategory` or `detail.statusCode` is missing or the
-/// status is not one of the three.
+/// for `details`). `Malformed` when `detail`, `detail.eventArn`, `detail.eventTypeCategory` or
+/// `detail.statusCode` is missing, the status is not one of the three, or `detail.service` /
+/// `detail.eventTypeCode` is missing and the ARN does not say it either.
 pub fn parse(event: &Map<String, Value>, value: &Value) -> Result<Alert, IngestError> {
     let f = Fields::new("", event);
     let d = Fields::new("detail", f.req_object("detail")?);
     let arn = d.req_str("eventArn")?;
-    let service = d.req_str("service")?.trim().to_ascii_uppercase();
-    let code = d.req_str("eventTypeCode")?;
+    // `event/<SERVICE>/<CODE>/<id>` at the end of the ARN says both, should a field be missing.
+    let mut from_arn = arn.split_once(":event/").map(|(_, rest)| rest.split('/'));
+    let (arn_service, arn_code) = match &mut from_arn {
+        Some(parts) => (parts.next(), parts.next()),
+        None => (None, None),
+    };
+    let service = match d.opt_str("service")?.or(arn_service) {
+        Some(s) => s.trim().to_ascii_uppercase(),
+        None => return Err(d.malformed("service", "missing")),
+    };
+    let code = d
+        .opt_str("eventTypeCode")?
+        .or(arn_code)
+        .ok_or_else(|| d.malformed("eventTypeCode", "missing"))?;
     let category = d.req_str("eventTypeCategory")?;
     let status_code = d.req_str("statusCode")?;
     let status = match status_code {
@@ -282,13 +294,18 @@ mod tests {
 
     #[test]
     fn missing_fields_are_named() {
-        for key in [
-            "eventArn",
-            "service",
-            "eventTypeCode",
-            "eventTypeCategory",
-            "statusCode",
-        ] {
+        // Service and type code are read from the ARN when missing.
+        for key in ["service", "eventTypeCode"] {
+            let mut e = event("open");
+            e["detail"].as_object_mut().unwrap().remove(key);
+            let a = parse_value(&e).unwrap();
+            assert_eq!(a.labels["service"], "EC2");
+            assert_eq!(a.labels["event_type_code"], "AWS_EC2_OPERATIONAL_ISSUE");
+            e["detail"]["eventArn"] = json!("arn:aws:health:ap-southeast-1::other");
+            let err = parse_value(&e).unwrap_err().to_string();
+            assert!(err.contains(&format!("detail.{key}")), "{err}");
+        }
+        for key in ["eventArn", "eventTypeCategory", "statusCode"] {
             let mut e = event("open");
             e["detail"].as_object_mut().unwrap().remove(key);
             let err = parse_value(&e).unwrap_err().to_string();

@@ -388,6 +388,21 @@ mod tests {
     }
 
     #[test]
+    fn event_times_parse_with_or_without_a_fraction_and_a_zone() {
+        for (text, want) in [
+            ("2026-11-20 02:15:41.452", "2026-11-20T02:15:41.452+00:00"),
+            ("2026-11-20 02:15:41", "2026-11-20T02:15:41+00:00"),
+            ("2026-11-20T02:15:41.452Z", "2026-11-20T02:15:41.452+00:00"),
+        ] {
+            assert_eq!(
+                parse_event_time(text).map(|t| t.to_rfc3339()).as_deref(),
+                Some(want)
+            );
+        }
+        assert_eq!(parse_event_time("Nov 20"), None);
+    }
+
+    #[test]
     fn the_eventbridge_form_gives_the_same_incident() {
         let sns = parse_sns(&message("RDS-EVENT-0049", "done"), TOPIC, "m", now()).unwrap();
         let v = json!({"version":"0","id":"e-1","detail-type":"RDS DB Instance Event","source":"aws.rds",
