@@ -7,12 +7,12 @@
 //! The sender is matched to a person of `routing/` by phone number: a number no person has
 //! changes nothing and is answered nothing (only logged, redacted). A known sender's text is read
 //! by `ingest::sms_reply::parse_command`: `ACK <code>` acknowledges, `ACK` alone the newest open
-//! incident paged to that person by SMS, `ACK <code> 1h` for an hour (then it re-triggers),
-//! `RES <code>` resolves. The incident's timeline records the person with origin `sms` ("via
-//! SMS"). The person gets one SMS back through the policy's `sms` channel: the confirmation
-//! ("ACK #0Y1A by Mei Tan: Chen Tao will not be paged") or what went wrong ("#0Y1A is already
-//! resolved", "no open incident #0Y1B"). STOP, HELP and the other opt-out keywords are AWS's:
-//! nothing is done and nothing sent.
+//! incident paged to that person's phone (by SMS or call), `ACK <code> 1h` for an hour (then it
+//! re-triggers), `RES <code>` resolves. The incident's timeline records the person with origin
+//! `sms` ("via SMS"). The person gets one SMS back through the policy's `sms` channel: the
+//! confirmation ("ACK #0Y1A by Mei Tan: Chen Tao will not be paged.") or what went wrong ("#0Y1A
+//! is already resolved.", "No open incident #0Y1B."). STOP, HELP and the other opt-out keywords
+//! are AWS's: nothing is done and nothing sent.
 //!
 //! A text is taken once: a repeated `inboundMessageId` (or SNS MessageId) within the last
 //! [`SEEN_KEPT`] texts is answered as a duplicate, without a second SMS. The memory is this
@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::config::{Person, Policy};
+use crate::config::{Person, Policy, Reach};
 use crate::domain::IncidentId;
 use crate::incident::transition::AckResult;
 use crate::incident::{Actor, Incident, IncidentStatus, NotifyKind, Origin};
@@ -149,7 +149,7 @@ async fn act(
             let found = match &code {
                 Some(code) => find(s, policy, person, code).await?,
                 None => newest_paged(s, policy, person).await?.ok_or_else(|| {
-                    "No open incident was paged to you by SMS. Reply ACK <code>.".to_string()
+                    "No open incident was paged to your phone. Reply ACK <code>.".to_string()
                 }),
             };
             let inc = match found {
@@ -262,7 +262,7 @@ async fn find(
     })
 }
 
-/// The newest open incident paged to `person` through an `sms` channel.
+/// The newest open incident paged to `person`'s phone.
 async fn newest_paged(
     s: &AppState,
     policy: &Policy,
@@ -276,14 +276,15 @@ async fn newest_paged(
         .max_by_key(|i| i.id))
 }
 
-/// Whether `inc` paged `person` through an `sms` channel.
+/// Whether `inc` paged `person` at their phone (an `sms` text or a `phone` call: any channel
+/// type that reaches a person's number).
 fn paged_by_sms(policy: &Policy, inc: &Incident, person: &Person) -> bool {
     inc.notified.iter().any(|(channel, who)| {
         who.as_deref() == Some(person.id.as_str())
             && policy
                 .channels
                 .get(channel)
-                .is_some_and(|spec| spec.kind() == SMS)
+                .is_some_and(|spec| spec.channel_type().reach == Reach::PhonePerPerson)
     })
 }
 

@@ -3,10 +3,10 @@
 //!
 //! Each alert keeps its labels (a name outside the classic grammar, such as Prometheus 3's
 //! UTF-8 `service.name`, escaped to `service_name`; at most [`MAX_LABELS`], values cut to
-//! [`MAX_LABEL_VALUE_CHARS`]; all of them as sent in `details.labels`) and gets `source=alertmanager`,
-//! `kind=prometheus_alert` (an Alertmanager label of either name is kept in `details.labels`
-//! only); its annotations stay in `details.annotations`, the `summary` (else `description`, else
-//! the alertname) is the summary and `description` the description. The incident key is
+//! [`MAX_LABEL_VALUE_CHARS`]; all of them as sent in `details.labels`) and gets
+//! `source=alertmanager`, `kind=prometheus_alert` (an Alertmanager label of either name is kept
+//! in `details.labels` only); its annotations stay in `details.annotations`, the `summary` (else
+//! `description`, else the alertname) is the summary and `description` the description. The incident key is
 //! `alertmanager/<fingerprint>` (Alertmanager's own, stable per label set), or one derived from
 //! the labels when an old sender leaves it out. `status` decides firing or resolved (never
 //! `endsAt`, which a firing alert may carry in the future); the time is `startsAt` for a firing
@@ -40,7 +40,7 @@ pub const MAX_SUMMARY_CHARS: usize = 200;
 #[derive(Debug, Clone)]
 pub struct Notification {
     pub alerts: Vec<Alert>,
-    /// How many alerts Alertmanager left out (`max_alerts`); they will come in a later notification.
+    /// How many alerts Alertmanager left out (`max_alerts`); they come in a later notification.
     pub truncated_alerts: u64,
     /// The receiver's name (as Alertmanager quotes it) and the group key, for the log.
     pub receiver: Option<String>,

@@ -306,14 +306,14 @@ async fn ack_alone_takes_the_newest_page_and_a_timed_ack_runs_out() {
     d.app.advance(Duration::from_secs(61 * 60)).await;
     assert_eq!(d.app.incident(&id).await["status"], "triggered");
 
-    // The CTO (never paged by SMS for this one) has nothing to ACK alone.
+    // The CTO (never paged for this one) has nothing to ACK alone.
     let (_, body) = d.app.post_sns(&inbound(&d.app, &d.cto, "ACK")).await;
     assert_eq!(body["sms_reply"], "refused", "{body}");
     assert!(
         body["answer"]
             .as_str()
             .unwrap()
-            .contains("No open incident was paged to you")
+            .contains("No open incident was paged to your phone")
     );
 }
 
