@@ -375,6 +375,7 @@ async fn confirm(
         html: None,
         ack_url: None,
         reference: None,
+        drill: false,
     };
     notifier
         .send(&msg)
