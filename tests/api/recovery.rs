@@ -21,8 +21,25 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::channels::emulator;
 use crate::helpers::*;
 
+/// How many messages `queue` holds, visible or in flight.
+pub(crate) async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue: &str) -> u64 {
+    let a = sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = a.attributes().unwrap();
+    let n = |k: aws_sdk_sqs::types::QueueAttributeName| -> u64 {
+        attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+}
+
 /// AWS configuration for `region` at `endpoint` (moto or a fake), with dummy credentials.
-async fn aws_at(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+pub(crate) async fn aws_at(endpoint: &str, region: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
         .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
@@ -483,25 +500,7 @@ async fn a_dead_letter_is_taken_once_deleted_when_durable_and_a_forged_one_stays
         aws,
     ))
     .await;
-    let in_queue = || {
-        let sqs = sqs.clone();
-        let queue = queue.clone();
-        async move {
-            let a = sqs
-                .get_queue_attributes()
-                .queue_url(&queue)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-                .send()
-                .await
-                .unwrap();
-            let attrs = a.attributes().unwrap();
-            let n = |k: aws_sdk_sqs::types::QueueAttributeName| -> u64 {
-                attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0)
-            };
-            n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-                + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        }
-    };
+    let in_queue = || queue_depth(&sqs, &queue);
 
     let mut letter = fixture_json("cloudwatch-alarm-sns-notification.json");
     letter["MessageId"] = json!(ulid::Ulid::new().to_string());

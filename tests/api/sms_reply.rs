@@ -15,6 +15,7 @@ use vigil::domain::PhoneNumber;
 
 use crate::channels::{aws_settings, emulator, moto_sms, unique_phone};
 use crate::helpers::*;
+use crate::recovery::{aws_at, queue_depth};
 
 const REPLIES: &str = "arn:aws:sns:ap-southeast-1:123456789012:vigil-sms-replies";
 
@@ -80,7 +81,7 @@ async fn desk_draining(queues: Vec<String>) -> Desk {
     let mut channels = aws_settings().await;
     channels.endpoints.insert("sms".into(), moto.clone());
     if !queues.is_empty() {
-        channels.aws = Some(moto_aws(&moto).await);
+        channels.aws = Some(aws_at(&moto, "ap-southeast-1").await);
     }
     let (m, c) = (mei.clone(), cto.clone());
     let app = spawn_app_with(Options {
@@ -333,22 +334,10 @@ async fn an_sms_reply_on_a_topic_not_allowed_or_badly_signed_is_refused() {
     assert_eq!(d.app.incident(&id).await["status"], "triggered");
 }
 
-/// AWS configuration for moto with dummy credentials, every service at `moto`.
-async fn moto_aws(moto: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("ap-southeast-1"))
-        .credentials_provider(aws_sdk_sns::config::Credentials::new(
-            "testing", "testing", None, None, "static",
-        ))
-        .endpoint_url(moto)
-        .load()
-        .await
-}
-
 #[tokio::test]
 async fn an_sms_reply_from_a_dead_letter_queue_is_dropped_not_acted_on_late() {
     let moto = emulator("VIGIL_TEST_MOTO_URL");
-    let sqs = aws_sdk_sqs::Client::new(&moto_aws(&moto).await);
+    let sqs = aws_sdk_sqs::Client::new(&aws_at(&moto, "ap-southeast-1").await);
     let queue = sqs
         .create_queue()
         .queue_name(format!("vigil-sms-dlq-{}", ulid::Ulid::new()))
@@ -375,22 +364,7 @@ async fn an_sms_reply_from_a_dead_letter_queue_is_dropped_not_acted_on_late() {
             .handle
             .drain_dead_letters_now(Duration::from_millis(200))
             .await;
-        let attrs = sqs
-            .get_queue_attributes()
-            .queue_url(&queue)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let n = |k| {
-            attrs
-                .attributes()
-                .and_then(|a| a.get(&k))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        left = n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        left = queue_depth(&sqs, &queue).await;
         if left == 0 {
             break;
         }
