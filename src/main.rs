@@ -161,7 +161,8 @@ struct ServeArgs {
     #[arg(long, env = "VIGIL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Serve the endpoints outsiders must reach on this address instead: /v1/ingest/sns,
-    /// /v1/ingest/eventbridge, /v1/slack/interactions, /v1/pagerduty/webhook, /v1/ack/{token},
+    /// /v1/ingest/eventbridge, /v1/ingest/alertmanager, /v1/slack/interactions,
+    /// /v1/pagerduty/webhook, /v1/ack/{token},
     /// and /healthz for the load balancer. Each endpoint then answers only on its own listener
     /// (404 on the other).
     #[arg(long, env = "VIGIL_PUBLIC_LISTEN")]

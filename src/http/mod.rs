@@ -73,8 +73,8 @@ pub fn router(state: AppState) -> Router {
     finish(public_routes().merge(private), state)
 }
 
-/// The endpoints outsiders must reach (`--public-listen`): what AWS, Slack and PagerDuty post
-/// to, the signed acknowledge links people open from their phones, and `/healthz` for the
+/// The endpoints outsiders must reach (`--public-listen`): what AWS, Slack, PagerDuty and
+/// Prometheus Alertmanager (in another cluster or region too) post to, the signed acknowledge links people open from their phones, and `/healthz` for the
 /// internet-facing load balancer's health check. Everything else answers 404 here.
 pub fn public_router(state: AppState) -> Router {
     finish(
@@ -96,6 +96,7 @@ fn public_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/ingest/sns", post(ingest::sns))
         .route("/v1/ingest/eventbridge", post(ingest::eventbridge))
+        .route("/v1/ingest/alertmanager", post(ingest::alertmanager))
         .route("/v1/slack/interactions", post(integrations::slack))
         .route("/v1/pagerduty/webhook", post(integrations::pagerduty))
         .route(
@@ -107,7 +108,6 @@ fn public_routes() -> Router<AppState> {
 /// See [`private_router`].
 fn private_routes(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/v1/ingest/alertmanager", post(ingest::alertmanager))
         .route("/v1/events", post(ingest::events))
         .route("/v1/incidents", get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::show))

@@ -10,6 +10,7 @@ use crate::helpers::*;
 pub(crate) const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/v1/ingest/sns"),
     ("POST", "/v1/ingest/eventbridge"),
+    ("POST", "/v1/ingest/alertmanager"),
     ("POST", "/v1/slack/interactions"),
     ("POST", "/v1/pagerduty/webhook"),
     ("GET", "/v1/ack/not-a-token"),
@@ -20,7 +21,6 @@ pub(crate) const PUBLIC: &[(&str, &str)] = &[
 /// the probes.
 const PRIVATE: &[(&str, &str)] = &[
     ("POST", "/v1/events"),
-    ("POST", "/v1/ingest/alertmanager"),
     ("GET", "/v1/incidents"),
     ("GET", "/v1/incidents/01JD4Z8X3K7M2Q9R5T6V8W0Y1A"),
     ("POST", "/v1/incidents/01JD4Z8X3K7M2Q9R5T6V8W0Y1A/ack"),
