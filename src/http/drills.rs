@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Operator;
 use super::error::ApiError;
-use super::operations::{check_author, silence_json, window_spec};
+use super::operations::{check_author, deleted_or_why, silence_json, window_spec};
 use crate::config::Silence;
 use crate::pipeline::extras::MAX_API_DRILLS;
 use crate::pipeline::heartbeat::rfc3339;
@@ -100,16 +100,11 @@ pub async fn delete_drill(
     _op: Operator,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if s.service.delete_drill(&id).await? {
+    let deleted = s.service.delete_drill(&id).await?;
+    if deleted {
         tracing::info!(drill.id = %id, "Drill window deleted.");
-        return Ok(StatusCode::NO_CONTENT);
     }
-    if s.policy.current().drills.iter().any(|d| d.id == id) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "defined in routing/; edit the policy",
-        ));
-    }
-    Err(ApiError::not_found("no drill window with that id"))
+    let in_routing = s.policy.current().drills.iter().any(|d| d.id == id);
+    deleted_or_why(deleted, in_routing, "drill window")?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -395,18 +395,28 @@ pub async fn delete_silence(
 
 /// Ends an API silence now: 409 for one from `routing/`, 404 for an unknown id.
 pub(super) async fn expire_silence(s: &AppState, id: &str) -> Result<(), ApiError> {
-    if s.service.delete_silence(id).await? {
+    let deleted = s.service.delete_silence(id).await?;
+    if deleted {
         tracing::info!(silence.id = %id, "Silence deleted.");
-        return Ok(());
     }
-    if s.policy.current().silences.iter().any(|r| r.id == id) {
-        return Err(ApiError::new(
+    let in_routing = s.policy.current().silences.iter().any(|r| r.id == id);
+    deleted_or_why(deleted, in_routing, "silence")
+}
+
+/// The answer to deleting an API silence or drill window (`what`): done, 409 for one defined in
+/// `routing/` (edited there, not through the API), else 404.
+pub(super) fn deleted_or_why(deleted: bool, in_routing: bool, what: &str) -> Result<(), ApiError> {
+    if deleted {
+        Ok(())
+    } else if in_routing {
+        Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
             "defined in routing/; edit the policy",
-        ));
+        ))
+    } else {
+        Err(ApiError::not_found(format!("no {what} with that id")))
     }
-    Err(ApiError::not_found("no silence with that id"))
 }
 
 // ---- heartbeats ------------------------------------------------------------------------------

@@ -196,23 +196,12 @@ fn step_lines(o: &Outcome) -> Vec<String> {
             .steps
             .iter()
             .map(|s| {
-                let people: Vec<String> = s
-                    .targets
-                    .iter()
-                    .map(|(t, who)| {
-                        if who.is_empty() {
-                            format!("{t}: nobody")
-                        } else {
-                            format!("{} ({t})", who.join(", "))
-                        }
-                    })
-                    .collect();
                 format!(
                     "+{:<6} loop {} step {}  {}  via {}",
                     minutes(s.offset),
                     s.loop_,
                     s.step + 1,
-                    people.join("; "),
+                    s.people(),
                     s.via.join(", ")
                 )
             })

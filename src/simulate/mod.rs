@@ -121,6 +121,23 @@ pub fn sms_reply(policy: &Policy, body: &[u8]) -> Option<String> {
     Some(out)
 }
 
+impl PlannedStep {
+    /// Whom the step pages, as people read it: `Mei Tan (schedule primary); person cto: nobody`.
+    pub fn people(&self) -> String {
+        self.targets
+            .iter()
+            .map(|(t, who)| {
+                if who.is_empty() {
+                    format!("{t}: nobody")
+                } else {
+                    format!("{} ({t})", who.join(", "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// What the policy does with one alert at one instant: the decision `report` prints and
 /// `diff` compares.
 #[derive(Debug, Clone, PartialEq)]
@@ -361,17 +378,6 @@ pub fn report(policy: &Policy, alert: &Alert, at: DateTime<Utc>, open: &[Alert])
         policy.timezone
     );
     for step in &plan.steps {
-        let people: Vec<String> = step
-            .targets
-            .iter()
-            .map(|(t, who)| {
-                if who.is_empty() {
-                    format!("{t}: nobody")
-                } else {
-                    format!("{} ({t})", who.join(", "))
-                }
-            })
-            .collect();
         let _ = writeln!(
             out,
             "  +{:<8} {}  loop {} step {}  {}  via {}",
@@ -379,7 +385,7 @@ pub fn report(policy: &Policy, alert: &Alert, at: DateTime<Utc>, open: &[Alert])
             local(step.due).format("%a %H:%M"),
             step.loop_,
             step.step + 1,
-            people.join("; "),
+            step.people(),
             step.via.join(", ")
         );
     }
