@@ -13,10 +13,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Operator;
 use super::error::ApiError;
-use super::operations::{check_author, deleted_or_why, silence_json, window_spec};
-use crate::config::Silence;
+use super::operations::{checked_window, deleted_or_why, silence_json, window_spec};
 use crate::pipeline::extras::MAX_API_DRILLS;
-use crate::pipeline::heartbeat::rfc3339;
 
 type JsonResult = Result<(StatusCode, Json<Value>), ApiError>;
 
@@ -29,31 +27,10 @@ pub async fn create_drill(
 ) -> JsonResult {
     let now = s.clock.now();
     let spec = window_spec(body, now, op.person)?;
-    check_author(&spec.author)?;
-    let drill = Silence::parse_api(spec).map_err(|e| {
-        let message = e.message.replace("silence", "drill window");
-        if e.over_limit {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "over_limit", message)
-        } else {
-            ApiError::bad_request(message)
-        }
+    let routing = s.policy.current();
+    let drill = checked_window(spec, now, "drill window", |id| {
+        routing.drills.iter().any(|r| r.id == id)
     })?;
-    if drill.end <= now {
-        return Err(ApiError::bad_request(format!(
-            "end: {} is already past",
-            rfc3339(drill.end)
-        )));
-    }
-    if s.policy.current().drills.iter().any(|r| r.id == drill.id) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "id: a drill window {:?} is defined in routing/; choose another id",
-                drill.id
-            ),
-        ));
-    }
     let others = s
         .service
         .api_drills(now)

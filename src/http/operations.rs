@@ -91,7 +91,7 @@ pub(super) fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiErro
 }
 
 /// Free text naming a person (`author`): 1 to 200 characters, no control characters.
-pub(super) fn check_author(author: &str) -> Result<(), ApiError> {
+fn check_author(author: &str) -> Result<(), ApiError> {
     if author.trim().is_empty() || author.len() > 200 || author.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "author: 1 to 200 characters, no control characters",
@@ -278,39 +278,51 @@ pub async fn create_silence(
     ))
 }
 
-/// Checks a silence as the policy checks its own, within the API silences' bounds, and keeps it
-/// as an operator record.
-pub(super) async fn add_silence(s: &AppState, spec: SilenceSpec) -> Result<Silence, ApiError> {
-    let now = s.clock.now();
+/// A silence or drill window (`what`) posted to the API, checked as the policy checks its own:
+/// the author, the matchers and times (422 past a bound), an end not yet past, and an id that
+/// `routing/` does not define (`in_routing`; 409).
+pub(super) fn checked_window(
+    spec: SilenceSpec,
+    now: DateTime<Utc>,
+    what: &str,
+    in_routing: impl Fn(&str) -> bool,
+) -> Result<Silence, ApiError> {
     check_author(&spec.author)?;
-    let silence = Silence::parse_api(spec).map_err(|e| {
+    let window = Silence::parse_api(spec).map_err(|e| {
+        let message = e.message.replace("silence", what);
         if e.over_limit {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "over_limit", e.message)
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "over_limit", message)
         } else {
-            ApiError::bad_request(e.message)
+            ApiError::bad_request(message)
         }
     })?;
-    if silence.end <= now {
+    if window.end <= now {
         return Err(ApiError::bad_request(format!(
             "end: {} is already past",
-            rfc3339(silence.end)
+            rfc3339(window.end)
         )));
     }
-    if s.policy
-        .current()
-        .silences
-        .iter()
-        .any(|r| r.id == silence.id)
-    {
+    if in_routing(&window.id) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
             format!(
-                "id: a silence {:?} is defined in routing/; choose another id",
-                silence.id
+                "id: a {what} {:?} is defined in routing/; choose another id",
+                window.id
             ),
         ));
     }
+    Ok(window)
+}
+
+/// Checks a silence as the policy checks its own, within the API silences' bounds, and keeps it
+/// as an operator record.
+pub(super) async fn add_silence(s: &AppState, spec: SilenceSpec) -> Result<Silence, ApiError> {
+    let now = s.clock.now();
+    let routing = s.policy.current();
+    let silence = checked_window(spec, now, "silence", |id| {
+        routing.silences.iter().any(|r| r.id == id)
+    })?;
     // The bounds count the API silences that have not ended, without the one this replaces.
     let others: Vec<_> = s
         .service

@@ -368,10 +368,11 @@ impl IncidentService {
             .then(|| tx.incident.clone())
             .flatten();
         let due = tx.incident.as_ref().and_then(|i| i.next_due);
-        let answered = super::report::answered_in(&tx, &self.policy.current());
+        let policy = self.policy.current();
+        let answered = super::report::answered_in(&tx, &policy);
         // A resolve records, in the same atomic change, when its fingerprint last resolved:
         // flap detection reads it, and it can never be missing after a committed resolve.
-        if self.policy.current().flap_cooldown.is_some()
+        if policy.flap_cooldown.is_some()
             && let Some(inc) = tx
                 .incident
                 .as_ref()

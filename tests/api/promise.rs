@@ -217,38 +217,13 @@ const PD_ROUTING_KEY: &str = "R0UT1NGKEY-secret-0123456789abcdef";
 const SLACK_TOKEN: &str = "xoxb-test-token-do-not-leak";
 
 /// A desk with PagerDuty, Slack, SMS and email (no SMTP relay configured: the failing channel),
-/// and one drill window in `routing/` for the `drill="yaml"` label.
+/// the policy of the two-way tests plus one drill window in `routing/` for the `drill="yaml"` label.
 fn provider_policy(slack_channel: String, phone: String) -> impl FnOnce(&Path) {
     move |dir: &Path| {
+        crate::two_way::write_policy(dir, &slack_channel, &phone);
         std::fs::write(
-            dir.join("policy.yaml"),
+            dir.join("drills.yaml"),
             r#"
-timezone: Asia/Singapore
-severities:
-  critical: { respond_within: 5m, policy: critical }
-  high: { respond_within: 15m, policy: critical }
-  medium: { respond_within: 1h, policy: critical }
-  low: { respond_within: 4h, policy: critical }
-people:
-  mei: { name: Mei Tan, phone: "MEI_PHONE", email: mei@example.com, slack: U07QK3M2ZLP }
-  cto: { name: Chen Tao, phone: "+6591110002", email: cto@example.com }
-schedules:
-  primary:
-    rotation: { members: [mei], every: 1w, start: "2026-11-02T09:00:00" }
-channels:
-  pagerduty: { type: pagerduty, routing_key_env: PD_KEY }
-  slack: { type: slack, channel: "SLACK_CHANNEL", token_env: SLACK_TOKEN }
-  sms: { type: sms }
-  email: { type: email }
-policies:
-  critical:
-    steps:
-      - { after: 0m, targets: [{ schedule: primary }], via: [pagerduty, slack, sms] }
-      - { after: 5m, targets: [{ person: cto }], via: [pagerduty, sms] }
-rules:
-  - name: everything
-    matchers: []
-    severity: critical
 drills:
   - id: yaml-drill
     matchers: ['drill="yaml"']
@@ -256,9 +231,7 @@ drills:
     end: "2026-11-21T00:00:00"
     author: mei
     comment: written in routing/
-"#
-            .replace("SLACK_CHANNEL", &slack_channel)
-            .replace("MEI_PHONE", &phone),
+"#,
         )
         .unwrap();
     }

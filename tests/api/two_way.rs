@@ -29,7 +29,7 @@ fn policy(slack_channel: String, phone: String) -> impl FnOnce(&Path) {
     move |dir: &Path| write_policy(dir, &slack_channel, &phone)
 }
 
-fn write_policy(dir: &Path, slack_channel: &str, phone: &str) {
+pub(crate) fn write_policy(dir: &Path, slack_channel: &str, phone: &str) {
     std::fs::write(
         dir.join("policy.yaml"),
         r#"
